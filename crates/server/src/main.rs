@@ -1,1 +1,50 @@
-fn main() {}
+//! `ferrocached`: parse memcached's flags, set up logging, run the server.
+
+use std::process::ExitCode;
+
+use ferrocache_server::{parse_args, Command, HELP};
+
+fn main() -> ExitCode {
+    let config = match parse_args(std::env::args_os().skip(1)) {
+        Ok(Command::Run(config)) => config,
+        Ok(Command::Help) => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!(
+                "ferrocached {} (memcached {} compatible)",
+                env!("CARGO_PKG_VERSION"),
+                ferrocache_server::config::MEMCACHED_VERSION
+            );
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(64); // EX_USAGE, as memcached exits on bad flags
+        }
+    };
+    let level = match config.verbosity {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
+            "ferrocache_server={level},ferrocached={level}"
+        )))
+        .with_target(false)
+        .init();
+    for warning in &config.warnings {
+        eprintln!("ferrocached: {warning}");
+    }
+    match ferrocache_server::run(*config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferrocached: {e:#}");
+            ExitCode::from(71) // EX_OSERR
+        }
+    }
+}

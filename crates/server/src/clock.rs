@@ -1,0 +1,110 @@
+//! The server's clock, in memcached's terms: `rel_time` seconds since a start point, and the
+//! conversion of client exptimes into that clock (memcached's `realtime()`).
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use ferrocache_store::RelTime;
+
+/// Exptimes up to this many seconds are relative; above, absolute unix times (memcached's
+/// `REALTIME_MAXDELTA`, 30 days).
+pub const REALTIME_MAXDELTA: i64 = 60 * 60 * 24 * 30;
+
+/// memcached starts its relative clock this many seconds in the past (`ITEM_UPDATE_INTERVAL + 2`),
+/// so that relative time 1 ("already expired") is always in the past.
+const START_OFFSET: u32 = 62;
+
+/// Monotonic relative clock anchored to the wall clock at start.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    started: Instant,
+    /// Unix time of relative time 0.
+    process_started: i64,
+}
+
+impl Clock {
+    pub fn new() -> Clock {
+        let unix_now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        Clock {
+            started: Instant::now(),
+            process_started: unix_now - i64::from(START_OFFSET),
+        }
+    }
+
+    /// Seconds on the relative clock now.
+    pub fn now(&self) -> RelTime {
+        START_OFFSET.saturating_add(self.started.elapsed().as_secs() as u32)
+    }
+
+    /// Unix time now, as memcached reports it in `stats time`.
+    pub fn unix_now(&self) -> i64 {
+        self.process_started + i64::from(self.now())
+    }
+
+    /// Seconds since the server started (`stats uptime`).
+    pub fn uptime(&self) -> u32 {
+        self.started.elapsed().as_secs() as u32
+    }
+
+    /// memcached's `realtime(EXPTIME_TO_POSITIVE_TIME(exptime))`: 0 stays "never"; a negative exptime
+    /// becomes already expired; up to 30 days is relative to now; above is an absolute unix time,
+    /// already expired when not after the start.
+    pub fn exptime_to_rel(&self, exptime: i32) -> RelTime {
+        let exptime = if exptime < 0 {
+            REALTIME_MAXDELTA + 1
+        } else {
+            i64::from(exptime)
+        };
+        self.realtime(exptime)
+    }
+
+    fn realtime(&self, exptime: i64) -> RelTime {
+        if exptime == 0 {
+            return 0;
+        }
+        if exptime > REALTIME_MAXDELTA {
+            if exptime <= self.process_started {
+                return 1;
+            }
+            return u32::try_from(exptime - self.process_started).unwrap_or(u32::MAX);
+        }
+        u32::try_from(exptime + i64::from(self.now())).unwrap_or(u32::MAX)
+    }
+
+    /// memcached's `flush_all [delay]`: the relative time from which items stored before are gone.
+    pub fn flush_point(&self, delay: i32) -> RelTime {
+        if delay > 0 {
+            self.realtime(i64::from(delay))
+        } else {
+            self.now()
+        }
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn converts_exptimes_like_memcached() {
+        let clock = Clock::new();
+        let now = clock.now();
+        assert_eq!(clock.exptime_to_rel(0), 0);
+        assert_eq!(clock.exptime_to_rel(10), now + 10);
+        assert_eq!(clock.exptime_to_rel(-1), 1);
+        assert_eq!(clock.exptime_to_rel(REALTIME_MAXDELTA as i32), now + REALTIME_MAXDELTA as u32);
+        // An absolute time in the past.
+        assert_eq!(clock.exptime_to_rel(REALTIME_MAXDELTA as i32 + 1), 1);
+        // An absolute time one hour ahead.
+        let in_an_hour = clock.unix_now() + 3600;
+        assert_eq!(clock.exptime_to_rel(in_an_hour as i32), now + 3600);
+    }
+}

@@ -1,0 +1,418 @@
+//! Command-line flags, spelled like memcached's, parsed into [`ServerConfig`].
+//!
+//! Flags memcached has and we accept without implementing are listed in [`ServerConfig::warnings`]
+//! and announced on stderr at start, so an operator who copies a memcached command line sees what
+//! differs instead of being silently ignored.
+
+use anyhow::{bail, Context};
+use clap::{ArgAction, Parser};
+use ferrocache_store::StoreConfig;
+
+/// The memcached release whose behaviour (and `version` reply) we reproduce.
+pub const MEMCACHED_VERSION: &str = "1.6.18";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ferrocached",
+    disable_help_flag = true,
+    disable_version_flag = true,
+    allow_negative_numbers = true
+)]
+struct Flags {
+    #[arg(short = 'p', long = "port", default_value = "11211")]
+    port: String,
+    #[arg(short = 'U', long = "udp-port", default_value = "0")]
+    udp_port: String,
+    #[arg(short = 's', long = "unix-socket")]
+    unix_socket: Option<String>,
+    #[arg(short = 'a', long = "unix-mask", default_value = "700")]
+    unix_mask: String,
+    #[arg(short = 'A', long = "enable-shutdown")]
+    enable_shutdown: bool,
+    #[arg(short = 'l', long = "listen")]
+    listen: Vec<String>,
+    #[arg(short = 'd', long = "daemon")]
+    daemon: bool,
+    #[arg(short = 'r', long = "enable-coredumps")]
+    coredumps: bool,
+    #[arg(short = 'u', long = "user")]
+    user: Option<String>,
+    #[arg(short = 'm', long = "memory-limit", default_value = "64")]
+    memory_limit: String,
+    #[arg(short = 'M', long = "disable-evictions")]
+    disable_evictions: bool,
+    #[arg(short = 'c', long = "conn-limit", default_value = "1024")]
+    conn_limit: String,
+    #[arg(short = 'k', long = "lock-memory")]
+    lock_memory: bool,
+    #[arg(short = 'v', long = "verbose", action = ArgAction::Count)]
+    verbose: u8,
+    #[arg(short = 'h', long = "help")]
+    help: bool,
+    #[arg(short = 'i', long = "license")]
+    license: bool,
+    #[arg(short = 'V', long = "version")]
+    version: bool,
+    #[arg(short = 'P', long = "pidfile")]
+    pidfile: Option<String>,
+    #[arg(short = 'f', long = "slab-growth-factor")]
+    growth_factor: Option<String>,
+    #[arg(short = 'n', long = "slab-min-size")]
+    slab_min_size: Option<String>,
+    #[arg(short = 'L', long = "enable-largepages")]
+    large_pages: bool,
+    #[arg(short = 'D')]
+    delimiter: Option<String>,
+    #[arg(short = 't', long = "threads", default_value = "4")]
+    threads: String,
+    #[arg(short = 'R', long = "max-reqs-per-event", default_value = "20")]
+    reqs_per_event: String,
+    #[arg(short = 'C', long = "disable-cas")]
+    disable_cas: bool,
+    #[arg(short = 'b', long = "listen-backlog", default_value = "1024")]
+    backlog: String,
+    #[arg(short = 'B', long = "protocol", default_value = "auto")]
+    protocol: String,
+    #[arg(short = 'I', long = "max-item-size", default_value = "1m")]
+    max_item_size: String,
+    #[arg(short = 'S', long = "enable-sasl")]
+    sasl: bool,
+    #[arg(short = 'F', long = "disable-flush-all")]
+    disable_flush_all: bool,
+    #[arg(short = 'X', long = "disable-dumping")]
+    disable_dumping: bool,
+    #[arg(short = 'W', long = "disable-watch")]
+    disable_watch: bool,
+    #[arg(short = 'Y', long = "auth-file")]
+    auth_file: Option<String>,
+    #[arg(short = 'e', long = "memory-file")]
+    memory_file: Option<String>,
+    #[arg(short = 'Z', long = "enable-ssl")]
+    ssl: bool,
+    #[arg(short = 'o', long = "extended")]
+    extended: Vec<String>,
+}
+
+/// Where to listen.
+#[derive(Debug, Clone)]
+pub enum Listen {
+    /// TCP on these interface names (each resolved at bind time) and this port. Port `None` means the
+    /// kernel picks one (`-p -1`, as memcached's test suite uses).
+    Tcp {
+        interfaces: Vec<String>,
+        port: Option<u16>,
+    },
+    /// A unix socket (`-s`), with its permission mask (`-a`).
+    Unix { path: String, mask: u32 },
+    /// `-p 0` without `-s`: memcached then listens on nothing.
+    Nothing,
+}
+
+/// Everything the server needs, from the flags.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: Listen,
+    pub store: StoreConfig,
+    pub max_connections: usize,
+    pub threads: usize,
+    pub verbosity: u8,
+    pub enable_shutdown: bool,
+    pub flush_enabled: bool,
+    pub reqs_per_event: usize,
+    pub backlog: u32,
+    pub idle_timeout: u32,
+    /// `-B` as given (`auto`, `ascii` or `binary`).
+    pub protocol: String,
+    /// Accepted memcached flags that do nothing here, said on stderr at start.
+    pub warnings: Vec<String>,
+    /// `stats settings` needs the original `-p`/`-U` numbers.
+    pub tcp_port_setting: i64,
+    pub udp_port_setting: i64,
+    pub interface_setting: Option<String>,
+    pub unix_mask_setting: String,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    Run(Box<ServerConfig>),
+    Help,
+    Version,
+}
+
+/// Parses `args` (without the program name) like memcached's `getopt` would.
+pub fn parse_args<I, T>(args: I) -> anyhow::Result<Command>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let flags = Flags::try_parse_from(
+        std::iter::once(std::ffi::OsString::from("ferrocached"))
+            .chain(args.into_iter().map(Into::into)),
+    )
+    .map_err(|e| anyhow::anyhow!("{}", e.render().to_string().trim_end()))?;
+    if flags.help {
+        return Ok(Command::Help);
+    }
+    if flags.version {
+        return Ok(Command::Version);
+    }
+    config_from(flags).map(|c| Command::Run(Box::new(c)))
+}
+
+fn number(text: &str) -> Option<i64> {
+    text.trim().parse::<i64>().ok()
+}
+
+/// memcached's `-I` units: a number of bytes, or with a `k`/`m`/`g` suffix.
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().last()? {
+        (i, 'k' | 'K') => (&text[..i], 1024),
+        (i, 'm' | 'M') => (&text[..i], 1024 * 1024),
+        (i, 'g' | 'G') => (&text[..i], 1024 * 1024 * 1024),
+        _ => (text, 1),
+    };
+    digits.parse::<u64>().ok()?.checked_mul(unit)
+}
+
+fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
+    let mut warnings = Vec::new();
+    let mut not_implemented = |on: bool, what: &str| {
+        if on {
+            warnings.push(format!("{what} is accepted but not implemented; ignored"));
+        }
+    };
+    not_implemented(flags.daemon, "-d (daemon)");
+    not_implemented(flags.coredumps, "-r (enable-coredumps)");
+    not_implemented(flags.lock_memory, "-k (lock-memory)");
+    not_implemented(flags.large_pages, "-L (enable-largepages)");
+    not_implemented(flags.pidfile.is_some(), "-P (pidfile)");
+    not_implemented(flags.growth_factor.is_some(), "-f (slab-growth-factor: no slabs here)");
+    not_implemented(flags.slab_min_size.is_some(), "-n (slab-min-size: no slabs here)");
+    not_implemented(flags.delimiter.is_some(), "-D (per-prefix stats)");
+    not_implemented(flags.disable_dumping, "-X (disable-dumping: no dump commands here)");
+    not_implemented(flags.disable_watch, "-W (disable-watch: no watch command here)");
+    not_implemented(flags.user.is_some(), "-u (user: the process keeps its identity)");
+    not_implemented(flags.sasl, "-S (SASL)");
+    not_implemented(flags.auth_file.is_some(), "-Y (auth-file)");
+    not_implemented(flags.memory_file.is_some(), "-e (memory-file)");
+    not_implemented(flags.ssl, "-Z (TLS)");
+
+    let port = number(&flags.port)
+        .filter(|p| (-1..=65535).contains(p))
+        .with_context(|| format!("ERROR: Invalid port number {}.", flags.port))?;
+    let udp_port = number(&flags.udp_port)
+        .filter(|p| (-1..=65535).contains(p))
+        .with_context(|| format!("ERROR: Invalid port number {}.", flags.udp_port))?;
+    if udp_port != 0 {
+        warnings.push("-U (UDP) is not implemented; UDP stays off".to_string());
+    }
+    let megabytes = number(&flags.memory_limit).filter(|&m| m > 0);
+    let Some(megabytes) = megabytes else {
+        bail!("Invalid value for -m: {} (must be a number of megabytes above 0)", flags.memory_limit);
+    };
+    let max_bytes = usize::try_from(megabytes)
+        .ok()
+        .and_then(|m| m.checked_mul(1024 * 1024))
+        .context("-m is too large")?;
+    let max_connections = number(&flags.conn_limit)
+        .filter(|&c| c > 0)
+        .context("Maximum connections must be greater than 0")? as usize;
+    let threads = number(&flags.threads)
+        .filter(|&t| t > 0)
+        .context("Number of threads must be greater than 0")? as usize;
+    if threads > 64 {
+        bail!("Number of threads must be at most 64");
+    }
+    let reqs_per_event = number(&flags.reqs_per_event)
+        .filter(|&r| r > 0)
+        .context("Number of requests per event must be greater than 0")? as usize;
+    let backlog = number(&flags.backlog)
+        .filter(|&b| b > 0 && b <= i64::from(i32::MAX))
+        .context("Invalid value for -b (listen-backlog)")? as u32;
+    let item_size_max = parse_size(&flags.max_item_size)
+        .with_context(|| format!("Invalid value for -I: {}", flags.max_item_size))?;
+    if item_size_max < 1024 {
+        bail!("Item max size cannot be less than 1024 bytes.");
+    }
+    if item_size_max > 1024 * 1024 * 1024 {
+        bail!("Cannot set item size limit higher than 1 gigabyte.");
+    }
+    if item_size_max as usize > max_bytes / 2 {
+        bail!("Cannot set item size limit higher than 1/2 of memory max.");
+    }
+    match flags.protocol.as_str() {
+        "auto" | "ascii" => {}
+        "binary" => bail!("-B binary: the binary protocol is not implemented yet; use ascii or auto"),
+        other => bail!(
+            "Invalid value for binding protocol: {other}\n -- should be one of auto, binary, or ascii"
+        ),
+    }
+    let mut idle_timeout = 0;
+    for option in flags.extended.iter().flat_map(|o| o.split(',')) {
+        let (key, value) = option.split_once('=').unwrap_or((option, ""));
+        match key {
+            "idle_timeout" => {
+                idle_timeout = value
+                    .parse()
+                    .with_context(|| format!("Invalid value for idle_timeout: {value}"))?;
+            }
+            "maxconns_fast" | "no_maxconns_fast" | "hashpower" | "tail_repair_time"
+            | "hash_algorithm" | "no_lru_crawler" | "lru_crawler" | "lru_crawler_sleep"
+            | "lru_crawler_tocrawl" | "read_buf_mem_limit" | "no_lru_maintainer"
+            | "lru_maintainer" | "hot_lru_pct" | "warm_lru_pct" | "hot_max_factor"
+            | "warm_max_factor" | "temporary_ttl" | "slab_chunk_max" | "slab_reassign"
+            | "slab_automove" | "modern" | "no_modern" | "track_sizes" | "watcher_logbuf_size"
+            | "worker_logbuf_size" | "lru_segmented" | "no_lru_segmented" => {
+                warnings.push(format!(
+                    "-o {key} is accepted but not implemented (no slab allocator here); ignored"
+                ));
+            }
+            _ => bail!("Illegal suboption \"{option}\""),
+        }
+    }
+    let listen = match (&flags.unix_socket, port) {
+        (Some(path), _) => Listen::Unix {
+            path: path.clone(),
+            mask: u32::from_str_radix(&flags.unix_mask, 8)
+                .with_context(|| format!("Invalid value for -a: {}", flags.unix_mask))?,
+        },
+        (None, 0) => Listen::Nothing,
+        (None, port) => Listen::Tcp {
+            interfaces: if flags.listen.is_empty() {
+                vec!["127.0.0.1".to_string()]
+            } else {
+                flags
+                    .listen
+                    .iter()
+                    .flat_map(|l| l.split([',', ';']))
+                    .map(str::to_string)
+                    .collect()
+            },
+            port: u16::try_from(port).ok(),
+        },
+    };
+    Ok(ServerConfig {
+        listen,
+        store: StoreConfig {
+            max_bytes,
+            item_size_max: item_size_max as usize,
+            evictions: !flags.disable_evictions,
+            use_cas: !flags.disable_cas,
+        },
+        max_connections,
+        threads,
+        verbosity: flags.verbose,
+        enable_shutdown: flags.enable_shutdown,
+        flush_enabled: !flags.disable_flush_all,
+        reqs_per_event,
+        backlog,
+        idle_timeout,
+        protocol: flags.protocol,
+        warnings,
+        tcp_port_setting: port,
+        udp_port_setting: udp_port,
+        interface_setting: flags.listen.first().cloned(),
+        unix_mask_setting: flags.unix_mask,
+    })
+}
+
+/// `-h`: memcached's help layout, listing only what ferrocached does.
+pub const HELP: &str = "ferrocached (memcached 1.6.18 compatible)
+-p, --port=<num>          TCP port to listen on (default: 11211; -1: any free port)
+-U, --udp-port=<num>      UDP port (default: 0, off; UDP is not implemented)
+-s, --unix-socket=<file>  UNIX socket to listen on (disables network support)
+-a, --unix-mask=<mask>    access mask for UNIX socket, in octal (default: 700)
+-A, --enable-shutdown     enable ascii \"shutdown\" command
+-l, --listen=<addr>       interface to listen on (default: 127.0.0.1; memcached's
+                          default is all interfaces, ours is loopback only)
+                          may be given several times or comma separated
+-m, --memory-limit=<num>  item memory in megabytes, index included (default: 64)
+-M, --disable-evictions   return error on memory exhausted instead of evicting
+-c, --conn-limit=<num>    max simultaneous connections (default: 1024)
+-v, --verbose             verbose (print errors/warnings)
+-vv                       very verbose (also print client commands/responses)
+-vvv                      extremely verbose (internal state transitions)
+-h, --help                print this help and exit
+-V, --version             print version and exit
+-t, --threads=<num>       number of threads to use (default: 4)
+-R, --max-reqs-per-event  maximum number of requests per event, limits the
+                          requests processed per connection to prevent
+                          starvation (default: 20)
+-C, --disable-cas         disable use of CAS
+-b, --listen-backlog=<num> set the backlog queue limit (default: 1024)
+-B, --protocol=<name>     protocol - ascii or auto (default: auto; binary is
+                          not implemented yet)
+-I, --max-item-size=<num> adjusts max item size
+                          (default: 1m, min: 1k, max: 1024m)
+-F, --disable-flush-all   disable flush_all command
+-o, --extended            comma separated list of extended options
+   - idle_timeout:        timeout for idle connections. (default: 0, no timeout)
+
+Accepted for compatibility and ignored, with a notice at start:
+-d -r -k -L -P -f -n -D -X -W -u -S -Y -e -Z, and memcached's slab/LRU -o options.
+Environment: MEMCACHED_PORT_FILENAME=<file> writes the listening ports to <file>.
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> anyhow::Result<ServerConfig> {
+        match parse_args(args.iter().copied())? {
+            Command::Run(config) => Ok(*config),
+            other => panic!("expected a config, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_memcached_but_loopback() {
+        let c = run(&[]).expect("defaults");
+        assert_eq!(c.store.max_bytes, 64 * 1024 * 1024);
+        assert_eq!(c.store.item_size_max, 1024 * 1024);
+        assert_eq!(c.max_connections, 1024);
+        assert_eq!(c.threads, 4);
+        match c.listen {
+            Listen::Tcp { interfaces, port } => {
+                assert_eq!(interfaces, vec!["127.0.0.1"]);
+                assert_eq!(port, Some(11211));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejects_bad_values_like_memcached() {
+        for bad in [
+            &["-c", "0"][..],
+            &["-t", "0"],
+            &["-I", "1000"],
+            &["-m", "64", "-I", "40m"],
+            &["-B", "foo"],
+            &["-p", "70000"],
+            &["-m", "abc"],
+            &["-o", "foo=1"],
+        ] {
+            assert!(run(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn long_forms_and_units() {
+        let c = run(&["--port=-1", "--memory-limit", "128", "--max-item-size=2m", "-vv", "-M", "-C"])
+            .expect("valid");
+        assert_eq!(c.store.item_size_max, 2 * 1024 * 1024);
+        assert_eq!(c.store.max_bytes, 128 * 1024 * 1024);
+        assert_eq!(c.verbosity, 2);
+        assert!(!c.store.evictions);
+        assert!(!c.store.use_cas);
+        assert!(matches!(c.listen, Listen::Tcp { port: None, .. }));
+    }
+
+    #[test]
+    fn accepted_but_unimplemented_flags_warn() {
+        let c = run(&["-d", "-u", "nobody", "-o", "hashpower=20"]).expect("valid");
+        assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
+    }
+}

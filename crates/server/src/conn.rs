@@ -1,0 +1,134 @@
+//! One client connection: read into a buffer, parse every complete request in it, dispatch each,
+//! and write all replies of the batch at once. A partial request waits in the buffer; the data of a
+//! refused storage command is discarded as it streams in, never buffered.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use ferrocache_protocol::text::{self, Parse, ParseConfig};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+
+use crate::dispatch::{Ctx, Next};
+use crate::out::Output;
+use crate::stats::{ConnCounters, ConnInfo};
+use crate::Shared;
+
+/// Initial read buffer size; it grows to fit a large value and shrinks back afterwards.
+const READ_BUFFER: usize = 16 * 1024;
+/// Write out pending replies once they pass this size, even mid-batch, so a long pipeline of gets
+/// does not pile up output (and item references) without bound.
+const FLUSH_AT: usize = 1024 * 1024;
+
+fn item_fits(config: &ParseConfig, key_len: usize, flags: u32, value_len: usize) -> bool {
+    ferrocache_store::item_size_ok(config.item_size_max, config.use_cas, key_len, flags, value_len)
+}
+
+/// Serves one connection until the client leaves, sends junk, or the server stops.
+pub async fn serve<S>(mut stream: S, shared: Arc<Shared>, id: u64, info: Arc<ConnInfo>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let parse_config = ParseConfig {
+        item_fits,
+        item_size_max: shared.config.store.item_size_max,
+        use_cas: shared.config.store.use_cas,
+    };
+    let idle = match shared.config.idle_timeout {
+        0 => None,
+        secs => Some(Duration::from_secs(u64::from(secs))),
+    };
+    let mut rbuf = BytesMut::with_capacity(READ_BUFFER);
+    let mut swallow = 0usize;
+    let mut ctx = Ctx {
+        shared: &shared,
+        out: Output::default(),
+        counters: ConnCounters::default(),
+    };
+    'conn: loop {
+        let read = match idle {
+            None => stream.read_buf(&mut rbuf).await,
+            Some(limit) => match tokio::time::timeout(limit, stream.read_buf(&mut rbuf)).await {
+                Ok(read) => read,
+                Err(_) => {
+                    tracing::debug!(conn = id, "idle timeout");
+                    break;
+                }
+            },
+        };
+        match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => ctx.counters.bytes_read += n as u64,
+        }
+        info.last_cmd_time.store(shared.clock.now(), Relaxed);
+        let mut close_after_write = false;
+        loop {
+            if swallow > 0 {
+                let n = swallow.min(rbuf.len());
+                rbuf.advance(n);
+                swallow -= n;
+                if swallow > 0 {
+                    break;
+                }
+            }
+            let next = match text::parse(&rbuf, &parse_config) {
+                Parse::Incomplete(hint) => {
+                    if let Some(total) = hint {
+                        rbuf.reserve(total.saturating_sub(rbuf.len()));
+                    }
+                    break;
+                }
+                Parse::Done(request, used) => {
+                    if tracing::enabled!(tracing::Level::DEBUG) {
+                        log_command(id, &rbuf[..used]);
+                    }
+                    let next = ctx.dispatch(request);
+                    rbuf.advance(used);
+                    next
+                }
+            };
+            match next {
+                Next::Continue => {}
+                Next::Swallow(bytes) => swallow = bytes,
+                Next::CloseAfterWrite => {
+                    close_after_write = true;
+                    break;
+                }
+                Next::CloseNow => break 'conn,
+            }
+            if ctx.out.len() >= FLUSH_AT && !write_out(&mut stream, &mut ctx).await {
+                break 'conn;
+            }
+        }
+        if !write_out(&mut stream, &mut ctx).await || close_after_write {
+            break;
+        }
+        shared.stats.add(&ctx.counters);
+        ctx.counters = ConnCounters::default();
+        if rbuf.is_empty() && rbuf.capacity() > 4 * READ_BUFFER {
+            rbuf = BytesMut::with_capacity(READ_BUFFER);
+        }
+    }
+    shared.stats.add(&ctx.counters);
+}
+
+async fn write_out<S: AsyncWrite + Unpin>(stream: &mut S, ctx: &mut Ctx<'_>) -> bool {
+    if ctx.out.is_empty() {
+        return true;
+    }
+    match ctx.out.flush(stream).await {
+        Ok(n) => {
+            ctx.counters.bytes_written += n as u64;
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// `-vv`: memcached prints each command line a client sends.
+fn log_command(id: u64, request: &[u8]) {
+    let line_end = memchr::memchr(b'\n', request).unwrap_or(request.len());
+    let line = String::from_utf8_lossy(&request[..line_end]);
+    tracing::debug!("<{id} {}", line.trim_end());
+}

@@ -1,0 +1,288 @@
+//! Executes one parsed request against the store and encodes its reply. One function per command
+//! family; the reply strings come from `ferrocache_protocol::text::reply`.
+
+use ferrocache_protocol::text::{reply, GetKeys, Request, StoreCommand};
+use ferrocache_store::{DeleteOutcome, DeltaOutcome, StoreMode, StoreOutcome, TouchOutcome};
+
+use crate::out::Output;
+use crate::stats::{self, ConnCounters};
+use crate::Shared;
+
+/// What the connection does after a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Continue,
+    /// Discard this many bytes of input (the data of a refused storage command).
+    Swallow(usize),
+    /// Write what is pending, then close.
+    CloseAfterWrite,
+    /// Close without writing anything more.
+    CloseNow,
+}
+
+/// Per-connection context for dispatch.
+pub struct Ctx<'s> {
+    pub shared: &'s Shared,
+    pub out: Output,
+    pub counters: ConnCounters,
+}
+
+impl Ctx<'_> {
+    fn reply(&mut self, text: &str, noreply: bool) {
+        if !noreply {
+            reply::line(self.out.text(), text);
+        }
+    }
+
+    /// Handles one request.
+    pub fn dispatch(&mut self, request: Request<'_>) -> Next {
+        match request {
+            Request::Get { cas, keys } => self.get(keys, cas, None),
+            Request::Gat { cas, exptime, keys } => {
+                let exptime = self.shared.clock.exptime_to_rel(exptime);
+                self.get(keys, cas, Some(exptime))
+            }
+            Request::Store {
+                command,
+                key,
+                flags,
+                exptime,
+                cas_unique,
+                data,
+                noreply,
+            } => self.store(command, key, flags, exptime, cas_unique, data, noreply),
+            Request::Delete { key, noreply } => {
+                let outcome = self.shared.store.delete(key, self.shared.clock.now());
+                let text = match outcome {
+                    DeleteOutcome::Deleted => reply::DELETED,
+                    DeleteOutcome::NotFound => reply::NOT_FOUND,
+                };
+                self.reply(text, noreply);
+                Next::Continue
+            }
+            Request::Arith {
+                incr,
+                key,
+                delta,
+                noreply,
+            } => self.arith(incr, key, delta, noreply),
+            Request::Touch {
+                key,
+                exptime,
+                noreply,
+            } => {
+                self.counters.cmd_touch += 1;
+                let clock = &self.shared.clock;
+                let outcome = self
+                    .shared
+                    .store
+                    .touch(key, clock.exptime_to_rel(exptime), clock.now());
+                let text = match outcome {
+                    TouchOutcome::Touched => reply::TOUCHED,
+                    TouchOutcome::NotFound => reply::NOT_FOUND,
+                };
+                self.reply(text, noreply);
+                Next::Continue
+            }
+            Request::FlushAll { delay, noreply } => {
+                self.counters.cmd_flush += 1;
+                if !self.shared.config.flush_enabled {
+                    self.reply(reply::CLIENT_ERROR_FLUSH_NOT_ALLOWED, noreply);
+                    return Next::Continue;
+                }
+                let clock = &self.shared.clock;
+                self.shared
+                    .store
+                    .flush_all(clock.flush_point(delay), clock.now());
+                self.reply(reply::OK, noreply);
+                Next::Continue
+            }
+            Request::Version => {
+                let text = format!("VERSION {}", crate::config::MEMCACHED_VERSION);
+                self.reply(&text, false);
+                Next::Continue
+            }
+            Request::Verbosity { level, noreply } => {
+                self.shared.set_verbosity(level);
+                self.reply(reply::OK, noreply);
+                Next::Continue
+            }
+            Request::Quit => Next::CloseAfterWrite,
+            Request::Shutdown { graceful: _ } => {
+                if !self.shared.config.enable_shutdown {
+                    self.reply(reply::ERROR_SHUTDOWN_NOT_ENABLED, false);
+                    return Next::Continue;
+                }
+                tracing::info!("shutdown requested by a client");
+                self.shared.shutdown.notify_one();
+                Next::CloseNow
+            }
+            Request::ShutdownBadMode => {
+                let text = if self.shared.config.enable_shutdown {
+                    reply::CLIENT_ERROR_INVALID_SHUTDOWN_MODE
+                } else {
+                    reply::ERROR_SHUTDOWN_NOT_ENABLED
+                };
+                self.reply(text, false);
+                Next::Continue
+            }
+            Request::Stats { tokens } => {
+                self.stats(tokens);
+                Next::Continue
+            }
+            Request::CacheMemlimit { megabytes, noreply } => {
+                // The store's bound is fixed at start; answer like memcached for bad input and
+                // refuse changes we cannot make.
+                let text = match megabytes {
+                    None => reply::ERROR,
+                    Some(mb) if mb < 8 => reply::MEMLIMIT_TOO_SMALL,
+                    Some(mb) if mb > 1_000_000_000 => reply::MEMLIMIT_ADJUST_FAILED_UNITS,
+                    Some(_) => "MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust",
+                };
+                self.reply(text, noreply);
+                Next::Continue
+            }
+            Request::Error { reply: text, noreply } => {
+                self.reply(text, noreply);
+                Next::Continue
+            }
+            Request::Swallow {
+                reply: text,
+                noreply,
+                bytes,
+                unlink_key,
+            } => {
+                self.counters.store_too_large += 1;
+                self.reply(text, noreply);
+                if let Some(key) = unlink_key {
+                    // memcached drops the old value so that a failed set never leaves stale data.
+                    // The store has no uncounted unlink yet, so this bumps delete_hits (memcached does not).
+                    self.shared.store.delete(key, self.shared.clock.now());
+                }
+                Next::Swallow(bytes)
+            }
+            Request::Close => Next::CloseNow,
+        }
+    }
+
+    fn get(&mut self, keys: GetKeys<'_>, cas: bool, touch: Option<u32>) -> Next {
+        let now = self.shared.clock.now();
+        let store = &self.shared.store;
+        for key in keys {
+            let Ok(key) = key else {
+                // memcached culls every response not yet sent, then answers the error.
+                self.out.clear();
+                reply::line(self.out.text(), reply::CLIENT_ERROR_BAD_FORMAT);
+                return Next::Continue;
+            };
+            let item = match touch {
+                None => {
+                    self.counters.cmd_get += 1;
+                    store.get(key, now)
+                }
+                Some(exptime) => {
+                    self.counters.cmd_touch += 1;
+                    store.get_and_touch(key, exptime, now)
+                }
+            };
+            if let Some(item) = item {
+                let cas = cas.then_some(item.cas);
+                reply::value_header(self.out.text(), key, item.flags, item.value.len(), cas);
+                self.out.value(&item.value);
+            }
+        }
+        reply::line(self.out.text(), reply::END);
+        Next::Continue
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn store(
+        &mut self,
+        command: StoreCommand,
+        key: &[u8],
+        flags: u32,
+        exptime: i32,
+        cas_unique: u64,
+        data: &[u8],
+        noreply: bool,
+    ) -> Next {
+        self.counters.cmd_set += 1;
+        let mode = match command {
+            StoreCommand::Set => StoreMode::Set,
+            StoreCommand::Add => StoreMode::Add,
+            StoreCommand::Replace => StoreMode::Replace,
+            StoreCommand::Append => StoreMode::Append,
+            StoreCommand::Prepend => StoreMode::Prepend,
+            StoreCommand::Cas => StoreMode::Cas(cas_unique),
+        };
+        let clock = &self.shared.clock;
+        let outcome =
+            self.shared
+                .store
+                .store(mode, key, flags, clock.exptime_to_rel(exptime), data, clock.now());
+        let text = match outcome {
+            StoreOutcome::Stored => reply::STORED,
+            StoreOutcome::NotStored => reply::NOT_STORED,
+            StoreOutcome::Exists => reply::EXISTS,
+            StoreOutcome::NotFound => reply::NOT_FOUND,
+            // Only append/prepend get here (the parser refuses too large items before their data):
+            // memcached answers NOT_STORED when the combined item cannot be allocated.
+            StoreOutcome::TooLarge => reply::NOT_STORED,
+            StoreOutcome::OutOfMemory => {
+                self.counters.store_no_memory += 1;
+                reply::SERVER_ERROR_OUT_OF_MEMORY_STORING
+            }
+        };
+        self.reply(text, noreply);
+        Next::Continue
+    }
+
+    fn arith(&mut self, incr: bool, key: &[u8], delta: u64, noreply: bool) -> Next {
+        let outcome = self
+            .shared
+            .store
+            .delta(key, incr, delta, self.shared.clock.now());
+        match outcome {
+            DeltaOutcome::Value(value) => {
+                if !noreply {
+                    reply::number(self.out.text(), value);
+                }
+            }
+            DeltaOutcome::NotFound => self.reply(reply::NOT_FOUND, noreply),
+            DeltaOutcome::NonNumeric => self.reply(reply::CLIENT_ERROR_NON_NUMERIC, noreply),
+            DeltaOutcome::OutOfMemory => self.reply(reply::SERVER_ERROR_OUT_OF_MEMORY, noreply),
+        }
+        Next::Continue
+    }
+
+    fn stats(&mut self, tokens: ferrocache_protocol::text::Tokens<'_>) {
+        let shared = self.shared;
+        let out = self.out.text();
+        if tokens.ntokens() == 2 {
+            stats::general(out, shared);
+            return;
+        }
+        match tokens.get(1) {
+            b"reset" => {
+                shared.stats.reset();
+                shared.store.reset_stats();
+                reply::line(out, reply::RESET);
+            }
+            b"detail" => {
+                let text = match tokens.get(2) {
+                    b"on" | b"off" if tokens.ntokens() >= 4 => reply::OK,
+                    b"dump" if tokens.ntokens() >= 4 => reply::END,
+                    _ => reply::CLIENT_ERROR_STATS_DETAIL_USAGE,
+                };
+                reply::line(out, text);
+            }
+            b"settings" => stats::settings(out, shared, shared.verbosity()),
+            b"items" => stats::items(out, shared),
+            b"slabs" => stats::slabs(out, shared),
+            b"sizes" => stats::sizes(out),
+            b"conns" => stats::conns(out, shared),
+            b"cachedump" => reply::line(out, reply::CLIENT_ERROR_CACHEDUMP_NOT_ALLOWED),
+            _ => reply::line(out, reply::ERROR),
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! ferrocached: a drop-in memcached server. This crate wires the sans-I/O text protocol
+//! (`ferrocache-protocol`) and the cache engine (`ferrocache-store`) to TCP and unix sockets:
+//! flags, listeners, connections, dispatch and stats.
+
+pub mod clock;
+pub mod config;
+mod conn;
+mod dispatch;
+mod listen;
+mod out;
+mod stats;
+
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+
+use ferrocache_store::Store;
+use tokio::sync::Notify;
+
+pub use config::{parse_args, Command, ServerConfig, HELP};
+pub use listen::run;
+
+/// State shared by every connection.
+pub struct Shared {
+    pub config: ServerConfig,
+    pub store: Store,
+    pub clock: clock::Clock,
+    stats: stats::ServerStats,
+    conns: stats::ConnRegistry,
+    verbosity: AtomicU32,
+    /// Notified by the `shutdown` command (with `-A`).
+    shutdown: Notify,
+}
+
+impl Shared {
+    pub fn new(config: ServerConfig) -> Shared {
+        let store = Store::new(config.store.clone());
+        let verbosity = AtomicU32::new(u32::from(config.verbosity));
+        Shared {
+            config,
+            store,
+            clock: clock::Clock::new(),
+            stats: stats::ServerStats::default(),
+            conns: stats::ConnRegistry::default(),
+            verbosity,
+            shutdown: Notify::new(),
+        }
+    }
+
+    /// The level set by `-v` or the `verbosity` command (shown in `stats settings`).
+    pub fn verbosity(&self) -> u32 {
+        self.verbosity.load(Relaxed)
+    }
+
+    fn set_verbosity(&self, level: u32) {
+        // memcached caps it at MAX_VERBOSITY_LEVEL (2).
+        self.verbosity.store(level.min(2), Relaxed);
+    }
+}

@@ -1,0 +1,119 @@
+//! A connection's pending output: small reply lines copied into one buffer, large values queued as
+//! shared `Bytes` handles (no copy), all written with vectored writes. A multi-get of big values
+//! therefore holds references to the items, not copies of them.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// Values at least this large are queued by reference instead of copied.
+const BY_REFERENCE: usize = 512;
+
+#[derive(Default)]
+pub struct Output {
+    /// Sealed segments, oldest first.
+    segments: VecDeque<Bytes>,
+    /// Where small writes go; sealed into `segments` when a large value is queued.
+    tail: Vec<u8>,
+    len: usize,
+}
+
+impl Output {
+    /// The buffer to append small reply text to.
+    pub fn text(&mut self) -> &mut Vec<u8> {
+        &mut self.tail
+    }
+
+    /// Queues a value's bytes followed by `\r\n`.
+    pub fn value(&mut self, value: &Bytes) {
+        if value.len() >= BY_REFERENCE {
+            self.seal();
+            self.len += value.len();
+            self.segments.push_back(value.clone());
+        } else {
+            self.tail.extend_from_slice(value);
+        }
+        self.tail.extend_from_slice(b"\r\n");
+    }
+
+    fn seal(&mut self) {
+        if !self.tail.is_empty() {
+            let tail = std::mem::take(&mut self.tail);
+            self.len += tail.len();
+            self.segments.push_back(Bytes::from(tail));
+        }
+    }
+
+    /// Bytes waiting to be written.
+    pub fn len(&self) -> usize {
+        self.len + self.tail.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops everything not yet written (memcached culls unsent responses on some errors).
+    pub fn clear(&mut self) {
+        self.segments.clear();
+        self.tail.clear();
+        self.len = 0;
+    }
+
+    /// Writes everything out; returns the number of bytes written.
+    pub async fn flush<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> std::io::Result<usize> {
+        self.seal();
+        let total = self.len;
+        while !self.segments.is_empty() {
+            let slices: Vec<IoSlice<'_>> = self
+                .segments
+                .iter()
+                .take(64)
+                .map(|s| IoSlice::new(s))
+                .collect();
+            let mut written = writer.write_vectored(&slices).await?;
+            drop(slices);
+            if written == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            self.len -= written;
+            while written > 0 {
+                let front = self
+                    .segments
+                    .front_mut()
+                    .expect("written bytes come from queued segments");
+                if written >= front.len() {
+                    written -= front.len();
+                    self.segments.pop_front();
+                } else {
+                    front.advance(written);
+                    written = 0;
+                }
+            }
+        }
+        writer.flush().await?;
+        Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn keeps_order_of_text_and_values() {
+        let mut out = Output::default();
+        out.text().extend_from_slice(b"VALUE a 0 600\r\n");
+        out.value(&Bytes::from(vec![b'x'; 600]));
+        out.text().extend_from_slice(b"END\r\n");
+        assert_eq!(out.len(), 15 + 602 + 5);
+        let mut sink = Vec::new();
+        let n = out.flush(&mut sink).await.expect("write to vec");
+        assert_eq!(n, 622);
+        assert!(sink.starts_with(b"VALUE a 0 600\r\nxxx"));
+        assert!(sink.ends_with(b"x\r\nEND\r\n"));
+        assert!(out.is_empty());
+    }
+}

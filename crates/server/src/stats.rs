@@ -1,0 +1,277 @@
+//! Server-level counters (connections, commands, bytes) with memcached's `stats` names, and the
+//! rendering of `stats`, `stats settings`, `stats items`, `stats slabs`, `stats sizes` and
+//! `stats conns`. Cache counters (hits, misses, evictions...) live in the store beside the code
+//! that bumps them and are read from there.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use ferrocache_protocol::text::reply;
+use parking_lot::Mutex;
+
+use crate::config::{Listen, ServerConfig, MEMCACHED_VERSION};
+use crate::Shared;
+
+/// Counters a connection accumulates while it handles a batch of commands, added to the shared
+/// [`ServerStats`] once per batch so that worker threads do not contend on every command.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ConnCounters {
+    pub cmd_get: u64,
+    pub cmd_set: u64,
+    pub cmd_flush: u64,
+    pub cmd_touch: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub store_too_large: u64,
+    pub store_no_memory: u64,
+}
+
+/// Shared server counters.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    pub curr_connections: AtomicU64,
+    pub total_connections: AtomicU64,
+    pub rejected_connections: AtomicU64,
+    cmd_get: AtomicU64,
+    cmd_set: AtomicU64,
+    cmd_flush: AtomicU64,
+    cmd_touch: AtomicU64,
+    bytes_read: AtomicU64,
+    bytes_written: AtomicU64,
+    store_too_large: AtomicU64,
+    store_no_memory: AtomicU64,
+}
+
+impl ServerStats {
+    /// Adds a connection's batch counters.
+    pub fn add(&self, c: &ConnCounters) {
+        let pairs = [
+            (&self.cmd_get, c.cmd_get),
+            (&self.cmd_set, c.cmd_set),
+            (&self.cmd_flush, c.cmd_flush),
+            (&self.cmd_touch, c.cmd_touch),
+            (&self.bytes_read, c.bytes_read),
+            (&self.bytes_written, c.bytes_written),
+            (&self.store_too_large, c.store_too_large),
+            (&self.store_no_memory, c.store_no_memory),
+        ];
+        for (counter, value) in pairs {
+            if value != 0 {
+                counter.fetch_add(value, Relaxed);
+            }
+        }
+    }
+
+    /// `stats reset`: the counters memcached zeroes.
+    pub fn reset(&self) {
+        for counter in [
+            &self.total_connections,
+            &self.rejected_connections,
+            &self.cmd_get,
+            &self.cmd_set,
+            &self.cmd_flush,
+            &self.cmd_touch,
+            &self.bytes_read,
+            &self.bytes_written,
+            &self.store_too_large,
+            &self.store_no_memory,
+        ] {
+            counter.store(0, Relaxed);
+        }
+    }
+}
+
+/// What `stats conns` shows of one connection.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub addr: String,
+    pub listen_addr: String,
+    pub last_cmd_time: AtomicU32,
+}
+
+/// Open connections by id, for `stats conns`.
+#[derive(Debug, Default)]
+pub struct ConnRegistry {
+    conns: Mutex<HashMap<u64, Arc<ConnInfo>>>,
+}
+
+impl ConnRegistry {
+    pub fn insert(&self, id: u64, info: Arc<ConnInfo>) {
+        self.conns.lock().insert(id, info);
+    }
+
+    pub fn remove(&self, id: u64) {
+        self.conns.lock().remove(&id);
+    }
+
+    fn snapshot(&self) -> Vec<(u64, Arc<ConnInfo>)> {
+        let mut all: Vec<_> = self
+            .conns
+            .lock()
+            .iter()
+            .map(|(id, info)| (*id, info.clone()))
+            .collect();
+        all.sort_by_key(|(id, _)| *id);
+        all
+    }
+}
+
+/// User and system CPU seconds of this process, from /proc/self/stat (fields 14 and 15, in clock
+/// ticks of 1/100 s on Linux).
+fn rusage() -> (f64, f64) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return (0.0, 0.0);
+    };
+    // The command name (field 2) may contain spaces; fields after it are split after its ')'.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // After ')' the fields start at field 3, so field 14 is index 11.
+    (ticks(11) / 100.0, ticks(12) / 100.0)
+}
+
+/// `stats`: the general statistics, in memcached's order.
+pub fn general(out: &mut Vec<u8>, shared: &Shared) {
+    let s = &shared.stats;
+    let store = shared.store.stats();
+    let config = &shared.config;
+    let (user, system) = rusage();
+    let st = |out: &mut Vec<u8>, name: &str, value: &dyn std::fmt::Display| {
+        reply::stat(out, name, value)
+    };
+    st(out, "pid", &std::process::id());
+    st(out, "uptime", &shared.clock.uptime());
+    st(out, "time", &shared.clock.unix_now());
+    st(out, "version", &MEMCACHED_VERSION);
+    st(out, "libevent", &"none (tokio)");
+    st(out, "pointer_size", &(usize::BITS));
+    st(out, "rusage_user", &format_args!("{user:.6}"));
+    st(out, "rusage_system", &format_args!("{system:.6}"));
+    st(out, "max_connections", &config.max_connections);
+    st(out, "curr_connections", &s.curr_connections.load(Relaxed));
+    st(out, "total_connections", &s.total_connections.load(Relaxed));
+    st(out, "rejected_connections", &s.rejected_connections.load(Relaxed));
+    st(out, "connection_structures", &s.curr_connections.load(Relaxed));
+    st(out, "cmd_get", &s.cmd_get.load(Relaxed));
+    st(out, "cmd_set", &s.cmd_set.load(Relaxed));
+    st(out, "cmd_flush", &s.cmd_flush.load(Relaxed));
+    st(out, "cmd_touch", &s.cmd_touch.load(Relaxed));
+    st(out, "cmd_meta", &0);
+    st(out, "get_hits", &store.get_hits);
+    st(out, "get_misses", &store.get_misses);
+    st(out, "get_expired", &store.get_expired);
+    st(out, "get_flushed", &store.get_flushed);
+    st(out, "delete_misses", &store.delete_misses);
+    st(out, "delete_hits", &store.delete_hits);
+    st(out, "incr_misses", &store.incr_misses);
+    st(out, "incr_hits", &store.incr_hits);
+    st(out, "decr_misses", &store.decr_misses);
+    st(out, "decr_hits", &store.decr_hits);
+    st(out, "cas_misses", &store.cas_misses);
+    st(out, "cas_hits", &store.cas_hits);
+    st(out, "cas_badval", &store.cas_badval);
+    st(out, "touch_hits", &store.touch_hits);
+    st(out, "touch_misses", &store.touch_misses);
+    st(out, "store_too_large", &s.store_too_large.load(Relaxed));
+    st(out, "store_no_memory", &s.store_no_memory.load(Relaxed));
+    st(out, "auth_cmds", &0);
+    st(out, "auth_errors", &0);
+    st(out, "bytes_read", &s.bytes_read.load(Relaxed));
+    st(out, "bytes_written", &s.bytes_written.load(Relaxed));
+    st(out, "limit_maxbytes", &shared.store.config().max_bytes);
+    st(out, "accepting_conns", &1);
+    st(out, "listen_disabled_num", &0);
+    st(out, "threads", &config.threads);
+    st(out, "conn_yields", &0);
+    st(out, "bytes", &store.bytes);
+    st(out, "curr_items", &store.curr_items);
+    st(out, "total_items", &store.total_items);
+    st(out, "expired_unfetched", &store.expired_unfetched);
+    st(out, "evicted_unfetched", &store.evicted_unfetched);
+    st(out, "evictions", &store.evictions);
+    st(out, "reclaimed", &store.reclaimed);
+    reply::line(out, reply::END);
+}
+
+/// `stats settings`: the settings memcached prints that mean something here.
+pub fn settings(out: &mut Vec<u8>, shared: &Shared, verbosity: u32) {
+    let c: &ServerConfig = &shared.config;
+    let st = |out: &mut Vec<u8>, name: &str, value: &dyn std::fmt::Display| {
+        reply::stat(out, name, value)
+    };
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    st(out, "maxbytes", &shared.store.config().max_bytes);
+    st(out, "maxconns", &c.max_connections);
+    st(out, "tcpport", &c.tcp_port_setting);
+    st(out, "udpport", &c.udp_port_setting);
+    st(out, "inter", &c.interface_setting.as_deref().unwrap_or("NULL"));
+    st(out, "verbosity", &verbosity);
+    st(out, "oldest", &0);
+    st(out, "evictions", &if c.store.evictions { "on" } else { "off" });
+    let socket = match &c.listen {
+        Listen::Unix { path, .. } => path.as_str(),
+        _ => "NULL",
+    };
+    st(out, "domain_socket", &socket);
+    st(out, "umask", &c.unix_mask_setting);
+    st(out, "shutdown_command", &yes_no(c.enable_shutdown));
+    st(out, "num_threads", &c.threads);
+    st(out, "reqs_per_event", &c.reqs_per_event);
+    st(out, "cas_enabled", &yes_no(c.store.use_cas));
+    st(out, "tcp_backlog", &c.backlog);
+    let binding = match c.protocol.as_str() {
+        "ascii" => "ascii",
+        _ => "auto-negotiate",
+    };
+    st(out, "binding_protocol", &binding);
+    st(out, "auth_enabled_sasl", &"no");
+    st(out, "auth_enabled_ascii", &"no");
+    st(out, "item_size_max", &c.store.item_size_max);
+    st(out, "flush_enabled", &yes_no(c.flush_enabled));
+    st(out, "idle_timeout", &c.idle_timeout);
+    st(out, "ssl_enabled", &"no");
+    reply::line(out, reply::END);
+}
+
+/// `stats items`: memcached reports per slab class; we have one class, "1", holding everything.
+pub fn items(out: &mut Vec<u8>, shared: &Shared) {
+    let store = shared.store.stats();
+    if store.curr_items > 0 {
+        reply::stat(out, "items:1:number", store.curr_items);
+        reply::stat(out, "items:1:age", 0);
+        reply::stat(out, "items:1:evicted", store.evictions);
+        reply::stat(out, "items:1:evicted_unfetched", store.evicted_unfetched);
+        reply::stat(out, "items:1:expired_unfetched", store.expired_unfetched);
+        reply::stat(out, "items:1:reclaimed", store.reclaimed);
+        reply::stat(out, "items:1:outofmemory", 0);
+    }
+    reply::line(out, reply::END);
+}
+
+/// `stats slabs`: no slab allocator here; we report totals in memcached's closing fields.
+pub fn slabs(out: &mut Vec<u8>, shared: &Shared) {
+    let store = shared.store.stats();
+    reply::stat(out, "active_slabs", u64::from(store.curr_items > 0));
+    reply::stat(out, "total_malloced", store.bytes);
+    reply::line(out, reply::END);
+}
+
+/// `stats sizes`: disabled, as in memcached without `-o track_sizes`.
+pub fn sizes(out: &mut Vec<u8>) {
+    reply::stat(out, "sizes_status", "disabled");
+    reply::line(out, reply::END);
+}
+
+/// `stats conns`: one block per client connection, keyed by connection id.
+pub fn conns(out: &mut Vec<u8>, shared: &Shared) {
+    let now = shared.clock.now();
+    for (id, info) in shared.conns.snapshot() {
+        reply::stat(out, &format!("{id}:addr"), &info.addr);
+        reply::stat(out, &format!("{id}:listen_addr"), &info.listen_addr);
+        reply::stat(out, &format!("{id}:state"), "conn_parse_cmd");
+        let last = info.last_cmd_time.load(Relaxed);
+        reply::stat(out, &format!("{id}:secs_since_last_cmd"), now.saturating_sub(last));
+    }
+    reply::line(out, reply::END);
+}
