@@ -100,7 +100,10 @@ mod tests {
         assert_eq!(clock.exptime_to_rel(0), 0);
         assert_eq!(clock.exptime_to_rel(10), now + 10);
         assert_eq!(clock.exptime_to_rel(-1), 1);
-        assert_eq!(clock.exptime_to_rel(REALTIME_MAXDELTA as i32), now + REALTIME_MAXDELTA as u32);
+        assert_eq!(
+            clock.exptime_to_rel(REALTIME_MAXDELTA as i32),
+            now + REALTIME_MAXDELTA as u32
+        );
         // An absolute time in the past.
         assert_eq!(clock.exptime_to_rel(REALTIME_MAXDELTA as i32 + 1), 1);
         // An absolute time one hour ahead.

@@ -188,12 +188,27 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
     not_implemented(flags.lock_memory, "-k (lock-memory)");
     not_implemented(flags.large_pages, "-L (enable-largepages)");
     not_implemented(flags.pidfile.is_some(), "-P (pidfile)");
-    not_implemented(flags.growth_factor.is_some(), "-f (slab-growth-factor: no slabs here)");
-    not_implemented(flags.slab_min_size.is_some(), "-n (slab-min-size: no slabs here)");
+    not_implemented(
+        flags.growth_factor.is_some(),
+        "-f (slab-growth-factor: no slabs here)",
+    );
+    not_implemented(
+        flags.slab_min_size.is_some(),
+        "-n (slab-min-size: no slabs here)",
+    );
     not_implemented(flags.delimiter.is_some(), "-D (per-prefix stats)");
-    not_implemented(flags.disable_dumping, "-X (disable-dumping: no dump commands here)");
-    not_implemented(flags.disable_watch, "-W (disable-watch: no watch command here)");
-    not_implemented(flags.user.is_some(), "-u (user: the process keeps its identity)");
+    not_implemented(
+        flags.disable_dumping,
+        "-X (disable-dumping: no dump commands here)",
+    );
+    not_implemented(
+        flags.disable_watch,
+        "-W (disable-watch: no watch command here)",
+    );
+    not_implemented(
+        flags.user.is_some(),
+        "-u (user: the process keeps its identity)",
+    );
     not_implemented(flags.sasl, "-S (SASL)");
     not_implemented(flags.auth_file.is_some(), "-Y (auth-file)");
     not_implemented(flags.memory_file.is_some(), "-e (memory-file)");
@@ -210,7 +225,10 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
     }
     let megabytes = number(&flags.memory_limit).filter(|&m| m > 0);
     let Some(megabytes) = megabytes else {
-        bail!("Invalid value for -m: {} (must be a number of megabytes above 0)", flags.memory_limit);
+        bail!(
+            "Invalid value for -m: {} (must be a number of megabytes above 0)",
+            flags.memory_limit
+        );
     };
     let max_bytes = usize::try_from(megabytes)
         .ok()
@@ -227,7 +245,8 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
     }
     let reqs_per_event = number(&flags.reqs_per_event)
         .filter(|&r| r > 0)
-        .context("Number of requests per event must be greater than 0")? as usize;
+        .context("Number of requests per event must be greater than 0")?
+        as usize;
     let backlog = number(&flags.backlog)
         .filter(|&b| b > 0 && b <= i64::from(i32::MAX))
         .context("Invalid value for -b (listen-backlog)")? as u32;
@@ -258,13 +277,33 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
                     .parse()
                     .with_context(|| format!("Invalid value for idle_timeout: {value}"))?;
             }
-            "maxconns_fast" | "no_maxconns_fast" | "hashpower" | "tail_repair_time"
-            | "hash_algorithm" | "no_lru_crawler" | "lru_crawler" | "lru_crawler_sleep"
-            | "lru_crawler_tocrawl" | "read_buf_mem_limit" | "no_lru_maintainer"
-            | "lru_maintainer" | "hot_lru_pct" | "warm_lru_pct" | "hot_max_factor"
-            | "warm_max_factor" | "temporary_ttl" | "slab_chunk_max" | "slab_reassign"
-            | "slab_automove" | "modern" | "no_modern" | "track_sizes" | "watcher_logbuf_size"
-            | "worker_logbuf_size" | "lru_segmented" | "no_lru_segmented" => {
+            "maxconns_fast"
+            | "no_maxconns_fast"
+            | "hashpower"
+            | "tail_repair_time"
+            | "hash_algorithm"
+            | "no_lru_crawler"
+            | "lru_crawler"
+            | "lru_crawler_sleep"
+            | "lru_crawler_tocrawl"
+            | "read_buf_mem_limit"
+            | "no_lru_maintainer"
+            | "lru_maintainer"
+            | "hot_lru_pct"
+            | "warm_lru_pct"
+            | "hot_max_factor"
+            | "warm_max_factor"
+            | "temporary_ttl"
+            | "slab_chunk_max"
+            | "slab_reassign"
+            | "slab_automove"
+            | "modern"
+            | "no_modern"
+            | "track_sizes"
+            | "watcher_logbuf_size"
+            | "worker_logbuf_size"
+            | "lru_segmented"
+            | "no_lru_segmented" => {
                 warnings.push(format!(
                     "-o {key} is accepted but not implemented (no slab allocator here); ignored"
                 ));
@@ -400,8 +439,16 @@ mod tests {
 
     #[test]
     fn long_forms_and_units() {
-        let c = run(&["--port=-1", "--memory-limit", "128", "--max-item-size=2m", "-vv", "-M", "-C"])
-            .expect("valid");
+        let c = run(&[
+            "--port=-1",
+            "--memory-limit",
+            "128",
+            "--max-item-size=2m",
+            "-vv",
+            "-M",
+            "-C",
+        ])
+        .expect("valid");
         assert_eq!(c.store.item_size_max, 2 * 1024 * 1024);
         assert_eq!(c.store.max_bytes, 128 * 1024 * 1024);
         assert_eq!(c.verbosity, 2);

@@ -22,7 +22,13 @@ const READ_BUFFER: usize = 16 * 1024;
 const FLUSH_AT: usize = 1024 * 1024;
 
 fn item_fits(config: &ParseConfig, key_len: usize, flags: u32, value_len: usize) -> bool {
-    ferrocache_store::item_size_ok(config.item_size_max, config.use_cas, key_len, flags, value_len)
+    ferrocache_store::item_size_ok(
+        config.item_size_max,
+        config.use_cas,
+        key_len,
+        flags,
+        value_len,
+    )
 }
 
 /// Serves one connection until the client leaves, sends junk, or the server stops.

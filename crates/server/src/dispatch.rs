@@ -73,10 +73,10 @@ impl Ctx<'_> {
             } => {
                 self.counters.cmd_touch += 1;
                 let clock = &self.shared.clock;
-                let outcome = self
-                    .shared
-                    .store
-                    .touch(key, clock.exptime_to_rel(exptime), clock.now());
+                let outcome =
+                    self.shared
+                        .store
+                        .touch(key, clock.exptime_to_rel(exptime), clock.now());
                 let text = match outcome {
                     TouchOutcome::Touched => reply::TOUCHED,
                     TouchOutcome::NotFound => reply::NOT_FOUND,
@@ -126,8 +126,8 @@ impl Ctx<'_> {
                 self.reply(text, false);
                 Next::Continue
             }
-            Request::Stats { tokens } => {
-                self.stats(tokens);
+            Request::Stats { args } => {
+                self.stats(args);
                 Next::Continue
             }
             Request::CacheMemlimit { megabytes, noreply } => {
@@ -142,7 +142,10 @@ impl Ctx<'_> {
                 self.reply(text, noreply);
                 Next::Continue
             }
-            Request::Error { reply: text, noreply } => {
+            Request::Error {
+                reply: text,
+                noreply,
+            } => {
                 self.reply(text, noreply);
                 Next::Continue
             }
@@ -216,10 +219,14 @@ impl Ctx<'_> {
             StoreCommand::Cas => StoreMode::Cas(cas_unique),
         };
         let clock = &self.shared.clock;
-        let outcome =
-            self.shared
-                .store
-                .store(mode, key, flags, clock.exptime_to_rel(exptime), data, clock.now());
+        let outcome = self.shared.store.store(
+            mode,
+            key,
+            flags,
+            clock.exptime_to_rel(exptime),
+            data,
+            clock.now(),
+        );
         let text = match outcome {
             StoreOutcome::Stored => reply::STORED,
             StoreOutcome::NotStored => reply::NOT_STORED,
@@ -255,23 +262,25 @@ impl Ctx<'_> {
         Next::Continue
     }
 
-    fn stats(&mut self, tokens: ferrocache_protocol::text::Tokens<'_>) {
+    fn stats(&mut self, args: &[u8]) {
         let shared = self.shared;
         let out = self.out.text();
-        if tokens.ntokens() == 2 {
+        let mut args = args.split(|&b| b == b' ').filter(|a| !a.is_empty());
+        let Some(subcommand) = args.next() else {
             stats::general(out, shared);
             return;
-        }
-        match tokens.get(1) {
+        };
+        let argument = args.next();
+        match subcommand {
             b"reset" => {
                 shared.stats.reset();
                 shared.store.reset_stats();
                 reply::line(out, reply::RESET);
             }
             b"detail" => {
-                let text = match tokens.get(2) {
-                    b"on" | b"off" if tokens.ntokens() >= 4 => reply::OK,
-                    b"dump" if tokens.ntokens() >= 4 => reply::END,
+                let text = match argument {
+                    Some(b"on" | b"off") => reply::OK,
+                    Some(b"dump") => reply::END,
                     _ => reply::CLIENT_ERROR_STATS_DETAIL_USAGE,
                 };
                 reply::line(out, text);

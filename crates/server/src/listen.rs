@@ -46,7 +46,12 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             let listener = bind_unix(path, *mask)?;
             tracing::info!("listening on unix socket {path}");
             unix_path = Some(path.clone());
-            tokio::spawn(accept_unix(listener, shared.clone(), next_id.clone(), path.clone()));
+            tokio::spawn(accept_unix(
+                listener,
+                shared.clone(),
+                next_id.clone(),
+                path.clone(),
+            ));
         }
         Listen::Nothing => {
             tracing::warn!("-p 0 without -s: listening on nothing, as memcached does");
@@ -152,8 +157,8 @@ fn bind_unix(path: &str, mask: u32) -> anyhow::Result<UnixListener> {
             std::fs::remove_file(path).with_context(|| format!("cannot remove stale {path}"))?;
         }
     }
-    let listener =
-        UnixListener::bind(path).with_context(|| format!("failed to listen on UNIX socket {path}"))?;
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("failed to listen on UNIX socket {path}"))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mask & 0o777))
         .with_context(|| format!("cannot set the mode of {path}"))?;
     Ok(listener)
@@ -169,7 +174,9 @@ fn admit(shared: &Shared) -> Option<()> {
             stats.rejected_connections.fetch_add(1, Relaxed);
             return None;
         }
-        match stats.curr_connections.compare_exchange_weak(current, current + 1, Relaxed, Relaxed)
+        match stats
+            .curr_connections
+            .compare_exchange_weak(current, current + 1, Relaxed, Relaxed)
         {
             Ok(_) => break,
             Err(actual) => current = actual,
@@ -257,8 +264,14 @@ mod tests {
 
     #[test]
     fn splits_listen_addresses() {
-        assert_eq!(split_host_port("127.0.0.1", 5).expect("ok"), ("127.0.0.1", 5));
-        assert_eq!(split_host_port("127.0.0.1:7", 5).expect("ok"), ("127.0.0.1", 7));
+        assert_eq!(
+            split_host_port("127.0.0.1", 5).expect("ok"),
+            ("127.0.0.1", 5)
+        );
+        assert_eq!(
+            split_host_port("127.0.0.1:7", 5).expect("ok"),
+            ("127.0.0.1", 7)
+        );
         assert_eq!(split_host_port("[::1]:7", 5).expect("ok"), ("::1", 7));
         assert_eq!(split_host_port("::1", 5).expect("ok"), ("::1", 5));
         assert!(split_host_port("127.0.0.1:x", 5).is_err());

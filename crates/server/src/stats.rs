@@ -126,7 +126,12 @@ fn rusage() -> (f64, f64) {
     // The command name (field 2) may contain spaces; fields after it are split after its ')'.
     let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // After ')' the fields start at field 3, so field 14 is index 11.
     (ticks(11) / 100.0, ticks(12) / 100.0)
 }
@@ -151,8 +156,16 @@ pub fn general(out: &mut Vec<u8>, shared: &Shared) {
     st(out, "max_connections", &config.max_connections);
     st(out, "curr_connections", &s.curr_connections.load(Relaxed));
     st(out, "total_connections", &s.total_connections.load(Relaxed));
-    st(out, "rejected_connections", &s.rejected_connections.load(Relaxed));
-    st(out, "connection_structures", &s.curr_connections.load(Relaxed));
+    st(
+        out,
+        "rejected_connections",
+        &s.rejected_connections.load(Relaxed),
+    );
+    st(
+        out,
+        "connection_structures",
+        &s.curr_connections.load(Relaxed),
+    );
     st(out, "cmd_get", &s.cmd_get.load(Relaxed));
     st(out, "cmd_set", &s.cmd_set.load(Relaxed));
     st(out, "cmd_flush", &s.cmd_flush.load(Relaxed));
@@ -205,10 +218,18 @@ pub fn settings(out: &mut Vec<u8>, shared: &Shared, verbosity: u32) {
     st(out, "maxconns", &c.max_connections);
     st(out, "tcpport", &c.tcp_port_setting);
     st(out, "udpport", &c.udp_port_setting);
-    st(out, "inter", &c.interface_setting.as_deref().unwrap_or("NULL"));
+    st(
+        out,
+        "inter",
+        &c.interface_setting.as_deref().unwrap_or("NULL"),
+    );
     st(out, "verbosity", &verbosity);
     st(out, "oldest", &0);
-    st(out, "evictions", &if c.store.evictions { "on" } else { "off" });
+    st(
+        out,
+        "evictions",
+        &if c.store.evictions { "on" } else { "off" },
+    );
     let socket = match &c.listen {
         Listen::Unix { path, .. } => path.as_str(),
         _ => "NULL",
@@ -271,7 +292,11 @@ pub fn conns(out: &mut Vec<u8>, shared: &Shared) {
         reply::stat(out, &format!("{id}:listen_addr"), &info.listen_addr);
         reply::stat(out, &format!("{id}:state"), "conn_parse_cmd");
         let last = info.last_cmd_time.load(Relaxed);
-        reply::stat(out, &format!("{id}:secs_since_last_cmd"), now.saturating_sub(last));
+        reply::stat(
+            out,
+            &format!("{id}:secs_since_last_cmd"),
+            now.saturating_sub(last),
+        );
     }
     reply::line(out, reply::END);
 }

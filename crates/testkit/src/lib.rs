@@ -180,7 +180,9 @@ impl Conn {
 
     /// Writes all of `bytes`.
     pub fn send(&mut self, bytes: impl AsRef<[u8]>) {
-        self.stream.write_all(bytes.as_ref()).expect("write to server");
+        self.stream
+            .write_all(bytes.as_ref())
+            .expect("write to server");
     }
 
     /// Reads until the reply ends with `terminator` (or the connection closes) and returns it all.
@@ -286,8 +288,9 @@ pub fn memcached_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("MEMCACHED_BIN") {
         return PathBuf::from(p);
     }
-    find_on_path("memcached")
-        .expect("memcached not found: install it (apt-get install -y memcached) or set MEMCACHED_BIN")
+    find_on_path("memcached").expect(
+        "memcached not found: install it (apt-get install -y memcached) or set MEMCACHED_BIN",
+    )
 }
 
 /// Whether the reference memcached can be found.

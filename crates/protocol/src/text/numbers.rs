@@ -95,7 +95,10 @@ mod tests {
 
     #[test]
     fn strtoull_rules() {
-        assert_eq!(parse_u64_like_strtoull(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(
+            parse_u64_like_strtoull(b"18446744073709551615"),
+            Some(u64::MAX)
+        );
         assert_eq!(parse_u64_like_strtoull(b"18446744073709551616"), None);
         assert_eq!(parse_u64_like_strtoull(b"-5"), None);
         assert_eq!(parse_u64_like_strtoull(b"12 "), Some(12));

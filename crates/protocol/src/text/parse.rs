@@ -34,7 +34,10 @@ pub enum StoreCommand {
 #[derive(Debug, Clone)]
 pub enum Request<'a> {
     /// `get`/`gets`/`bget` (`cas`: reply with CAS ids).
-    Get { cas: bool, keys: GetKeys<'a> },
+    Get {
+        cas: bool,
+        keys: GetKeys<'a>,
+    },
     /// `gat`/`gats`: get and touch.
     Gat {
         cas: bool,
@@ -51,7 +54,10 @@ pub enum Request<'a> {
         data: &'a [u8],
         noreply: bool,
     },
-    Delete { key: &'a [u8], noreply: bool },
+    Delete {
+        key: &'a [u8],
+        noreply: bool,
+    },
     /// `incr` (`incr: true`) / `decr`.
     Arith {
         incr: bool,
@@ -65,18 +71,31 @@ pub enum Request<'a> {
         noreply: bool,
     },
     /// `flush_all [delay] [noreply]`; `delay` 0 when absent.
-    FlushAll { delay: i32, noreply: bool },
+    FlushAll {
+        delay: i32,
+        noreply: bool,
+    },
     Version,
-    Verbosity { level: u32, noreply: bool },
+    Verbosity {
+        level: u32,
+        noreply: bool,
+    },
     Quit,
     /// `shutdown` / `shutdown graceful`.
-    Shutdown { graceful: bool },
+    Shutdown {
+        graceful: bool,
+    },
     /// `shutdown` with another argument.
     ShutdownBadMode,
-    /// `stats [args...]`: the tokens after `stats`.
-    Stats { tokens: Tokens<'a> },
+    /// `stats [args...]`: the line after `stats` (split it with [`GetKeys`]-like space splitting).
+    Stats {
+        args: &'a [u8],
+    },
     /// `cache_memlimit <MB> [noreply]`.
-    CacheMemlimit { megabytes: Option<u32>, noreply: bool },
+    CacheMemlimit {
+        megabytes: Option<u32>,
+        noreply: bool,
+    },
     /// A line memcached answers with a fixed reply (an error, or a command we answer statically).
     /// With `noreply` memcached suppresses it.
     Error {
@@ -194,7 +213,14 @@ fn parse_line<'a>(
         return Some((error(reply::ERROR, false), 0));
     }
     let want = |ok: bool, request: Request<'a>| -> Option<(Request<'a>, usize)> {
-        Some((if ok { request } else { error(reply::ERROR, false) }, 0))
+        Some((
+            if ok {
+                request
+            } else {
+                error(reply::ERROR, false)
+            },
+            0,
+        ))
     };
     let store = |command| parse_storage(command, tokens, after, config);
     match command {
@@ -216,7 +242,12 @@ fn parse_line<'a>(
         b"version" => want(true, Request::Version),
         b"quit" => want(true, Request::Quit),
         b"verbosity" => want(ntokens == 3 || ntokens == 4, verbosity(tokens)),
-        b"stats" => want(true, Request::Stats { tokens: *tokens }),
+        b"stats" => want(
+            true,
+            Request::Stats {
+                args: tokens.line_from(1),
+            },
+        ),
         b"shutdown" => want(true, shutdown(tokens)),
         b"cache_memlimit" => want(ntokens == 3 || ntokens == 4, cache_memlimit(tokens)),
         _ => {
@@ -309,10 +340,7 @@ fn parse_storage<'a>(
         return None;
     }
     if &after[vlen..vlen + 2] != b"\r\n" {
-        return Some((
-            error(reply::CLIENT_ERROR_BAD_DATA_CHUNK, noreply),
-            vlen + 2,
-        ));
+        return Some((error(reply::CLIENT_ERROR_BAD_DATA_CHUNK, noreply), vlen + 2));
     }
     Some((
         Request::Store {
@@ -451,7 +479,12 @@ mod tests {
         assert_eq!(used, 18);
         match request {
             Request::Store {
-                command, key, flags, data, noreply, ..
+                command,
+                key,
+                flags,
+                data,
+                noreply,
+                ..
             } => {
                 assert_eq!(command, StoreCommand::Set);
                 assert_eq!(key, b"k");
@@ -475,7 +508,9 @@ mod tests {
     #[test]
     fn bad_data_chunk_consumes_the_block() {
         let (request, used) = done(b"set k 0 0 1\r\nxyz\r\n");
-        assert!(matches!(request, Request::Error { reply, .. } if reply == reply::CLIENT_ERROR_BAD_DATA_CHUNK));
+        assert!(
+            matches!(request, Request::Error { reply, .. } if reply == reply::CLIENT_ERROR_BAD_DATA_CHUNK)
+        );
         assert_eq!(used, 13 + 3);
     }
 
@@ -483,7 +518,10 @@ mod tests {
     fn too_large_swallows() {
         match done(b"set k 0 0 2000 noreply\r\n").0 {
             Request::Swallow {
-                bytes, noreply, unlink_key, ..
+                bytes,
+                noreply,
+                unlink_key,
+                ..
             } => {
                 assert_eq!(bytes, 2002);
                 assert!(noreply);
@@ -498,14 +536,29 @@ mod tests {
         assert_eq!(error_of(b"\r\n"), reply::ERROR);
         assert_eq!(error_of(b"x\r\n"), reply::ERROR);
         assert_eq!(error_of(b"set a 0 0\r\n"), reply::ERROR);
-        assert_eq!(error_of(b"set a -1 0 1\r\n"), reply::CLIENT_ERROR_BAD_FORMAT);
-        assert_eq!(error_of(b"set a 0 0 -1\r\n"), reply::CLIENT_ERROR_BAD_FORMAT);
+        assert_eq!(
+            error_of(b"set a -1 0 1\r\n"),
+            reply::CLIENT_ERROR_BAD_FORMAT
+        );
+        assert_eq!(
+            error_of(b"set a 0 0 -1\r\n"),
+            reply::CLIENT_ERROR_BAD_FORMAT
+        );
         assert_eq!(error_of(b"incr a x\r\n"), reply::CLIENT_ERROR_INVALID_DELTA);
-        assert_eq!(error_of(b"touch a x\r\n"), reply::CLIENT_ERROR_INVALID_EXPTIME);
-        assert_eq!(error_of(b"delete a 5\r\n"), reply::CLIENT_ERROR_DELETE_USAGE);
+        assert_eq!(
+            error_of(b"touch a x\r\n"),
+            reply::CLIENT_ERROR_INVALID_EXPTIME
+        );
+        assert_eq!(
+            error_of(b"delete a 5\r\n"),
+            reply::CLIENT_ERROR_DELETE_USAGE
+        );
         assert_eq!(error_of(b"GET a\r\n"), reply::ERROR);
         let long_key = format!("set {} 0 0 1\r\n", "k".repeat(251));
-        assert_eq!(error_of(long_key.as_bytes()), reply::CLIENT_ERROR_BAD_FORMAT);
+        assert_eq!(
+            error_of(long_key.as_bytes()),
+            reply::CLIENT_ERROR_BAD_FORMAT
+        );
     }
 
     #[test]
@@ -526,9 +579,12 @@ mod tests {
     #[test]
     fn long_line_without_newline_closes_unless_get() {
         let junk = vec![b'x'; 3000];
-        assert!(matches!(parse(&junk, &CONFIG), Parse::Done(Request::Close, _)));
+        assert!(matches!(
+            parse(&junk, &CONFIG),
+            Parse::Done(Request::Close, _)
+        ));
         let mut get = b"get ".to_vec();
-        get.extend(std::iter::repeat(b'k').take(3000));
+        get.extend(std::iter::repeat_n(b'k', 3000));
         assert!(matches!(parse(&get, &CONFIG), Parse::Incomplete(None)));
     }
 
