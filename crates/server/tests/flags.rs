@@ -1,0 +1,190 @@
+//! The command line: memcached's flags, refusals of bad values, `-h`, limits and signals.
+
+use std::process::Command;
+use std::time::Duration;
+
+use ferrocache_testkit::{ferrocached_bin, Server};
+
+fn exit_code(args: &[&str]) -> (i32, String) {
+    let out = Command::new(ferrocached_bin())
+        .args(args)
+        .output()
+        .expect("run ferrocached");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout),
+    )
+}
+
+#[test]
+fn bad_values_exit_non_zero_with_a_message() {
+    for args in [
+        &["-c", "0"][..],
+        &["-t", "0"],
+        &["-I", "1000"],
+        &["-m", "64", "-I", "40m"],
+        &["-l", "no-such-host.invalid", "-p", "-1"],
+        &["-B", "nonsense"],
+        &["--no-such-flag"],
+    ] {
+        let (code, message) = exit_code(args);
+        assert_ne!(code, 0, "{args:?} must fail");
+        assert!(!message.trim().is_empty(), "{args:?} must say why");
+    }
+}
+
+#[test]
+fn help_lists_flags_and_exits_zero() {
+    let (code, text) = exit_code(&["-h"]);
+    assert_eq!(code, 0);
+    for flag in [
+        "-p, --port",
+        "-m, --memory-limit",
+        "-c, --conn-limit",
+        "-I, --max-item-size",
+    ] {
+        assert!(text.contains(flag), "help lacks {flag}");
+    }
+}
+
+#[test]
+fn unimplemented_flags_are_announced() {
+    let s = Server::ferrocached(&["-d", "-o", "hashpower=20"]);
+    let mut c = s.connect();
+    assert!(c.line("version\r\n").starts_with("VERSION"));
+    let stderr = s.stderr();
+    assert!(stderr.contains("-d (daemon)"), "{stderr}");
+    assert!(stderr.contains("hashpower"), "{stderr}");
+}
+
+#[test]
+fn connection_limit_is_enforced() {
+    let s = Server::ferrocached(&["-c", "2"]);
+    let mut a = s.connect();
+    let mut b = s.connect();
+    assert!(a.line("version\r\n").starts_with("VERSION"));
+    assert!(b.line("version\r\n").starts_with("VERSION"));
+    let mut c = s.connect();
+    let (reply, closed) = c.drain(Duration::from_secs(5));
+    assert_eq!(
+        String::from_utf8_lossy(&reply),
+        "ERROR Too many open connections\r\n"
+    );
+    assert!(closed);
+    drop(a);
+    // Once a slot frees up, new clients get in again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut d = s.connect();
+        d.send("version\r\n");
+        let (reply, _) = d.drain(Duration::from_millis(500));
+        if reply.starts_with(b"VERSION") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "slot never freed");
+    }
+}
+
+#[test]
+fn shutdown_command_with_a_stops_the_server() {
+    let mut s = Server::ferrocached(&["-A"]);
+    let mut c = s.connect();
+    c.send("shutdown\r\n");
+    assert_eq!(s.wait_exit(Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn sigterm_and_sigint_stop_cleanly() {
+    for sig in ["TERM", "INT"] {
+        let mut s = Server::ferrocached(&[]);
+        s.signal(sig);
+        assert_eq!(s.wait_exit(Duration::from_secs(10)), Some(0), "SIG{sig}");
+    }
+}
+
+#[test]
+fn memory_limit_evicts_and_m_refuses() {
+    let s = Server::ferrocached(&["-m", "2"]);
+    let mut c = s.connect();
+    let value = "v".repeat(10_000);
+    for i in 0..1000 {
+        assert_eq!(
+            c.line(&format!("set k{i} 0 0 10000\r\n{value}\r\n")),
+            "STORED\r\n"
+        );
+    }
+    let stats = c.request("stats\r\n", "END\r\n");
+    let evictions: u64 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("STAT evictions "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("evictions stat");
+    assert!(evictions > 0, "10 MB into -m 2 must evict");
+
+    let s = Server::ferrocached(&["-m", "2", "-M"]);
+    let mut c = s.connect();
+    let mut refused = false;
+    for i in 0..1000 {
+        let reply = c.line(&format!("set k{i} 0 0 10000\r\n{value}\r\n"));
+        if reply == "SERVER_ERROR out of memory storing object\r\n" {
+            refused = true;
+            break;
+        }
+        assert_eq!(reply, "STORED\r\n");
+    }
+    assert!(refused, "-M must refuse instead of evicting");
+}
+
+#[test]
+fn disable_cas_reports_zero() {
+    let s = Server::ferrocached(&["-C"]);
+    let mut c = s.connect();
+    c.line("set a 0 0 1\r\nx\r\n");
+    assert_eq!(
+        c.request("gets a\r\n", "END\r\n"),
+        "VALUE a 0 1 0\r\nx\r\nEND\r\n"
+    );
+}
+
+#[test]
+fn unix_socket() {
+    use std::io::{Read, Write};
+    let dir = std::env::temp_dir().join(format!("ferrocache-unix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let path = dir.join("sock");
+    let mut child = Command::new(ferrocached_bin())
+        .args(["-s", path.to_str().expect("utf-8 path"), "-a", "600"])
+        .spawn()
+        .expect("start ferrocached");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut stream = loop {
+        if let Ok(s) = std::os::unix::net::UnixStream::connect(&path) {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "socket never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream
+        .write_all(b"set u 0 0 1\r\nx\r\nget u\r\n")
+        .expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !got.ends_with(b"END\r\n") {
+        let n = stream.read(&mut buf).expect("read");
+        assert!(n > 0, "closed early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got, b"STORED\r\nVALUE u 0 1\r\nx\r\nEND\r\n");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,281 @@
+//! ferrocached over real sockets: every text command's happy path and the connection-level
+//! behaviour (pipelining, split values, big multi-gets, swallowing, junk).
+
+use std::time::Duration;
+
+use ferrocache_testkit::Server;
+
+fn server() -> Server {
+    Server::ferrocached(&[])
+}
+
+#[test]
+fn set_get_gets_delete() {
+    let s = server();
+    let mut c = s.connect();
+    assert_eq!(c.line("set k 5 0 3\r\nabc\r\n"), "STORED\r\n");
+    assert_eq!(
+        c.request("get k\r\n", "END\r\n"),
+        "VALUE k 5 3\r\nabc\r\nEND\r\n"
+    );
+    let gets = c.request("gets k\r\n", "END\r\n");
+    assert!(gets.starts_with("VALUE k 5 3 "), "{gets}");
+    assert_eq!(c.line("delete k\r\n"), "DELETED\r\n");
+    assert_eq!(c.line("delete k\r\n"), "NOT_FOUND\r\n");
+    assert_eq!(c.request("get k\r\n", "END\r\n"), "END\r\n");
+}
+
+#[test]
+fn add_replace_append_prepend_cas() {
+    let s = server();
+    let mut c = s.connect();
+    assert_eq!(c.line("replace k 0 0 1\r\na\r\n"), "NOT_STORED\r\n");
+    assert_eq!(c.line("add k 0 0 1\r\nb\r\n"), "STORED\r\n");
+    assert_eq!(c.line("add k 0 0 1\r\nc\r\n"), "NOT_STORED\r\n");
+    assert_eq!(c.line("append k 0 0 2\r\nyz\r\n"), "STORED\r\n");
+    assert_eq!(c.line("prepend k 0 0 2\r\nwx\r\n"), "STORED\r\n");
+    assert_eq!(
+        c.request("get k\r\n", "END\r\n"),
+        "VALUE k 0 5\r\nwxbyz\r\nEND\r\n"
+    );
+    let gets = c.request("gets k\r\n", "END\r\n");
+    let cas: u64 = gets
+        .lines()
+        .next()
+        .and_then(|l| l.split(' ').nth(4))
+        .and_then(|c| c.parse().ok())
+        .expect("cas id");
+    assert_eq!(
+        c.line(&format!("cas k 0 0 1 {}\r\nq\r\n", cas + 1000)),
+        "EXISTS\r\n"
+    );
+    assert_eq!(c.line(&format!("cas k 0 0 1 {cas}\r\nq\r\n")), "STORED\r\n");
+    assert_eq!(c.line(&format!("cas k 0 0 1 {cas}\r\nr\r\n")), "EXISTS\r\n");
+    assert_eq!(c.line("cas nokey 0 0 1 1\r\nr\r\n"), "NOT_FOUND\r\n");
+}
+
+#[test]
+fn incr_decr_touch_gat() {
+    let s = server();
+    let mut c = s.connect();
+    assert_eq!(c.line("set n 0 0 2\r\n10\r\n"), "STORED\r\n");
+    assert_eq!(c.line("incr n 5\r\n"), "15\r\n");
+    assert_eq!(c.line("decr n 100\r\n"), "0\r\n");
+    assert_eq!(
+        c.line("set n 0 0 20\r\n18446744073709551615\r\n"),
+        "STORED\r\n"
+    );
+    assert_eq!(c.line("incr n 2\r\n"), "1\r\n");
+    assert_eq!(c.line("incr missing 1\r\n"), "NOT_FOUND\r\n");
+    assert_eq!(c.line("set t 0 0 1\r\nx\r\n"), "STORED\r\n");
+    assert_eq!(
+        c.line("incr t 1\r\n"),
+        "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
+    );
+    assert_eq!(c.line("touch t 100\r\n"), "TOUCHED\r\n");
+    assert_eq!(c.line("touch nope 100\r\n"), "NOT_FOUND\r\n");
+    assert_eq!(
+        c.request("gat 100 t nope\r\n", "END\r\n"),
+        "VALUE t 0 1\r\nx\r\nEND\r\n"
+    );
+    assert!(c
+        .request("gats 100 t\r\n", "END\r\n")
+        .starts_with("VALUE t 0 1 "));
+}
+
+#[test]
+fn noreply_suppresses_replies() {
+    let s = server();
+    let mut c = s.connect();
+    c.send("set a 0 0 1 noreply\r\na\r\nadd a 0 0 1 noreply\r\nb\r\nincr a 1 noreply\r\ndelete b noreply\r\n");
+    assert_eq!(
+        c.request("get a\r\n", "END\r\n"),
+        "VALUE a 0 1\r\na\r\nEND\r\n"
+    );
+}
+
+#[test]
+fn negative_exptime_is_already_expired() {
+    let s = server();
+    let mut c = s.connect();
+    assert_eq!(c.line("set e 0 -1 1\r\nx\r\n"), "STORED\r\n");
+    assert_eq!(c.request("get e\r\n", "END\r\n"), "END\r\n");
+}
+
+#[test]
+fn flush_all_empties_the_cache() {
+    let s = server();
+    let mut c = s.connect();
+    assert_eq!(c.line("set a 0 0 1\r\nx\r\n"), "STORED\r\n");
+    assert_eq!(c.line("flush_all\r\n"), "OK\r\n");
+    assert_eq!(c.request("get a\r\n", "END\r\n"), "END\r\n");
+    assert_eq!(c.line("set a 0 0 1\r\ny\r\n"), "STORED\r\n");
+    assert_eq!(
+        c.request("get a\r\n", "END\r\n"),
+        "VALUE a 0 1\r\ny\r\nEND\r\n"
+    );
+}
+
+#[test]
+fn pipelined_commands_are_answered_in_order() {
+    let s = server();
+    let mut c = s.connect();
+    let mut batch = String::new();
+    for i in 0..200 {
+        batch.push_str(&format!("set k{i} 0 0 {}\r\n{i}\r\n", i.to_string().len()));
+    }
+    for i in 0..200 {
+        batch.push_str(&format!("get k{i}\r\n"));
+    }
+    c.send(&batch);
+    let mut expected = "STORED\r\n".repeat(200);
+    for i in 0..200 {
+        expected.push_str(&format!(
+            "VALUE k{i} 0 {}\r\n{i}\r\nEND\r\n",
+            i.to_string().len()
+        ));
+    }
+    let got = c.read_exact(expected.len());
+    assert_eq!(String::from_utf8_lossy(&got), expected);
+}
+
+#[test]
+fn value_split_over_many_packets_is_assembled() {
+    let s = server();
+    let mut c = s.connect();
+    let value = "v".repeat(100_000);
+    let request = format!("set big 0 0 {}\r\n{value}\r\n", value.len());
+    for chunk in request.as_bytes().chunks(7_001) {
+        c.send(chunk);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(c.line(""), "STORED\r\n");
+    let got = c.request("get big\r\n", "END\r\n");
+    assert_eq!(got, format!("VALUE big 0 100000\r\n{value}\r\nEND\r\n"));
+}
+
+#[test]
+fn multi_megabyte_multiget_streams() {
+    let s = server();
+    let mut c = s.connect();
+    let value = "x".repeat(500_000);
+    for i in 0..8 {
+        assert_eq!(
+            c.line(&format!("set m{i} 0 0 500000\r\n{value}\r\n")),
+            "STORED\r\n"
+        );
+    }
+    let keys: Vec<String> = (0..8).map(|i| format!("m{i}")).collect();
+    let got = c.request(format!("get {}\r\n", keys.join(" ")), "END\r\n");
+    assert_eq!(
+        got.len(),
+        8 * (500_000 + 2 + "VALUE m0 0 500000\r\n".len()) + 5
+    );
+}
+
+#[test]
+fn too_large_value_is_refused_and_swallowed() {
+    let s = server();
+    let mut c = s.connect();
+    let value = "z".repeat(2 * 1024 * 1024);
+    c.send(format!(
+        "set big 0 0 {}\r\n{value}\r\nget big\r\n",
+        value.len()
+    ));
+    assert_eq!(
+        String::from_utf8_lossy(&c.read_until(b"END\r\n")),
+        "SERVER_ERROR object too large for cache\r\nEND\r\n"
+    );
+}
+
+#[test]
+fn bad_input_gets_memcached_errors() {
+    let s = server();
+    let mut c = s.connect();
+    assert_eq!(c.line("bogus\r\n"), "ERROR\r\n");
+    assert_eq!(
+        c.line("set k 0 0 x\r\n"),
+        "CLIENT_ERROR bad command line format\r\n"
+    );
+    assert_eq!(
+        c.line("set k 0 0 1\r\nabc\r\n"),
+        "CLIENT_ERROR bad data chunk\r\n"
+    );
+    // The "\r\n" left over from the bad chunk is a command of its own.
+    assert_eq!(c.line(""), "ERROR\r\n");
+    let key = "k".repeat(251);
+    assert_eq!(
+        c.line(&format!("get {key}\r\n")),
+        "CLIENT_ERROR bad command line format\r\n"
+    );
+    assert_eq!(
+        c.line("incr k abc\r\n"),
+        "CLIENT_ERROR invalid numeric delta argument\r\n"
+    );
+    assert_eq!(c.line("shutdown\r\n"), "ERROR: shutdown not enabled\r\n");
+    assert!(c.line("version\r\n").starts_with("VERSION 1.6"));
+}
+
+#[test]
+fn long_junk_line_closes_only_that_connection() {
+    let s = server();
+    let mut other = s.connect();
+    let mut c = s.connect();
+    c.send(vec![b'x'; 5000]);
+    let (reply, closed) = c.drain(Duration::from_secs(5));
+    assert!(reply.is_empty());
+    assert!(
+        closed,
+        "a 5000-byte line without newline must close the connection"
+    );
+    assert_eq!(other.line("version\r\n").split(' ').next(), Some("VERSION"));
+}
+
+#[test]
+fn long_get_line_is_kept() {
+    let s = server();
+    let mut c = s.connect();
+    let keys: Vec<String> = (0..1000).map(|i| format!("key{i}")).collect();
+    let line = format!("get {}\r\n", keys.join(" "));
+    assert!(line.len() > 2048);
+    assert_eq!(c.request(line, "END\r\n"), "END\r\n");
+}
+
+#[test]
+fn quit_closes() {
+    let s = server();
+    let mut c = s.connect();
+    c.send("quit\r\n");
+    let (reply, closed) = c.drain(Duration::from_secs(5));
+    assert!(reply.is_empty());
+    assert!(closed);
+}
+
+#[test]
+fn stats_report_commands() {
+    let s = server();
+    let mut c = s.connect();
+    c.line("set a 0 0 1\r\nx\r\n");
+    c.request("get a b\r\n", "END\r\n");
+    let stats = c.request("stats\r\n", "END\r\n");
+    let stat = |name: &str| {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("STAT {name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {stats}"))
+            .to_string()
+    };
+    assert_eq!(stat("cmd_get"), "2");
+    assert_eq!(stat("get_hits"), "1");
+    assert_eq!(stat("get_misses"), "1");
+    assert_eq!(stat("cmd_set"), "1");
+    assert_eq!(stat("curr_items"), "1");
+    assert_eq!(stat("limit_maxbytes"), "67108864");
+    assert_eq!(stat("threads"), "4");
+    assert_eq!(c.line("stats reset\r\n"), "RESET\r\n");
+    for sub in ["settings", "items", "slabs", "sizes", "conns"] {
+        let reply = c.request(format!("stats {sub}\r\n"), "END\r\n");
+        assert!(reply.ends_with("END\r\n"), "{sub}: {reply}");
+    }
+    assert_eq!(c.line("stats nonsense\r\n"), "ERROR\r\n");
+}
