@@ -65,10 +65,14 @@ where
         };
         match read {
             Ok(0) | Err(_) => break,
-            Ok(n) => ctx.counters.bytes_read += n as u64,
+            Ok(n) => {
+                tracing::trace!(conn = id, "read {n} bytes");
+                ctx.counters.bytes_read += n as u64;
+            }
         }
         info.last_cmd_time.store(shared.clock.now(), Relaxed);
         let mut close_after_write = false;
+        let mut handled = 0;
         loop {
             if swallow > 0 {
                 let n = swallow.min(rbuf.len());
@@ -103,8 +107,14 @@ where
                 }
                 Next::CloseNow => break 'conn,
             }
+            handled += 1;
             if ctx.out.len() >= FLUSH_AT && !write_out(&mut stream, &mut ctx).await {
                 break 'conn;
+            }
+            // -R: after this many requests from one read, let other connections run.
+            if handled % shared.config.reqs_per_event == 0 {
+                ctx.counters.conn_yields += 1;
+                tokio::task::yield_now().await;
             }
         }
         if !write_out(&mut stream, &mut ctx).await || close_after_write {
@@ -125,6 +135,7 @@ async fn write_out<S: AsyncWrite + Unpin>(stream: &mut S, ctx: &mut Ctx<'_>) -> 
     }
     match ctx.out.flush(stream).await {
         Ok(n) => {
+            tracing::trace!("wrote {n} bytes");
             ctx.counters.bytes_written += n as u64;
             true
         }

@@ -25,6 +25,7 @@ pub struct ConnCounters {
     pub bytes_written: u64,
     pub store_too_large: u64,
     pub store_no_memory: u64,
+    pub conn_yields: u64,
 }
 
 /// Shared server counters.
@@ -41,6 +42,7 @@ pub struct ServerStats {
     bytes_written: AtomicU64,
     store_too_large: AtomicU64,
     store_no_memory: AtomicU64,
+    conn_yields: AtomicU64,
 }
 
 impl ServerStats {
@@ -55,6 +57,7 @@ impl ServerStats {
             (&self.bytes_written, c.bytes_written),
             (&self.store_too_large, c.store_too_large),
             (&self.store_no_memory, c.store_no_memory),
+            (&self.conn_yields, c.conn_yields),
         ];
         for (counter, value) in pairs {
             if value != 0 {
@@ -76,6 +79,7 @@ impl ServerStats {
             &self.bytes_written,
             &self.store_too_large,
             &self.store_no_memory,
+            &self.conn_yields,
         ] {
             counter.store(0, Relaxed);
         }
@@ -196,7 +200,7 @@ pub fn general(out: &mut Vec<u8>, shared: &Shared) {
     st(out, "accepting_conns", &1);
     st(out, "listen_disabled_num", &0);
     st(out, "threads", &config.threads);
-    st(out, "conn_yields", &0);
+    st(out, "conn_yields", &s.conn_yields.load(Relaxed));
     st(out, "bytes", &store.bytes);
     st(out, "curr_items", &store.curr_items);
     st(out, "total_items", &store.total_items);
