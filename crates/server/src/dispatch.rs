@@ -159,8 +159,7 @@ impl Ctx<'_> {
                 self.reply(text, noreply);
                 if let Some(key) = unlink_key {
                     // memcached drops the old value so that a failed set never leaves stale data.
-                    // The store has no uncounted unlink yet, so this bumps delete_hits (memcached does not).
-                    self.shared.store.delete(key, self.shared.clock.now());
+                    self.shared.store.unlink(key, self.shared.clock.now());
                 }
                 Next::Swallow(bytes)
             }

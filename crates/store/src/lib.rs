@@ -2,9 +2,28 @@
 //! with no sockets and no protocol. Time is passed in by the caller as `now`, in whole seconds on the
 //! server's relative clock (like memcached's `current_time`), which keeps every rule testable.
 //!
-//! API CONTRACT (stub: the implementation is being written; signatures are fixed).
+//!
+//! # Layout (first engine; issue #3 replaces it with a segment-based one)
+//! The key space is split into shards by key hash, each a mutex around a hash map and a FIFO queue
+//! with a "visited" bit per item (CLOCK, a second-chance FIFO): a hit only sets a bit, no list
+//! update; eviction pops the queue head and gives visited items one more round. Every item is
+//! charged its key, its value and [`ITEM_OVERHEAD`] bytes for the map entry, the queue entry and
+//! the two allocations, so `max_bytes` bounds what the store holds, index included.
+//!
+//! Flush and expiry follow memcached 1.6: an item is expired when `exptime != 0 && exptime <= now`;
+//! `flush_all` sets an "oldest live" time and, when it takes effect at once, an oldest sequence
+//! number, so that items stored later in the same second survive.
+
+mod numeric;
+mod shard;
+
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
+use parking_lot::Mutex;
+
+use shard::{FlushState, Shard};
 
 /// Relative time in seconds since the server started (memcached's `rel_time_t`). 0 in an exptime
 /// means "never expires".
@@ -103,6 +122,8 @@ pub struct StoreStats {
     pub cas_badval: u64,
     pub touch_hits: u64,
     pub touch_misses: u64,
+    /// Stores refused for lack of memory (with `-M`).
+    pub outofmemory: u64,
 }
 
 /// memcached's `item_size_ok`: would an item with this key length, flags and value length fit under
@@ -125,30 +146,70 @@ pub fn item_size_ok(
     total <= item_size_max
 }
 
+/// Bytes charged per item beyond its key and value: the hash map slot (about 100 bytes with its
+/// control byte and load-factor slack), the FIFO queue slot (24 bytes, up to twice that before
+/// compaction) and the allocator headers of the key and value allocations.
+pub const ITEM_OVERHEAD: usize = 160;
+
 /// The cache. `Send + Sync`: shared by all worker threads.
 pub struct Store {
-    _private: (),
+    config: StoreConfig,
+    shards: Box<[Mutex<Shard>]>,
+    hasher: std::collections::hash_map::RandomState,
+    /// Source of CAS ids and of the sequence numbers `flush_all` compares.
+    next_cas: AtomicU64,
+    flush: Mutex<FlushState>,
 }
 
 impl Store {
+    /// Builds an empty store. The shard count is chosen so that each shard's budget holds several
+    /// of the largest items `item_size_max` allows.
     pub fn new(config: StoreConfig) -> Store {
-        let _ = config;
-        unimplemented!("store being written")
+        let per_shard_min = config.item_size_max.saturating_add(ITEM_OVERHEAD + 250) * 4;
+        let mut count = (config.max_bytes / per_shard_min.max(1)).clamp(1, 64);
+        count = 1 << (usize::BITS - 1 - count.leading_zeros());
+        let budget = config.max_bytes / count;
+        let shards = (0..count).map(|_| Mutex::new(Shard::new(budget))).collect();
+        Store {
+            config,
+            shards,
+            hasher: std::collections::hash_map::RandomState::new(),
+            next_cas: AtomicU64::new(1),
+            flush: Mutex::new(FlushState::default()),
+        }
     }
+
+    fn shard(&self, key: &[u8]) -> &Mutex<Shard> {
+        let hash = self.hasher.hash_one(key);
+        &self.shards[(hash as usize) & (self.shards.len() - 1)]
+    }
+
+    fn ctx(&self, now: RelTime) -> shard::Ctx<'_> {
+        shard::Ctx {
+            now,
+            flush: *self.flush.lock(),
+            next_cas: &self.next_cas,
+            config: &self.config,
+        }
+    }
+
     /// `get`/`gets`: counts get_hits/get_misses/get_expired/get_flushed.
     pub fn get(&self, key: &[u8], now: RelTime) -> Option<Item> {
-        let _ = (key, now);
-        unimplemented!()
+        self.shard(key).lock().get(key, None, &self.ctx(now))
     }
-    /// `gat`/`gats`: get and set a new exptime. Counts touch_hits/touch_misses and get_hits/misses.
+
+    /// `gat`/`gats`: get and set a new exptime. memcached counts these as touches only
+    /// (touch_hits/touch_misses), not as get hits or misses.
     pub fn get_and_touch(&self, key: &[u8], exptime: RelTime, now: RelTime) -> Option<Item> {
-        let _ = (key, exptime, now);
-        unimplemented!()
+        self.shard(key)
+            .lock()
+            .get(key, Some(exptime), &self.ctx(now))
     }
+
     pub fn touch(&self, key: &[u8], exptime: RelTime, now: RelTime) -> TouchOutcome {
-        let _ = (key, exptime, now);
-        unimplemented!()
+        self.shard(key).lock().touch(key, exptime, &self.ctx(now))
     }
+
     #[allow(clippy::too_many_arguments)]
     pub fn store(
         &self,
@@ -159,31 +220,375 @@ impl Store {
         value: &[u8],
         now: RelTime,
     ) -> StoreOutcome {
-        let _ = (mode, key, flags, exptime, value, now);
-        unimplemented!()
+        if !item_size_ok(
+            self.config.item_size_max,
+            self.config.use_cas,
+            key.len(),
+            flags,
+            value.len(),
+        ) {
+            return StoreOutcome::TooLarge;
+        }
+        self.shard(key)
+            .lock()
+            .store(mode, key, flags, exptime, value, &self.ctx(now))
     }
+
     pub fn delete(&self, key: &[u8], now: RelTime) -> DeleteOutcome {
-        let _ = (key, now);
-        unimplemented!()
+        self.shard(key).lock().delete(key, true, &self.ctx(now))
     }
+
+    /// Removes `key` without counting a delete (memcached does this when a `set` is refused, so
+    /// that the old value does not outlive the failed write).
+    pub fn unlink(&self, key: &[u8], now: RelTime) {
+        self.shard(key).lock().delete(key, false, &self.ctx(now));
+    }
+
     /// `incr` (`incr == true`) or `decr`.
     pub fn delta(&self, key: &[u8], incr: bool, delta: u64, now: RelTime) -> DeltaOutcome {
-        let _ = (key, incr, delta, now);
-        unimplemented!()
+        self.shard(key)
+            .lock()
+            .delta(key, incr, delta, &self.ctx(now))
     }
-    /// `flush_all`: every item stored at or before `when` is invalid once `now >= when`.
+
+    /// `flush_all`: every item stored before `when` is invalid once `now >= when`. Mirrors
+    /// memcached's `process_flush_all_command`: with CAS on, the oldest live time is `when - 1`
+    /// and, for a flush that takes effect now, items older than the current sequence number go
+    /// too; with CAS off, items stored in the second of `when` itself are flushed as well.
     pub fn flush_all(&self, when: RelTime, now: RelTime) {
-        let _ = (when, now);
-        unimplemented!()
+        let mut flush = self.flush.lock();
+        if self.config.use_cas {
+            flush.oldest_live = when.saturating_sub(1);
+            if flush.oldest_live <= now {
+                flush.oldest_seq = self.next_cas.load(Ordering::Relaxed);
+            }
+        } else {
+            flush.oldest_live = when;
+        }
     }
+
     pub fn stats(&self) -> StoreStats {
-        unimplemented!()
+        let mut total = StoreStats::default();
+        for shard in self.shards.iter() {
+            shard.lock().add_stats(&mut total);
+        }
+        total
     }
-    /// `stats reset`: zero the hit/miss/eviction counters (not curr_items/bytes).
+
+    /// `stats reset`: zero the counters memcached's `stats reset` zeroes (not curr_items/bytes).
     pub fn reset_stats(&self) {
-        unimplemented!()
+        for shard in self.shards.iter() {
+            shard.lock().reset_stats();
+        }
     }
+
     pub fn config(&self) -> &StoreConfig {
-        unimplemented!()
+        &self.config
+    }
+
+    /// How many shards the key space is split into.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(max_bytes: usize, evictions: bool, use_cas: bool) -> Store {
+        Store::new(StoreConfig {
+            max_bytes,
+            item_size_max: 1024 * 1024,
+            evictions,
+            use_cas,
+        })
+    }
+
+    fn small() -> Store {
+        store(64 * 1024 * 1024, true, true)
+    }
+
+    #[test]
+    fn set_get_delete() {
+        let s = small();
+        assert_eq!(
+            s.store(StoreMode::Set, b"k", 3, 0, b"v", 100),
+            StoreOutcome::Stored
+        );
+        let item = s.get(b"k", 100).expect("hit");
+        assert_eq!((&item.value[..], item.flags), (&b"v"[..], 3));
+        assert_eq!(s.delete(b"k", 100), DeleteOutcome::Deleted);
+        assert_eq!(s.delete(b"k", 100), DeleteOutcome::NotFound);
+        assert!(s.get(b"k", 100).is_none());
+        let st = s.stats();
+        assert_eq!(
+            (st.get_hits, st.get_misses, st.delete_hits, st.delete_misses),
+            (1, 1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn add_replace_append_prepend() {
+        let s = small();
+        assert_eq!(
+            s.store(StoreMode::Replace, b"k", 0, 0, b"a", 1),
+            StoreOutcome::NotStored
+        );
+        assert_eq!(
+            s.store(StoreMode::Append, b"k", 0, 0, b"a", 1),
+            StoreOutcome::NotStored
+        );
+        assert_eq!(
+            s.store(StoreMode::Add, b"k", 7, 0, b"b", 1),
+            StoreOutcome::Stored
+        );
+        assert_eq!(
+            s.store(StoreMode::Add, b"k", 0, 0, b"c", 1),
+            StoreOutcome::NotStored
+        );
+        assert_eq!(
+            s.store(StoreMode::Append, b"k", 0, 0, b"z", 1),
+            StoreOutcome::Stored
+        );
+        assert_eq!(
+            s.store(StoreMode::Prepend, b"k", 0, 0, b"a", 1),
+            StoreOutcome::Stored
+        );
+        let item = s.get(b"k", 1).expect("hit");
+        assert_eq!(&item.value[..], b"abz");
+        assert_eq!(item.flags, 7, "append keeps the flags");
+    }
+
+    #[test]
+    fn cas_ids_change_with_every_write() {
+        let s = small();
+        s.store(StoreMode::Set, b"k", 0, 0, b"a", 1);
+        let first = s.get(b"k", 1).expect("hit").cas;
+        assert_eq!(
+            s.store(StoreMode::Cas(first + 1), b"k", 0, 0, b"b", 1),
+            StoreOutcome::Exists
+        );
+        assert_eq!(
+            s.store(StoreMode::Cas(first), b"k", 0, 0, b"b", 1),
+            StoreOutcome::Stored
+        );
+        let second = s.get(b"k", 1).expect("hit").cas;
+        assert_ne!(first, second);
+        assert_eq!(
+            s.store(StoreMode::Cas(first), b"k", 0, 0, b"c", 1),
+            StoreOutcome::Exists
+        );
+        assert_eq!(
+            s.store(StoreMode::Cas(1), b"nokey", 0, 0, b"c", 1),
+            StoreOutcome::NotFound
+        );
+        s.touch(b"k", 100, 1);
+        assert_eq!(
+            s.get(b"k", 1).expect("hit").cas,
+            second,
+            "touch keeps the CAS id"
+        );
+        let st = s.stats();
+        assert_eq!((st.cas_hits, st.cas_badval, st.cas_misses), (1, 2, 1));
+    }
+
+    #[test]
+    fn cas_ids_are_unique_across_threads() {
+        let s = std::sync::Arc::new(small());
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    (0..1000)
+                        .map(|i| {
+                            let key = format!("{t}-{i}");
+                            s.store(StoreMode::Set, key.as_bytes(), 0, 0, b"v", 1);
+                            s.get(key.as_bytes(), 1).expect("hit").cas
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<u64> = handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("thread"))
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 4000);
+    }
+
+    #[test]
+    fn disabled_cas_is_zero_and_cas_always_swaps() {
+        let s = store(64 * 1024 * 1024, true, false);
+        s.store(StoreMode::Set, b"k", 0, 0, b"a", 1);
+        assert_eq!(s.get(b"k", 1).expect("hit").cas, 0);
+        assert_eq!(
+            s.store(StoreMode::Cas(12345), b"k", 0, 0, b"b", 1),
+            StoreOutcome::Stored
+        );
+    }
+
+    #[test]
+    fn expiry_boundary() {
+        let s = small();
+        s.store(StoreMode::Set, b"k", 0, 110, b"v", 100);
+        assert!(s.get(b"k", 109).is_some());
+        assert!(s.get(b"k", 110).is_none(), "expired when exptime <= now");
+        assert_eq!(s.stats().get_expired, 1);
+        assert_eq!(s.touch(b"k", 0, 110), TouchOutcome::NotFound);
+    }
+
+    #[test]
+    fn gat_counts_touches_and_sets_exptime() {
+        let s = small();
+        s.store(StoreMode::Set, b"k", 0, 0, b"v", 100);
+        assert!(s.get_and_touch(b"k", 105, 100).is_some());
+        assert!(s.get_and_touch(b"x", 105, 100).is_none());
+        assert!(s.get(b"k", 105).is_none());
+        let st = s.stats();
+        assert_eq!((st.touch_hits, st.touch_misses, st.get_hits), (1, 1, 0));
+    }
+
+    #[test]
+    fn flush_now_spares_later_writes_in_the_same_second() {
+        let s = small();
+        s.store(StoreMode::Set, b"old", 0, 0, b"v", 100);
+        s.flush_all(100, 100);
+        s.store(StoreMode::Set, b"new", 0, 0, b"v", 100);
+        assert!(s.get(b"old", 100).is_none());
+        assert!(s.get(b"new", 100).is_some());
+        assert_eq!(s.stats().get_flushed, 1);
+    }
+
+    #[test]
+    fn delayed_flush() {
+        let s = small();
+        s.store(StoreMode::Set, b"a", 0, 0, b"v", 100);
+        s.flush_all(110, 100);
+        assert!(s.get(b"a", 105).is_some(), "not yet");
+        s.store(StoreMode::Set, b"b", 0, 0, b"v", 111);
+        assert!(s.get(b"a", 110).is_none(), "gone at the flush time");
+        assert!(s.get(b"b", 111).is_some(), "stored after the flush time");
+    }
+
+    #[test]
+    fn incr_decr_like_memcached() {
+        let s = small();
+        s.store(StoreMode::Set, b"n", 5, 0, b"10", 1);
+        assert_eq!(s.delta(b"n", false, 1, 1), DeltaOutcome::Value(9));
+        assert_eq!(
+            &s.get(b"n", 1).expect("hit").value[..],
+            b"9 ",
+            "padded in place"
+        );
+        assert_eq!(s.delta(b"n", true, 991, 1), DeltaOutcome::Value(1000));
+        assert_eq!(&s.get(b"n", 1).expect("hit").value[..], b"1000");
+        assert_eq!(s.delta(b"n", false, 5000, 1), DeltaOutcome::Value(0));
+        s.store(StoreMode::Set, b"n", 0, 0, b"18446744073709551615", 1);
+        assert_eq!(s.delta(b"n", true, 2, 1), DeltaOutcome::Value(1));
+        s.store(StoreMode::Set, b"t", 0, 0, b"abc", 1);
+        assert_eq!(s.delta(b"t", true, 1, 1), DeltaOutcome::NonNumeric);
+        assert_eq!(s.delta(b"none", true, 1, 1), DeltaOutcome::NotFound);
+        assert_eq!(s.get(b"n", 1).expect("hit").flags, 0);
+    }
+
+    #[test]
+    fn append_over_the_item_limit_is_too_large() {
+        let s = small();
+        let half = vec![b'x'; 600 * 1024];
+        s.store(StoreMode::Set, b"k", 0, 0, &half, 1);
+        assert_eq!(
+            s.store(StoreMode::Append, b"k", 0, 0, &half, 1),
+            StoreOutcome::TooLarge
+        );
+        assert_eq!(
+            s.get(b"k", 1).expect("old value stays").value.len(),
+            half.len()
+        );
+    }
+
+    #[test]
+    fn evicts_within_the_bound_and_m_refuses() {
+        let s = store(2 * 1024 * 1024, true, true);
+        let value = vec![b'v'; 1000];
+        for i in 0..10_000 {
+            let key = format!("key{i}");
+            assert_eq!(
+                s.store(StoreMode::Set, key.as_bytes(), 0, 0, &value, 1),
+                StoreOutcome::Stored
+            );
+            assert!(s.stats().bytes <= 2 * 1024 * 1024);
+        }
+        let st = s.stats();
+        assert!(st.evictions > 0 && st.evicted_unfetched > 0);
+        assert!(s.get(b"key9999", 1).is_some(), "the newest item survives");
+
+        let s = store(2 * 1024 * 1024, false, true);
+        let mut refused = false;
+        for i in 0..10_000 {
+            let key = format!("key{i}");
+            match s.store(StoreMode::Set, key.as_bytes(), 0, 0, &value, 1) {
+                StoreOutcome::Stored => {}
+                StoreOutcome::OutOfMemory => {
+                    refused = true;
+                    break;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(refused);
+        assert_eq!(s.stats().evictions, 0);
+        assert!(s.get(b"key0", 1).is_some(), "-M keeps what it has");
+    }
+
+    #[test]
+    fn clock_keeps_recently_read_items() {
+        let s = store(2 * 1024 * 1024, true, true);
+        let value = vec![b'v'; 1000];
+        s.store(StoreMode::Set, b"hot", 0, 0, &value, 1);
+        for i in 0..10_000 {
+            assert!(
+                s.get(b"hot", 1).is_some(),
+                "hot item evicted after {i} sets"
+            );
+            s.store(
+                StoreMode::Set,
+                format!("cold{i}").as_bytes(),
+                0,
+                0,
+                &value,
+                1,
+            );
+        }
+    }
+
+    #[test]
+    fn largest_item_fits_in_small_memory() {
+        let s = store(2 * 1024 * 1024, true, true);
+        let big = vec![b'x'; 1024 * 1024 - 100];
+        assert_eq!(
+            s.store(StoreMode::Set, b"k", 0, 0, &big, 1),
+            StoreOutcome::Stored
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn bytes_never_exceed_the_bound(ops in proptest::collection::vec((0u8..4, 0u16..300, 0usize..5000), 1..400)) {
+            let s = store(1024 * 1024, true, true);
+            for (op, key, len) in ops {
+                let key = format!("k{key}");
+                let value = vec![b'x'; len];
+                match op {
+                    0 => { s.store(StoreMode::Set, key.as_bytes(), 0, 0, &value, 1); }
+                    1 => { s.store(StoreMode::Append, key.as_bytes(), 0, 0, &value, 1); }
+                    2 => { s.get(key.as_bytes(), 1); }
+                    _ => { s.delete(key.as_bytes(), 1); }
+                }
+                proptest::prop_assert!(s.stats().bytes <= 1024 * 1024);
+            }
+        }
     }
 }
