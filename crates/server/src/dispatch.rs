@@ -173,7 +173,7 @@ impl Ctx<'_> {
         for key in keys {
             let Ok(key) = key else {
                 // memcached culls every response not yet sent, then answers the error.
-                self.out.clear();
+                self.out.discard_since_mark();
                 reply::line(self.out.text(), reply::CLIENT_ERROR_BAD_FORMAT);
                 return Next::Continue;
             };
@@ -194,6 +194,8 @@ impl Ctx<'_> {
             }
         }
         reply::line(self.out.text(), reply::END);
+        // memcached writes its replies out after every get; nothing before here can be culled.
+        self.out.mark();
         Next::Continue
     }
 
@@ -263,6 +265,9 @@ impl Ctx<'_> {
 
     fn stats(&mut self, args: &[u8]) {
         let shared = self.shared;
+        // Count this connection's commands so far, so that stats includes them.
+        shared.stats.add(&self.counters);
+        self.counters = ConnCounters::default();
         let out = self.out.text();
         let mut args = args.split(|&b| b == b' ').filter(|a| !a.is_empty());
         let Some(subcommand) = args.next() else {
@@ -289,7 +294,23 @@ impl Ctx<'_> {
             b"slabs" => stats::slabs(out, shared),
             b"sizes" => stats::sizes(out),
             b"conns" => stats::conns(out, shared),
-            b"cachedump" => reply::line(out, reply::CLIENT_ERROR_CACHEDUMP_NOT_ALLOWED),
+            b"cachedump" => {
+                // memcached's checks; there are no slab classes to dump, so a valid request
+                // gets an empty dump.
+                let id = argument.and_then(ferrocache_protocol::text::parse_u32_like_strtoul);
+                let limit = args
+                    .next()
+                    .map(ferrocache_protocol::text::parse_u32_like_strtoul);
+                let text = match (argument, limit) {
+                    (Some(_), Some(limit)) => match (id, limit) {
+                        (Some(id), Some(_)) if id >= 64 => reply::CLIENT_ERROR_ILLEGAL_SLAB_ID,
+                        (Some(_), Some(_)) => reply::END,
+                        _ => reply::CLIENT_ERROR_BAD_FORMAT,
+                    },
+                    _ => reply::CLIENT_ERROR_BAD_COMMAND_LINE,
+                };
+                reply::line(out, text);
+            }
             _ => reply::line(out, reply::ERROR),
         }
     }

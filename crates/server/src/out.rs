@@ -18,6 +18,8 @@ pub struct Output {
     /// Where small writes go; sealed into `segments` when a large value is queued.
     tail: Vec<u8>,
     len: usize,
+    /// Pending bytes that [`Output::discard_since_mark`] keeps.
+    mark: usize,
 }
 
 impl Output {
@@ -55,11 +57,34 @@ impl Output {
         self.len() == 0
     }
 
-    /// Drops everything not yet written (memcached culls unsent responses on some errors).
-    pub fn clear(&mut self) {
-        self.segments.clear();
-        self.tail.clear();
-        self.len = 0;
+    /// Remembers the pending output as sent-for-good: memcached writes out after every get
+    /// command, so a later cull cannot reach it.
+    pub fn mark(&mut self) {
+        self.mark = self.len();
+    }
+
+    /// Drops pending output queued since the last [`Output::mark`] or write (memcached culls its
+    /// unsent responses when a get line holds a key that is too long).
+    pub fn discard_since_mark(&mut self) {
+        let mut excess = self.len() - self.mark;
+        let from_tail = excess.min(self.tail.len());
+        self.tail.truncate(self.tail.len() - from_tail);
+        excess -= from_tail;
+        while excess > 0 {
+            let last = self
+                .segments
+                .back_mut()
+                .expect("pending bytes are in segments");
+            if last.len() <= excess {
+                excess -= last.len();
+                self.len -= last.len();
+                self.segments.pop_back();
+            } else {
+                last.truncate(last.len() - excess);
+                self.len -= excess;
+                excess = 0;
+            }
+        }
     }
 
     /// Writes everything out; returns the number of bytes written.
@@ -94,6 +119,7 @@ impl Output {
             }
         }
         writer.flush().await?;
+        self.mark = 0;
         Ok(total)
     }
 }
@@ -115,5 +141,19 @@ mod tests {
         assert!(sink.starts_with(b"VALUE a 0 600\r\nxxx"));
         assert!(sink.ends_with(b"x\r\nEND\r\n"));
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn discards_only_since_the_mark() {
+        let mut out = Output::default();
+        out.text().extend_from_slice(b"KEEP\r\n");
+        out.mark();
+        out.text().extend_from_slice(b"VALUE a 0 600\r\n");
+        out.value(&Bytes::from(vec![b'x'; 600]));
+        out.text().extend_from_slice(b"more");
+        out.discard_since_mark();
+        assert_eq!(out.len(), 6);
+        out.text().extend_from_slice(b"END\r\n");
+        assert_eq!(out.len(), 11);
     }
 }

@@ -420,13 +420,17 @@ mod tests {
     }
 
     #[test]
-    fn disabled_cas_is_zero_and_cas_always_swaps() {
+    fn disabled_cas_is_zero_and_cas_never_matches() {
         let s = store(64 * 1024 * 1024, true, false);
         s.store(StoreMode::Set, b"k", 0, 0, b"a", 1);
         assert_eq!(s.get(b"k", 1).expect("hit").cas, 0);
         assert_eq!(
             s.store(StoreMode::Cas(12345), b"k", 0, 0, b"b", 1),
-            StoreOutcome::Stored
+            StoreOutcome::Exists
+        );
+        assert_eq!(
+            s.store(StoreMode::Cas(0), b"k", 0, 0, b"b", 1),
+            StoreOutcome::Exists
         );
     }
 

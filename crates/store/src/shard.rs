@@ -232,8 +232,9 @@ impl Shard {
                     self.stats.cas_misses += 1;
                     return StoreOutcome::NotFound;
                 };
-                // With -C every item's CAS is 0 and memcached compares 0 with 0: the swap wins.
-                if config.use_cas && entry.cas != id {
+                // With -C memcached answers EXISTS to every cas on an existing item, even
+                // `cas ... 0` (checked against memcached 1.6.18 -C).
+                if !config.use_cas || entry.cas != id {
                     self.stats.cas_badval += 1;
                     return StoreOutcome::Exists;
                 }

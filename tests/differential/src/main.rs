@@ -1,1 +1,343 @@
-fn main() {}
+//! `difftest`: sends the same byte streams to Debian's memcached and to ferrocached and compares
+//! the replies byte for byte, CAS ids aside.
+//!
+//! Cases live in `tests/differential/cases/*.txt`:
+//!
+//! ```text
+//! === name of the case
+//! flags: -C -m 8            (optional: extra server flags for both servers)
+//! stats: cmd_get get_hits   (optional: compare only these STAT lines)
+//! > set a 0 0 1\r\nx\r\n    (one write; escapes \r \n \t \0 \\ \xNN, {repeat:N:text}, {cas})
+//! > get a\r\n               (the next write, after a short pause: splits are real)
+//! ```
+//!
+//! Every case runs against a fresh pair of servers. After the last write the tool reads until the
+//! server has been quiet for a moment or closes the connection; the transcript is the replies plus
+//! a `<closed>` marker. CAS ids in `VALUE` lines are renamed in order of first appearance (c1, c2,
+//! ...), so "same item, same id" and "changed item, new id" are still compared. `{cas}` in a write
+//! is replaced by the last CAS id that server sent.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use ferrocache_testkit::Server;
+
+struct Case {
+    name: String,
+    flags: Vec<String>,
+    stats: Option<Vec<String>>,
+    writes: Vec<String>,
+}
+
+fn parse_cases(text: &str, file: &Path) -> anyhow::Result<Vec<Case>> {
+    let mut cases: Vec<Case> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let context = || format!("{}:{}", file.display(), n + 1);
+        if let Some(name) = line.strip_prefix("=== ") {
+            cases.push(Case {
+                name: name.trim().to_string(),
+                flags: Vec::new(),
+                stats: None,
+                writes: Vec::new(),
+            });
+            continue;
+        }
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some(case) = cases.last_mut() else {
+            bail!("{}: text before the first === case", context());
+        };
+        if let Some(flags) = line.strip_prefix("flags:") {
+            case.flags = flags.split_whitespace().map(str::to_string).collect();
+        } else if let Some(stats) = line.strip_prefix("stats:") {
+            case.stats = Some(stats.split_whitespace().map(str::to_string).collect());
+        } else if let Some(write) = line.strip_prefix("> ") {
+            case.writes.push(write.to_string());
+        } else {
+            bail!("{}: cannot read {line:?}", context());
+        }
+    }
+    Ok(cases)
+}
+
+/// Expands escapes, `{repeat:N:text}` and `{cas}` into the bytes to send.
+fn expand(write: &str, last_cas: &str) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let bytes = write.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => {
+                let (byte, used) = match bytes.get(i + 1) {
+                    Some(b'r') => (b'\r', 2),
+                    Some(b'n') => (b'\n', 2),
+                    Some(b't') => (b'\t', 2),
+                    Some(b'0') => (0, 2),
+                    Some(b'\\') => (b'\\', 2),
+                    Some(b'x') => {
+                        let hex = write.get(i + 2..i + 4).context("short \\x escape")?;
+                        (u8::from_str_radix(hex, 16).context("bad \\x escape")?, 4)
+                    }
+                    _ => bail!("bad escape in {write:?}"),
+                };
+                out.push(byte);
+                i += used;
+            }
+            b'{' => {
+                let end = write[i..].find('}').context("unclosed {")? + i;
+                let inner = &write[i + 1..end];
+                if inner == "cas" {
+                    out.extend_from_slice(last_cas.as_bytes());
+                } else if let Some(spec) = inner.strip_prefix("repeat:") {
+                    let (count, text) = spec.split_once(':').context("repeat:N:text")?;
+                    let count: usize = count.parse().context("repeat count")?;
+                    let text = expand(text, last_cas)?;
+                    for _ in 0..count {
+                        out.extend_from_slice(&text);
+                    }
+                } else {
+                    bail!("unknown {{{inner}}}");
+                }
+                i = end + 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The CAS id of the last `VALUE key flags bytes cas` line in `reply`.
+fn last_cas_in(reply: &[u8]) -> Option<String> {
+    reply
+        .split(|&b| b == b'\n')
+        .filter_map(|line| {
+            let line = std::str::from_utf8(line).ok()?.trim_end();
+            let fields: Vec<&str> = line.split(' ').collect();
+            (fields.len() == 5 && fields[0] == "VALUE").then(|| fields[4].to_string())
+        })
+        .next_back()
+}
+
+/// Reads until nothing arrives for `quiet` or the peer closes.
+fn read_quiet(stream: &mut TcpStream, quiet: Duration, out: &mut Vec<u8>) -> bool {
+    stream.set_read_timeout(Some(quiet)).expect("set timeout");
+    let mut buf = [0u8; 65536];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+fn run_case(case: &Case, bin: &Path) -> anyhow::Result<Vec<u8>> {
+    let flags: Vec<&str> = case.flags.iter().map(String::as_str).collect();
+    let server = Server::start_bin(bin, &flags);
+    let mut stream = TcpStream::connect(server.addr()).context("connect")?;
+    stream.set_nodelay(true)?;
+    let mut transcript = Vec::new();
+    let mut last_cas = String::from("0");
+    let mut closed = false;
+    for write in &case.writes {
+        let bytes = expand(write, &last_cas)?;
+        if stream.write_all(&bytes).is_err() {
+            closed = true;
+            break;
+        }
+        let mut reply = Vec::new();
+        closed = read_quiet(&mut stream, Duration::from_millis(60), &mut reply);
+        if let Some(cas) = last_cas_in(&reply) {
+            last_cas = cas;
+        }
+        transcript.extend_from_slice(&reply);
+        if closed {
+            break;
+        }
+    }
+    if !closed {
+        closed = read_quiet(&mut stream, Duration::from_millis(100), &mut transcript);
+    }
+    if closed {
+        transcript.extend_from_slice(b"<closed>");
+    }
+    Ok(normalise(&transcript, case.stats.as_deref()))
+}
+
+/// Renames CAS ids, hides the version string, and keeps only the STAT lines the case compares.
+fn normalise(transcript: &[u8], stats: Option<&[String]>) -> Vec<u8> {
+    let mut ids: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    let mut rest = transcript;
+    while !rest.is_empty() {
+        let end = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(rest.len(), |p| p + 1);
+        let line = &rest[..end];
+        rest = &rest[end..];
+        let text = String::from_utf8_lossy(line);
+        let fields: Vec<&str> = text.trim_end().split(' ').collect();
+        if fields.len() == 5 && fields[0] == "VALUE" && fields[4].parse::<u64>().is_ok() {
+            let id = match ids.iter().position(|c| c == fields[4]) {
+                Some(i) => i + 1,
+                None => {
+                    ids.push(fields[4].to_string());
+                    ids.len()
+                }
+            };
+            out.extend_from_slice(
+                format!("VALUE {} {} {} c{id}\r\n", fields[1], fields[2], fields[3]).as_bytes(),
+            );
+        } else if fields[0] == "VERSION" && fields.len() == 2 {
+            out.extend_from_slice(b"VERSION <version>\r\n");
+        } else if fields[0] == "STAT" && fields.len() >= 3 {
+            if stats.is_none_or(|names| names.iter().any(|n| n == fields[1])) {
+                out.extend_from_slice(line);
+            }
+        } else {
+            out.extend_from_slice(line);
+        }
+    }
+    out
+}
+
+fn escape(bytes: &[u8]) -> String {
+    let mut s = String::new();
+    for &b in bytes {
+        match b {
+            b'\r' => s.push_str("\\r"),
+            b'\n' => s.push_str("\\n\n    "),
+            0x20..=0x7e => s.push(b as char),
+            _ => s.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    s
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let mut ferrocached: Option<PathBuf> = None;
+    let mut memcached: Option<PathBuf> = None;
+    let mut filter: Option<String> = None;
+    let mut verbose = false;
+    let mut memcached_only = false;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--ferrocached" => ferrocached = args.next().map(PathBuf::from),
+            "--memcached" => memcached = args.next().map(PathBuf::from),
+            "--filter" => filter = args.next(),
+            "--verbose" => verbose = true,
+            "--against-memcached-only" => memcached_only = true,
+            "-h" | "--help" => {
+                println!(
+                    "difftest [--ferrocached PATH] [--memcached PATH] [--filter TEXT] [--verbose] \
+                     [--against-memcached-only]\n\
+                     Runs tests/differential/cases/*.txt against memcached and ferrocached and \
+                     compares the replies."
+                );
+                return Ok(());
+            }
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    let memcached = memcached.unwrap_or_else(ferrocache_testkit::memcached_bin);
+    let other = if memcached_only {
+        memcached.clone()
+    } else {
+        ferrocached
+            .or_else(|| std::env::var_os("FERROCACHED_BIN").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("target/release/ferrocached"))
+    };
+    anyhow::ensure!(
+        other.exists(),
+        "{} not found: build it first",
+        other.display()
+    );
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("cases");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("read {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    files.sort();
+    let (mut total, mut differences) = (0, 0);
+    for file in files {
+        let text = std::fs::read_to_string(&file)?;
+        for case in parse_cases(&text, &file)? {
+            if filter
+                .as_ref()
+                .is_some_and(|f| !case.name.contains(f.as_str()))
+            {
+                continue;
+            }
+            total += 1;
+            let expected = run_case(&case, &memcached)?;
+            let got = run_case(&case, &other)?;
+            if expected == got {
+                if verbose {
+                    println!("ok    {}\n    {}", case.name, escape(&expected));
+                } else {
+                    println!("ok    {}", case.name);
+                }
+            } else {
+                differences += 1;
+                println!(
+                    "DIFF  {}\n  memcached:\n    {}\n  ferrocached:\n    {}",
+                    case.name,
+                    escape(&expected),
+                    escape(&got)
+                );
+            }
+        }
+    }
+    println!("{total} cases, {differences} differences");
+    if differences > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expands_escapes_and_repeats() {
+        let bytes = expand(r"a\r\n\x01{repeat:3:ab}{cas}\0", "42").expect("valid");
+        assert_eq!(bytes, b"a\r\n\x01ababab42\0");
+        assert!(expand(r"\q", "0").is_err());
+    }
+
+    #[test]
+    fn renames_cas_ids_in_order() {
+        let t = b"VALUE a 0 1 77\r\nx\r\nVALUE b 0 1 99\r\ny\r\nVALUE a 0 1 77\r\nx\r\nVERSION 1.6.18\r\n";
+        let n = normalise(t, None);
+        assert_eq!(
+            String::from_utf8_lossy(&n),
+            "VALUE a 0 1 c1\r\nx\r\nVALUE b 0 1 c2\r\ny\r\nVALUE a 0 1 c1\r\nx\r\nVERSION <version>\r\n"
+        );
+    }
+
+    #[test]
+    fn keeps_only_compared_stats() {
+        let t = b"STAT pid 1\r\nSTAT cmd_get 2\r\nEND\r\n";
+        let keep = vec!["cmd_get".to_string()];
+        assert_eq!(normalise(t, Some(&keep)), b"STAT cmd_get 2\r\nEND\r\n");
+    }
+}
