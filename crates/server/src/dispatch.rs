@@ -270,7 +270,10 @@ impl Ctx<'_> {
         self.counters = ConnCounters::default();
         let out = self.out.text();
         let mut args = args.split(|&b| b == b' ').filter(|a| !a.is_empty());
-        let Some(subcommand) = args.next() else {
+        let subcommand = args.next();
+        // memcached answers `stats default` with ERROR, which crashes python-memcached's
+        // get_stats('default'); we answer it like a plain `stats` (see README, differences).
+        let Some(subcommand) = subcommand.filter(|s| *s != b"default") else {
             stats::general(out, shared);
             return;
         };

@@ -153,7 +153,7 @@ pub fn general(out: &mut Vec<u8>, shared: &Shared) {
     st(out, "uptime", &shared.clock.uptime());
     st(out, "time", &shared.clock.unix_now());
     st(out, "version", &MEMCACHED_VERSION);
-    st(out, "libevent", &"none (tokio)");
+    st(out, "libevent", &"tokio");
     st(out, "pointer_size", &(usize::BITS));
     st(out, "rusage_user", &format_args!("{user:.6}"));
     st(out, "rusage_system", &format_args!("{system:.6}"));

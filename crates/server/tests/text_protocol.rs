@@ -277,4 +277,7 @@ fn stats_report_commands() {
         assert!(reply.ends_with("END\r\n"), "{sub}: {reply}");
     }
     assert_eq!(c.line("stats nonsense\r\n"), "ERROR\r\n");
+    // Unlike memcached (ERROR), `stats default` is plain stats: python-memcached asks for it.
+    let default = c.request("stats default\r\n", "END\r\n");
+    assert!(default.starts_with("STAT pid "), "{default}");
 }
