@@ -1,1 +1,4 @@
-//! ferrocache-client
+//! ferrocache-client: a memcached client that places keys on many servers by ketama exactly as
+//! libmemcached and twemproxy do.
+
+pub mod ring;
