@@ -11,10 +11,13 @@ fn hex(text: &str) -> Vec<u8> {
         .collect()
 }
 
+/// A recorded scenario: its name, the servers, and each key with the index of its owner.
+type Scenario = (String, Vec<RingServer>, Vec<(Vec<u8>, usize)>);
+
 #[test]
 fn placement_matches_libmemcached_and_nutcracker() {
     let text = include_str!("data/ketama_vectors.txt");
-    let mut scenarios: Vec<(String, Vec<RingServer>, Vec<(Vec<u8>, usize)>)> = Vec::new();
+    let mut scenarios: Vec<Scenario> = Vec::new();
     for line in text.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
         match fields[..] {
