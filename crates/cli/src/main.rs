@@ -1,1 +1,418 @@
-fn main() {}
+//! `memcachedc`: the command-line memcached client.
+//!
+//! ```text
+//! echo "key value" | memcachedc -s localhost -p 11211 set
+//! memcachedc -s localhost -p 11211 get key
+//! memcachedc -s a:11211,b:11212 stats
+//! ```
+//! Exit status: 0 hit/stored/done, 1 miss/not stored/not found, 2 error.
+
+use std::io::{BufRead, Read, Write};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ferrocache_client::{blocking::Client, Config, ServerSpec, StoreCommand, StoreStatus, Value};
+use serde_json::{json, Map};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "memcachedc",
+    version,
+    about = "Talk to memcached-protocol servers (ferrocached, memcached) from the shell.",
+    after_help = "Examples:\n  echo \"key value\" | memcachedc -s localhost -p 11211 set\n  \
+                  memcachedc -s localhost -p 11211 get key\n  memcachedc -s a:11211,b:11212 stats\n\n\
+                  Several servers: keys are placed by ketama, as libmemcached and nutcracker place them.\n\
+                  Exit status: 0 hit/stored, 1 miss/not stored, 2 error."
+)]
+struct Cli {
+    /// Servers: host, host:port or host:port:weight, comma separated.
+    #[arg(
+        short = 's',
+        long = "servers",
+        default_value = "localhost",
+        value_delimiter = ','
+    )]
+    servers: Vec<String>,
+    /// Port for servers given without one.
+    #[arg(short = 'p', long = "port", default_value_t = 11211)]
+    port: u16,
+    /// Expiry for storage commands: seconds (up to 30 days) or a unix time; 0 never.
+    #[arg(
+        short = 'e',
+        long = "expire",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    expire: i64,
+    /// Client flags stored with the value.
+    #[arg(short = 'f', long = "flags", default_value_t = 0)]
+    flags: u32,
+    /// Read the value from this file (binary safe) instead of the command line.
+    #[arg(long = "file")]
+    file: Option<std::path::PathBuf>,
+    /// Print results as JSON.
+    #[arg(long = "json")]
+    json: bool,
+    /// Request timeout in milliseconds.
+    #[arg(long = "timeout", default_value_t = 2000)]
+    timeout_ms: u64,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Print the values of keys (exit 1 if any is missing).
+    Get {
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+    /// Like get, with the CAS id of each value.
+    Gets {
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+    /// Get keys and set their expiry.
+    Gat {
+        #[arg(allow_negative_numbers = true)]
+        exptime: i64,
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+    /// Store a value. Without KEY, each stdin line "key value..." is stored; with KEY but no
+    /// VALUE, the value is stdin (or --file) as is.
+    Set {
+        key: Option<String>,
+        value: Option<String>,
+    },
+    /// Store only if the key is absent.
+    Add {
+        key: Option<String>,
+        value: Option<String>,
+    },
+    /// Store only if the key exists.
+    Replace {
+        key: Option<String>,
+        value: Option<String>,
+    },
+    /// Add to the end of an existing value.
+    Append {
+        key: Option<String>,
+        value: Option<String>,
+    },
+    /// Add to the start of an existing value.
+    Prepend {
+        key: Option<String>,
+        value: Option<String>,
+    },
+    /// Store only if the value's CAS id is still CAS.
+    Cas {
+        key: String,
+        cas: u64,
+        value: Option<String>,
+    },
+    /// Delete keys.
+    Delete {
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+    /// Add to a number.
+    Incr {
+        key: String,
+        #[arg(default_value_t = 1)]
+        delta: u64,
+    },
+    /// Subtract from a number (stops at 0).
+    Decr {
+        key: String,
+        #[arg(default_value_t = 1)]
+        delta: u64,
+    },
+    /// Set a key's expiry.
+    Touch {
+        key: String,
+        #[arg(allow_negative_numbers = true)]
+        exptime: i64,
+    },
+    /// Invalidate every item on every server, now or after DELAY seconds.
+    #[command(name = "flush_all", alias = "flush-all")]
+    FlushAll {
+        #[arg(default_value_t = 0)]
+        delay: i64,
+    },
+    /// Print each server's version.
+    Version,
+    /// Print each server's statistics (`stats`, or `stats ARG`: settings, items, slabs, conns...).
+    Stats { arg: Option<String> },
+    /// Set the servers' verbosity.
+    Verbosity { level: u32 },
+}
+
+/// How a command ended, for the exit status.
+enum Outcome {
+    Ok,
+    Miss,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Miss) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("memcachedc: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn server_specs(cli: &Cli) -> anyhow::Result<Vec<ServerSpec>> {
+    cli.servers
+        .iter()
+        .map(|s| {
+            let with_port = if s.contains(':') && !s.starts_with('[') || s.contains("]:") {
+                s.clone()
+            } else {
+                format!("{s}:{}", cli.port)
+            };
+            Ok(ServerSpec::parse(&with_port)?)
+        })
+        .collect()
+}
+
+fn run(cli: &Cli) -> anyhow::Result<Outcome> {
+    let mut config = Config::new(server_specs(cli)?);
+    config.request_timeout = std::time::Duration::from_millis(cli.timeout_ms);
+    config.connect_timeout = config.request_timeout;
+    // A command-line call should report a dead server, not route around it.
+    config.failover = ferrocache_client::Failover::Fail;
+    config.failure_limit = u32::MAX;
+    let client = Client::new(config)?;
+    let mut out = std::io::stdout().lock();
+    match &cli.command {
+        Cmd::Get { keys } => print_values(cli, &mut out, keys, |k| client.get(k)),
+        Cmd::Gets { keys } => print_values(cli, &mut out, keys, |k| client.gets(k)),
+        Cmd::Gat { exptime, keys } => {
+            print_values(cli, &mut out, keys, |k| client.gat(k, *exptime))
+        }
+        Cmd::Set { key, value } => store(cli, &client, StoreCommand::Set, key, value),
+        Cmd::Add { key, value } => store(cli, &client, StoreCommand::Add, key, value),
+        Cmd::Replace { key, value } => store(cli, &client, StoreCommand::Replace, key, value),
+        Cmd::Append { key, value } => store(cli, &client, StoreCommand::Append, key, value),
+        Cmd::Prepend { key, value } => store(cli, &client, StoreCommand::Prepend, key, value),
+        Cmd::Cas { key, cas, value } => store(
+            cli,
+            &client,
+            StoreCommand::Cas(*cas),
+            &Some(key.clone()),
+            value,
+        ),
+        Cmd::Delete { keys } => {
+            let mut all = true;
+            let mut results = Map::new();
+            for key in keys {
+                let deleted = client.delete(key.as_bytes())?;
+                all &= deleted;
+                results.insert(key.clone(), json!(deleted));
+                if !cli.json {
+                    writeln!(out, "{}", if deleted { "DELETED" } else { "NOT_FOUND" })?;
+                }
+            }
+            if cli.json {
+                writeln!(out, "{}", serde_json::Value::Object(results))?;
+            }
+            Ok(if all { Outcome::Ok } else { Outcome::Miss })
+        }
+        Cmd::Incr { key, delta } => {
+            number(cli, &mut out, key, client.incr(key.as_bytes(), *delta)?)
+        }
+        Cmd::Decr { key, delta } => {
+            number(cli, &mut out, key, client.decr(key.as_bytes(), *delta)?)
+        }
+        Cmd::Touch { key, exptime } => {
+            let touched = client.touch(key.as_bytes(), *exptime)?;
+            if cli.json {
+                writeln!(out, "{}", json!({ key: touched }))?;
+            } else {
+                writeln!(out, "{}", if touched { "TOUCHED" } else { "NOT_FOUND" })?;
+            }
+            Ok(if touched { Outcome::Ok } else { Outcome::Miss })
+        }
+        Cmd::FlushAll { delay } => {
+            per_server(cli, &mut out, client.flush_all(*delay), |()| json!("OK"))
+        }
+        Cmd::Version => per_server(cli, &mut out, client.version(), |v| json!(v)),
+        Cmd::Verbosity { level } => {
+            per_server(cli, &mut out, client.verbosity(*level), |()| json!("OK"))
+        }
+        Cmd::Stats { arg } => {
+            let results = client.stats(arg.as_deref());
+            if cli.json {
+                let mut all = Map::new();
+                for (server, stats) in results {
+                    let stats = stats?;
+                    let fields: Map<String, serde_json::Value> =
+                        stats.into_iter().map(|(k, v)| (k, json!(v))).collect();
+                    all.insert(server, serde_json::Value::Object(fields));
+                }
+                writeln!(out, "{}", serde_json::Value::Object(all))?;
+            } else {
+                for (server, stats) in results {
+                    writeln!(out, "Server: {server}")?;
+                    for (name, value) in stats? {
+                        writeln!(out, "\t{name}: {value}")?;
+                    }
+                }
+            }
+            Ok(Outcome::Ok)
+        }
+    }
+}
+
+fn print_values(
+    cli: &Cli,
+    out: &mut impl Write,
+    keys: &[String],
+    fetch: impl Fn(&[u8]) -> ferrocache_client::Result<Option<Value>>,
+) -> anyhow::Result<Outcome> {
+    let mut all = true;
+    let mut results = Map::new();
+    for key in keys {
+        let value = fetch(key.as_bytes())?;
+        all &= value.is_some();
+        if cli.json {
+            results.insert(
+                key.clone(),
+                match &value {
+                    Some(v) => json!({
+                        "value": String::from_utf8_lossy(&v.data),
+                        "flags": v.flags,
+                        "cas": v.cas,
+                    }),
+                    None => serde_json::Value::Null,
+                },
+            );
+            continue;
+        }
+        match value {
+            Some(v) => {
+                if keys.len() > 1 {
+                    write!(out, "{key} ")?;
+                }
+                if let Some(cas) = v.cas {
+                    write!(out, "{cas} ")?;
+                }
+                out.write_all(&v.data)?;
+                writeln!(out)?;
+            }
+            None => eprintln!("{key}: not found"),
+        }
+    }
+    if cli.json {
+        writeln!(out, "{}", serde_json::Value::Object(results))?;
+    }
+    Ok(if all { Outcome::Ok } else { Outcome::Miss })
+}
+
+fn store(
+    cli: &Cli,
+    client: &Client,
+    command: StoreCommand,
+    key: &Option<String>,
+    value: &Option<String>,
+) -> anyhow::Result<Outcome> {
+    let mut items: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    match (key, value) {
+        (Some(key), Some(value)) => {
+            items.push((key.clone().into_bytes(), value.clone().into_bytes()))
+        }
+        (Some(key), None) => {
+            let mut data = Vec::new();
+            match &cli.file {
+                Some(path) => data = std::fs::read(path)?,
+                None => {
+                    std::io::stdin().lock().read_to_end(&mut data)?;
+                }
+            }
+            items.push((key.clone().into_bytes(), data));
+        }
+        (None, _) => {
+            for line in std::io::stdin().lock().lines() {
+                let line = line?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let (key, value) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+                items.push((key.as_bytes().to_vec(), value.as_bytes().to_vec()));
+            }
+            anyhow::ensure!(!items.is_empty(), "no \"key value\" lines on stdin");
+        }
+    }
+    let mut all = true;
+    let mut results = Map::new();
+    let mut out = std::io::stdout().lock();
+    for (key, value) in items {
+        let status = client.store(command, &key, &value, cli.flags, cli.expire)?;
+        all &= status == StoreStatus::Stored;
+        let text = match status {
+            StoreStatus::Stored => "STORED",
+            StoreStatus::NotStored => "NOT_STORED",
+            StoreStatus::Exists => "EXISTS",
+            StoreStatus::NotFound => "NOT_FOUND",
+        };
+        if cli.json {
+            results.insert(String::from_utf8_lossy(&key).into_owned(), json!(text));
+        } else {
+            writeln!(out, "{text}")?;
+        }
+    }
+    if cli.json {
+        writeln!(out, "{}", serde_json::Value::Object(results))?;
+    }
+    Ok(if all { Outcome::Ok } else { Outcome::Miss })
+}
+
+fn number(
+    cli: &Cli,
+    out: &mut impl Write,
+    key: &str,
+    value: Option<u64>,
+) -> anyhow::Result<Outcome> {
+    if cli.json {
+        writeln!(out, "{}", json!({ key: value }))?;
+    } else {
+        match value {
+            Some(v) => writeln!(out, "{v}")?,
+            None => writeln!(out, "NOT_FOUND")?,
+        }
+    }
+    Ok(if value.is_some() {
+        Outcome::Ok
+    } else {
+        Outcome::Miss
+    })
+}
+
+fn per_server<T>(
+    cli: &Cli,
+    out: &mut impl Write,
+    results: ferrocache_client::PerServer<T>,
+    to_json: impl Fn(T) -> serde_json::Value,
+) -> anyhow::Result<Outcome> {
+    let mut all = Map::new();
+    for (server, result) in results {
+        let value = to_json(result?);
+        if cli.json {
+            all.insert(server, value);
+        } else {
+            match value {
+                serde_json::Value::String(s) => writeln!(out, "{server}: {s}")?,
+                other => writeln!(out, "{server}: {other}")?,
+            }
+        }
+    }
+    if cli.json {
+        writeln!(out, "{}", serde_json::Value::Object(all))?;
+    }
+    Ok(Outcome::Ok)
+}
