@@ -188,3 +188,25 @@ fn unix_socket() {
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn verbose_levels_log_to_stderr() {
+    let quiet = Server::ferrocached(&[]);
+    quiet.connect().line("set a 0 0 1\r\nx\r\n");
+    let loud = Server::ferrocached(&["-vv"]);
+    loud.connect().line("set secret_key 0 0 1\r\nx\r\n");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !loud.stderr().contains("set secret_key") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "-vv did not log the command: {}",
+            loud.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!quiet.stderr().contains("set a"), "no -v: no command log");
+    assert!(
+        !loud.stderr().contains("\u{1b}["),
+        "no colour codes when stderr is a file"
+    );
+}
