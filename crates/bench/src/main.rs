@@ -1,1 +1,127 @@
-fn main() {}
+//! `ferrobench`: drives memcached-protocol servers with the same workload, one after the other,
+//! and prints one table with a ratio column against the first (baseline) target.
+//!
+//! ```text
+//! ferrobench --server memcached=/usr/bin/memcached --server ferrocached=target/release/ferrocached \
+//!     --server-args "-m 64 -t 2" throughput --connections 50 --pipeline 16 --duration 5
+//! ferrobench --server ... --server-args "-m 64" fill
+//! ferrobench --server ... --server-args "-m 16" hitratio --zipf 0.9 --working-set 2000000
+//! ```
+
+mod modes;
+mod plot;
+mod servers;
+mod wire;
+
+use clap::{Parser, Subcommand};
+
+use servers::Target;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ferrobench",
+    version,
+    about = "Side-by-side load and memory benchmarks for memcached-protocol servers."
+)]
+pub struct Cli {
+    /// A server binary to start: NAME=PATH. Repeat to compare; the first is the baseline.
+    #[arg(long = "server")]
+    servers: Vec<String>,
+    /// Flags given to every started server (besides -p -1 -U 0 -l 127.0.0.1).
+    #[arg(
+        long = "server-args",
+        default_value = "-m 64 -t 2",
+        allow_hyphen_values = true
+    )]
+    server_args: String,
+    /// A server already running: NAME=HOST:PORT. Repeatable.
+    #[arg(long = "target")]
+    targets: Vec<String>,
+    /// Print the results as JSON too.
+    #[arg(long)]
+    json: bool,
+    /// Write a plot of the results (SVG).
+    #[arg(long)]
+    plot: Option<std::path::PathBuf>,
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Mode {
+    /// Requests per second, latency percentiles and server CPU per request.
+    Throughput(modes::ThroughputArgs),
+    /// Set distinct keys until the first eviction: items held per MB of -m, and RSS.
+    Fill(modes::FillArgs),
+    /// Replay a Zipf key trace (get, set on miss) and report the miss ratio.
+    Hitratio(modes::HitRatioArgs),
+}
+
+/// A server to measure, not started yet.
+enum Spec {
+    Start { name: String, bin: String },
+    Existing { name: String, addr: String },
+}
+
+fn specs(cli: &Cli) -> anyhow::Result<Vec<Spec>> {
+    let mut out = Vec::new();
+    for spec in &cli.servers {
+        let (name, bin) = spec
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--server wants NAME=PATH, got {spec}"))?;
+        out.push(Spec::Start {
+            name: name.into(),
+            bin: bin.into(),
+        });
+    }
+    for spec in &cli.targets {
+        let (name, addr) = spec
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--target wants NAME=HOST:PORT, got {spec}"))?;
+        out.push(Spec::Existing {
+            name: name.into(),
+            addr: addr.into(),
+        });
+    }
+    anyhow::ensure!(!out.is_empty(), "give at least one --server or --target");
+    Ok(out)
+}
+
+/// Starts (or names) the target of `spec`. Servers run one at a time: each is started just
+/// before its run and stopped after it, so an idle server holds no CPU or memory meanwhile.
+fn start(spec: &Spec, server_args: &str) -> anyhow::Result<Target> {
+    let args: Vec<String> = server_args.split_whitespace().map(str::to_string).collect();
+    match spec {
+        Spec::Start { name, bin } => Target::start(name, bin, &args),
+        Spec::Existing { name, addr } => Ok(Target::existing(name, addr)),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let specs = specs(&cli)?;
+    let report = runtime.block_on(async {
+        let mut rows = Vec::new();
+        for spec in &specs {
+            let target = start(spec, &cli.server_args)?;
+            rows.push(match &cli.mode {
+                Mode::Throughput(args) => modes::throughput(&target, args).await?,
+                Mode::Fill(args) => modes::fill(&target, args).await?,
+                Mode::Hitratio(args) => modes::hit_ratio(&target, args).await?,
+            });
+        }
+        anyhow::Ok(modes::Report::from_rows(rows))
+    })?;
+    print!("{}", report.table());
+    if cli.json {
+        println!("{}", report.json());
+    }
+    if let Some(path) = &cli.plot {
+        plot::write(path, &report)?;
+        println!("plot written to {}", path.display());
+    }
+    Ok(())
+}

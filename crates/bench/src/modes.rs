@@ -1,0 +1,459 @@
+//! The three measurements and the report they produce.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use hdrhistogram::Histogram;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use rand_distr::{Distribution, Zipf};
+
+use crate::servers::Target;
+use crate::wire::{Op, Wire};
+
+/// One target's results: metric name and value, in display order.
+pub struct Row {
+    pub target: String,
+    pub metrics: Vec<(&'static str, f64)>,
+}
+
+/// All targets' results.
+pub struct Report {
+    pub rows: Vec<Row>,
+}
+
+impl Report {
+    pub fn from_rows(rows: Vec<Row>) -> Report {
+        Report { rows }
+    }
+
+    /// Metric names in order (from the first row).
+    pub fn metric_names(&self) -> Vec<&'static str> {
+        self.rows
+            .first()
+            .map(|r| r.metrics.iter().map(|(n, _)| *n).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn value(&self, row: usize, metric: &str) -> Option<f64> {
+        self.rows[row]
+            .metrics
+            .iter()
+            .find(|(n, _)| *n == metric)
+            .map(|(_, v)| *v)
+    }
+
+    /// One line per metric, one column per target, then `target/baseline` ratios.
+    pub fn table(&self) -> String {
+        let mut out = format!("{:<32}", "metric");
+        for row in &self.rows {
+            out.push_str(&format!("{:>16}", row.target));
+        }
+        for row in self.rows.iter().skip(1) {
+            let name = format!("{}/{}", row.target, self.rows[0].target);
+            out.push_str(&format!("{:>w$}", name, w = name.len().max(14) + 2));
+        }
+        out.push('\n');
+        for metric in self.metric_names() {
+            out.push_str(&format!("{metric:<32}"));
+            for i in 0..self.rows.len() {
+                out.push_str(&format!("{:>16}", format_value(self.value(i, metric))));
+            }
+            let base = self.value(0, metric);
+            for i in 1..self.rows.len() {
+                let ratio = match (self.value(i, metric), base) {
+                    (Some(v), Some(b)) if b != 0.0 => format!("{:.2}x", v / b),
+                    _ => "-".to_string(),
+                };
+                let w = self.rows[i].target.len() + self.rows[0].target.len() + 1;
+                out.push_str(&format!("{ratio:>w$}", w = w.max(14) + 2));
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::Value::Array(
+            self.rows
+                .iter()
+                .map(|r| {
+                    let mut m = serde_json::Map::new();
+                    m.insert("target".into(), r.target.clone().into());
+                    for (name, value) in &r.metrics {
+                        m.insert((*name).into(), (*value).into());
+                    }
+                    serde_json::Value::Object(m)
+                })
+                .collect(),
+        )
+    }
+}
+
+fn format_value(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(v) if v.abs() >= 100.0 => format!("{v:.0}"),
+        Some(v) => format!("{v:.4}"),
+    }
+}
+
+/// Fixed-width keys, so every server sees the same key sizes.
+fn key(i: u64, size: usize) -> Vec<u8> {
+    let mut k = format!("{i:0width$}", width = size).into_bytes();
+    k.truncate(size.max(1));
+    k
+}
+
+/// Picks key indices uniformly (`s == 0`) or by Zipf with exponent `s`; index 0 is the hottest.
+pub struct KeyPicker {
+    zipf: Option<Zipf<f64>>,
+    n: u64,
+}
+
+impl KeyPicker {
+    pub fn new(n: u64, s: f64) -> anyhow::Result<KeyPicker> {
+        let zipf = if s > 0.0 {
+            Some(Zipf::new(n, s).map_err(|e| anyhow::anyhow!("zipf: {e}"))?)
+        } else {
+            None
+        };
+        Ok(KeyPicker { zipf, n })
+    }
+
+    pub fn pick(&self, rng: &mut StdRng) -> u64 {
+        match &self.zipf {
+            Some(z) => (z.sample(rng) as u64).clamp(1, self.n) - 1,
+            None => rng.gen_range(0..self.n),
+        }
+    }
+}
+
+async fn stat(wire: &mut Wire, name: &str) -> anyhow::Result<f64> {
+    wire.stats()
+        .await?
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .and_then(|(_, v)| v.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no stat {name}"))
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ThroughputArgs {
+    /// Client connections.
+    #[arg(long, default_value_t = 50)]
+    pub connections: usize,
+    /// Requests sent per write on each connection (1 = one request at a time).
+    #[arg(long, default_value_t = 1)]
+    pub pipeline: usize,
+    /// Keys per get request.
+    #[arg(long, default_value_t = 1)]
+    pub multiget: usize,
+    /// Share of requests that are gets (the rest are sets).
+    #[arg(long, default_value_t = 0.9)]
+    pub get_ratio: f64,
+    /// Distinct keys, all stored before the run.
+    #[arg(long, default_value_t = 100_000)]
+    pub keys: u64,
+    #[arg(long, default_value_t = 20)]
+    pub key_size: usize,
+    #[arg(long, default_value_t = 64)]
+    pub value_size: usize,
+    /// Zipf exponent of key popularity; 0 for uniform.
+    #[arg(long, default_value_t = 0.0)]
+    pub zipf: f64,
+    /// Seconds of measured load per target.
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+}
+
+pub async fn throughput(target: &Target, args: &ThroughputArgs) -> anyhow::Result<Row> {
+    let keys: Arc<Vec<Vec<u8>>> = Arc::new((0..args.keys).map(|i| key(i, args.key_size)).collect());
+    let value = Arc::new(vec![b'v'; args.value_size]);
+    let mut loader = Wire::connect(&target.addr).await?;
+    for chunk in keys.chunks(100) {
+        let ops: Vec<Op<'_>> = chunk.iter().map(|k| Op::Set(k, &value)).collect();
+        loader.batch(&ops).await?;
+    }
+    let cpu_before = target.cpu_seconds();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(args.duration);
+    let mut tasks = Vec::new();
+    for c in 0..args.connections {
+        let (keys, value, args, addr) = (
+            keys.clone(),
+            value.clone(),
+            args.clone(),
+            target.addr.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut wire = Wire::connect(&addr).await?;
+            let mut rng = StdRng::seed_from_u64(c as u64 + 1);
+            let picker = KeyPicker::new(keys.len() as u64, args.zipf)?;
+            let mut hist = Histogram::<u64>::new(3)?;
+            let (mut requests, mut key_ops, mut hits, mut misses) = (0u64, 0u64, 0u64, 0u64);
+            let mut get_keys: Vec<Vec<&[u8]>> = vec![Vec::new(); args.pipeline];
+            while Instant::now() < deadline {
+                let mut ops = Vec::with_capacity(args.pipeline);
+                for slot in get_keys.iter_mut() {
+                    slot.clear();
+                    if rng.gen_bool(args.get_ratio) {
+                        for _ in 0..args.multiget {
+                            slot.push(&keys[picker.pick(&mut rng) as usize]);
+                        }
+                    }
+                }
+                for slot in &get_keys {
+                    if slot.is_empty() {
+                        ops.push(Op::Set(&keys[picker.pick(&mut rng) as usize], &value));
+                        key_ops += 1;
+                    } else {
+                        ops.push(Op::Get(slot));
+                        key_ops += slot.len() as u64;
+                    }
+                }
+                let t = Instant::now();
+                let replies = wire.batch(&ops).await?;
+                let micros = t.elapsed().as_micros().max(1) as u64;
+                hist.record_n(micros, ops.len() as u64)?;
+                requests += ops.len() as u64;
+                hits += replies.hits;
+                misses += replies.misses;
+                anyhow::ensure!(replies.errors == 0, "server answered with errors");
+            }
+            anyhow::Ok((hist, requests, key_ops, hits, misses))
+        }));
+    }
+    let mut hist = Histogram::<u64>::new(3)?;
+    let (mut requests, mut key_ops, mut hits, mut misses) = (0u64, 0u64, 0u64, 0u64);
+    for task in tasks {
+        let (h, r, k, hi, mi) = task.await??;
+        hist.add(h)?;
+        requests += r;
+        key_ops += k;
+        hits += hi;
+        misses += mi;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = match (cpu_before, target.cpu_seconds()) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    let mut metrics = vec![
+        ("requests/s", requests as f64 / elapsed),
+        ("keys/s", key_ops as f64 / elapsed),
+        ("latency p50 (us)", hist.value_at_quantile(0.5) as f64),
+        ("latency p99 (us)", hist.value_at_quantile(0.99) as f64),
+        ("latency p99.9 (us)", hist.value_at_quantile(0.999) as f64),
+        ("hit ratio", hits as f64 / (hits + misses).max(1) as f64),
+    ];
+    if let Some(cpu) = cpu {
+        metrics.push(("server CPU us/request", cpu * 1e6 / requests.max(1) as f64));
+    }
+    Ok(Row {
+        target: target.name.clone(),
+        metrics,
+    })
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FillArgs {
+    #[arg(long, default_value_t = 20)]
+    pub key_size: usize,
+    #[arg(long, default_value_t = 32)]
+    pub value_size: usize,
+    /// Give up after this many sets without an eviction.
+    #[arg(long, default_value_t = 100_000_000)]
+    pub max_items: u64,
+}
+
+pub async fn fill(target: &Target, args: &FillArgs) -> anyhow::Result<Row> {
+    let mut wire = Wire::connect(&target.addr).await?;
+    let limit = stat(&mut wire, "limit_maxbytes").await?;
+    let value = vec![b'v'; args.value_size];
+    let mut next = 0u64;
+    let mut held = 0.0;
+    while next < args.max_items {
+        let keys: Vec<Vec<u8>> = (next..next + 1000).map(|i| key(i, args.key_size)).collect();
+        next += 1000;
+        let ops: Vec<Op<'_>> = keys.iter().map(|k| Op::Set(k, &value)).collect();
+        let replies = wire.batch(&ops).await?;
+        anyhow::ensure!(replies.errors == 0, "sets refused (is -M on?)");
+        if next.is_multiple_of(10_000) && stat(&mut wire, "evictions").await? > 0.0 {
+            held = stat(&mut wire, "curr_items").await?;
+            break;
+        }
+    }
+    anyhow::ensure!(held > 0.0, "no eviction after {} items", args.max_items);
+    let mb = limit / (1024.0 * 1024.0);
+    let mut metrics = vec![
+        ("items at first eviction", held),
+        ("items per MB of -m", held / mb),
+        ("bytes of -m per item", limit / held),
+    ];
+    if let Some(rss) = target.rss_bytes() {
+        metrics.push(("RSS (MB)", rss as f64 / (1024.0 * 1024.0)));
+        metrics.push(("RSS / -m", rss as f64 / limit));
+    }
+    Ok(Row {
+        target: target.name.clone(),
+        metrics,
+    })
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct HitRatioArgs {
+    /// Zipf exponent of key popularity.
+    #[arg(long, default_value_t = 0.9)]
+    pub zipf: f64,
+    /// Distinct keys in the trace.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub working_set: u64,
+    /// Requests replayed (the first fifth warms the cache and is not counted).
+    #[arg(long, default_value_t = 3_000_000)]
+    pub requests: u64,
+    /// Every this many requests, a scan of `scan_length` keys never seen again (0: no scans).
+    #[arg(long, default_value_t = 0)]
+    pub scan_every: u64,
+    #[arg(long, default_value_t = 0)]
+    pub scan_length: u64,
+    #[arg(long, default_value_t = 20)]
+    pub key_size: usize,
+    #[arg(long, default_value_t = 32)]
+    pub value_size: usize,
+    #[arg(long, default_value_t = 64)]
+    pub pipeline: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+/// The request trace: Zipf-popular keys, with optional scans of one-time keys mixed in. The same
+/// seed gives every target the same trace.
+pub fn trace(args: &HitRatioArgs) -> anyhow::Result<Vec<u64>> {
+    let picker = KeyPicker::new(args.working_set, args.zipf)?;
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let mut out = Vec::with_capacity(args.requests as usize);
+    let mut scan_key = args.working_set;
+    while (out.len() as u64) < args.requests {
+        if args.scan_every > 0
+            && (out.len() as u64).is_multiple_of(args.scan_every)
+            && !out.is_empty()
+        {
+            for _ in 0..args.scan_length {
+                out.push(scan_key);
+                scan_key += 1;
+            }
+        }
+        out.push(picker.pick(&mut rng));
+    }
+    out.truncate(args.requests as usize);
+    Ok(out)
+}
+
+pub async fn hit_ratio(target: &Target, args: &HitRatioArgs) -> anyhow::Result<Row> {
+    let trace = trace(args)?;
+    let warm = trace.len() / 5;
+    let mut wire = Wire::connect(&target.addr).await?;
+    let value = vec![b'v'; args.value_size];
+    let (mut counted, mut missed) = (0u64, 0u64);
+    let mut per_op = Vec::with_capacity(args.pipeline);
+    for (chunk_index, chunk) in trace.chunks(args.pipeline).enumerate() {
+        let keys: Vec<Vec<u8>> = chunk.iter().map(|&i| key(i, args.key_size)).collect();
+        let singles: Vec<[&[u8]; 1]> = keys.iter().map(|k| [k.as_slice()]).collect();
+        let gets: Vec<Op<'_>> = singles.iter().map(|k| Op::Get(k)).collect();
+        per_op.clear();
+        wire.batch_detailed(&gets, Some(&mut per_op)).await?;
+        let sets: Vec<Op<'_>> = keys
+            .iter()
+            .zip(&per_op)
+            .filter(|(_, &hits)| hits == 0)
+            .map(|(k, _)| Op::Set(k, &value))
+            .collect();
+        let base = chunk_index * args.pipeline;
+        for (i, &hits) in per_op.iter().enumerate() {
+            if base + i >= warm {
+                counted += 1;
+                missed += u64::from(hits == 0);
+            }
+        }
+        if !sets.is_empty() {
+            wire.batch(&sets).await?;
+        }
+    }
+    let held = stat(&mut wire, "curr_items").await?;
+    Ok(Row {
+        target: target.name.clone(),
+        metrics: vec![
+            ("miss ratio", missed as f64 / counted.max(1) as f64),
+            ("items held at end", held),
+            ("cache / working set", held / args.working_set as f64),
+        ],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zipf_prefers_low_indices() {
+        let picker = KeyPicker::new(10_000, 1.0).expect("zipf");
+        let mut rng = StdRng::seed_from_u64(1);
+        let picks: Vec<u64> = (0..20_000).map(|_| picker.pick(&mut rng)).collect();
+        let hot = picks.iter().filter(|&&p| p < 10).count();
+        assert!(
+            hot > 20_000 / 5,
+            "the 10 hottest keys get a large share: {hot}"
+        );
+        assert!(picks.iter().all(|&p| p < 10_000));
+        let uniform = KeyPicker::new(10_000, 0.0).expect("uniform");
+        let hot = (0..20_000).filter(|_| uniform.pick(&mut rng) < 10).count();
+        assert!(hot < 100, "uniform: {hot}");
+    }
+
+    #[test]
+    fn traces_are_reproducible_and_scans_are_one_time_keys() {
+        let args = HitRatioArgs {
+            zipf: 0.9,
+            working_set: 1000,
+            requests: 5000,
+            scan_every: 1000,
+            scan_length: 100,
+            key_size: 20,
+            value_size: 32,
+            pipeline: 64,
+            seed: 7,
+        };
+        let a = trace(&args).expect("trace");
+        assert_eq!(a, trace(&args).expect("trace"));
+        assert_eq!(a.len(), 5000);
+        let scans: Vec<u64> = a.iter().copied().filter(|&k| k >= 1000).collect();
+        assert!(scans.len() >= 300);
+        let mut unique = scans.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), scans.len(), "scan keys never repeat");
+    }
+
+    #[test]
+    fn keys_have_the_requested_size() {
+        assert_eq!(key(42, 20).len(), 20);
+        assert_eq!(key(u64::MAX, 8).len(), 8);
+    }
+
+    #[test]
+    fn table_has_ratio_columns() {
+        let report = Report::from_rows(vec![
+            Row {
+                target: "a".into(),
+                metrics: vec![("requests/s", 100.0)],
+            },
+            Row {
+                target: "b".into(),
+                metrics: vec![("requests/s", 150.0)],
+            },
+        ]);
+        let table = report.table();
+        assert!(table.contains("b/a"), "{table}");
+        assert!(table.contains("1.50x"), "{table}");
+    }
+}
