@@ -1,509 +1,286 @@
-//! One shard of the store: a hash table of items, a CLOCK queue for eviction, the memory budget,
-//! and the counters of the operations that ran here. Everything happens under the shard's mutex.
+//! One shard of the store: a slot arena holding the items, a hash index of slot ids, the CLOCK
+//! hand (see `evict.rs`) and the counters of the operations that ran here. Everything happens
+//! under the shard's mutex.
 //!
-//! Item layout (40 bytes in the table, plus one allocation holding the key then the value):
-//! `data` (16: an `Arc<[u8]>` over key+value), `seq` (8: sequence number, also the CAS id),
-//! `flags`, `exptime`, `time` (4 each), `key_len` and CLOCK/fetched bits (1 each). The queue holds
-//! (hash, seq) pairs, 16 bytes each, so no key is stored twice.
+//! Memory held by the arena and the index is charged to the shared [`Budget`] by capacity, before
+//! it is allocated, so the bound covers the index too: a shard grows its arena by a quarter (not
+//! double, to keep the slack small) and its index when it is full, after reserving the bytes.
 
-use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use bytes::Bytes;
 use hashbrown::HashTable;
 
-use crate::numeric::parse_counter;
-use crate::{
-    item_size_ok, DeleteOutcome, DeltaOutcome, Item, RelTime, StoreConfig, StoreMode, StoreOutcome,
-    StoreStats, TouchOutcome, ITEM_OVERHEAD,
-};
-
-/// memcached's `settings.oldest_live` and `settings.oldest_cas`, set by `flush_all`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct FlushState {
-    pub oldest_live: RelTime,
-    pub oldest_seq: u64,
-}
+use crate::budget::Budget;
+use crate::item::{charge, dead, Dead, FlushState, Slot, FETCHED, LIVE, VISITED};
+use crate::stats::Counters;
+use crate::{RelTime, StoreConfig};
 
 /// What every shard operation needs from the store.
-pub struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     pub now: RelTime,
     pub flush: FlushState,
-    pub next_cas: &'a AtomicU64,
     pub config: &'a StoreConfig,
     pub hasher: &'a std::collections::hash_map::RandomState,
+    pub budget: &'a Budget,
+    pub next_seq: &'a AtomicU64,
 }
 
 impl Ctx<'_> {
-    /// A fresh sequence number, which is also the CAS id when CAS is on.
-    fn next_seq(&self) -> u64 {
-        self.next_cas.fetch_add(1, Ordering::Relaxed)
+    /// A fresh sequence number, which is also the CAS id when CAS is on. Starts at 1.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The key hash, for rehashing when the table grows.
-    fn hash(&self, key: &[u8]) -> u64 {
+    pub fn hash(&self, key: &[u8]) -> u64 {
         self.hasher.hash_one(key)
     }
 }
 
-/// One allocation: the key, then the value parts.
-fn item_data(key: &[u8], parts: [&[u8]; 2]) -> Arc<[u8]> {
-    let mut data = Vec::with_capacity(key.len() + parts[0].len() + parts[1].len());
-    data.extend_from_slice(key);
-    data.extend_from_slice(parts[0]);
-    data.extend_from_slice(parts[1]);
-    Arc::from(data)
+/// End of the free-slot list.
+const NO_SLOT: u32 = u32::MAX;
+
+pub(crate) struct Shard {
+    /// Slot ids, hashed by their key.
+    index: HashTable<u32>,
+    /// Buckets of `index` (hashbrown's capacity is 7/8 of them), known after each growth.
+    index_buckets: usize,
+    pub(crate) slots: Vec<Slot>,
+    /// Free slots, linked through their `seq` field.
+    free_head: u32,
+    /// CLOCK hand: the next slot the eviction scan looks at.
+    pub(crate) hand: usize,
+    live: usize,
+    /// Bytes reserved for `slots` and `index` (by capacity).
+    index_bytes: usize,
+    pub counters: Counters,
 }
 
-/// Values up to this size are copied out on a read; larger ones are shared.
-const COPY_UP_TO: usize = 4096;
-
-/// The value part of an item's allocation, kept alive while a reader holds it.
-struct ValueOf {
-    data: Arc<[u8]>,
-    key_len: usize,
-}
-
-impl AsRef<[u8]> for ValueOf {
-    fn as_ref(&self) -> &[u8] {
-        &self.data[self.key_len..]
+/// Heap bytes of a hashbrown table with this many buckets of `u32`: the buckets, a control byte
+/// each and a trailing group of 16 control bytes.
+fn table_bytes(buckets: usize) -> usize {
+    if buckets == 0 {
+        0
+    } else {
+        buckets * (std::mem::size_of::<u32>() + 1) + 16
     }
 }
 
-const FETCHED: u8 = 1;
-const VISITED: u8 = 2;
-
-struct Entry {
-    /// The key followed by the value.
-    data: Arc<[u8]>,
-    /// Sequence number of this version of the item: identifies its queue slot and, with CAS on,
-    /// is its CAS id.
-    seq: u64,
-    flags: u32,
-    exptime: RelTime,
-    /// When the item was stored (memcached's `it->time`, used by flush_all).
-    time: RelTime,
-    key_len: u8,
-    bits: u8,
-}
-
-impl Entry {
-    fn key(&self) -> &[u8] {
-        &self.data[..usize::from(self.key_len)]
+/// hashbrown's bucket count for a table of this (full) capacity.
+fn buckets_for_capacity(capacity: usize) -> usize {
+    match capacity {
+        0 => 0,
+        1..=7 => capacity + 1,
+        _ => capacity / 7 * 8,
     }
-
-    /// The value as `Bytes`: small values are copied (cheaper than sharing), large ones are
-    /// handed out by reference to the item's allocation.
-    fn value(&self) -> Bytes {
-        let value = &self.data[usize::from(self.key_len)..];
-        if value.len() <= COPY_UP_TO {
-            Bytes::copy_from_slice(value)
-        } else {
-            Bytes::from_owner(ValueOf {
-                data: self.data.clone(),
-                key_len: usize::from(self.key_len),
-            })
-        }
-    }
-
-    fn value_len(&self) -> usize {
-        self.data.len() - usize::from(self.key_len)
-    }
-
-    fn size(&self) -> usize {
-        charge(usize::from(self.key_len), self.value_len())
-    }
-
-    fn cas(&self, config: &StoreConfig) -> u64 {
-        if config.use_cas {
-            self.seq
-        } else {
-            0
-        }
-    }
-}
-
-fn charge(key_len: usize, value_len: usize) -> usize {
-    key_len + value_len + ITEM_OVERHEAD
-}
-
-enum Dead {
-    Expired,
-    Flushed,
-}
-
-fn is_dead(entry: &Entry, ctx: &Ctx<'_>) -> Option<Dead> {
-    let flush = ctx.flush;
-    if flush.oldest_live != 0
-        && flush.oldest_live <= ctx.now
-        && (entry.time <= flush.oldest_live
-            || (flush.oldest_seq != 0 && entry.seq < flush.oldest_seq))
-    {
-        return Some(Dead::Flushed);
-    }
-    if entry.exptime != 0 && entry.exptime <= ctx.now {
-        return Some(Dead::Expired);
-    }
-    None
-}
-
-pub struct Shard {
-    table: HashTable<Entry>,
-    /// (hash, seq) of items in insertion order; entries whose item was replaced or removed are
-    /// stale and skipped (and compacted away when they pile up).
-    queue: VecDeque<(u64, u64)>,
-    used: usize,
-    budget: usize,
-    stats: StoreStats,
-}
-
-fn same_key(key: &[u8]) -> impl Fn(&Entry) -> bool + '_ {
-    move |e: &Entry| e.key() == key
 }
 
 impl Shard {
-    pub fn new(budget: usize) -> Shard {
+    pub fn new() -> Shard {
         Shard {
-            table: HashTable::new(),
-            queue: VecDeque::new(),
-            used: 0,
-            budget,
-            stats: StoreStats::default(),
+            index: HashTable::new(),
+            index_buckets: 0,
+            slots: Vec::new(),
+            free_head: NO_SLOT,
+            hand: 0,
+            live: 0,
+            index_bytes: 0,
+            counters: Counters::default(),
         }
     }
 
-    /// The live entry for `key`; an expired or flushed one is removed and counted on the way.
-    fn find_live(&mut self, hash: u64, key: &[u8], ctx: &Ctx<'_>) -> Option<&mut Entry> {
-        let dead = is_dead(self.table.find(hash, same_key(key))?, ctx);
-        if let Some(dead) = dead {
-            match dead {
-                Dead::Expired => self.stats.get_expired += 1,
-                Dead::Flushed => self.stats.get_flushed += 1,
-            }
-            self.remove(hash, key);
-            return None;
-        }
-        self.table.find_mut(hash, same_key(key))
+    pub fn live_items(&self) -> usize {
+        self.live
     }
 
-    fn remove(&mut self, hash: u64, key: &[u8]) -> Option<Entry> {
-        let entry = self.table.find_entry(hash, same_key(key)).ok()?.remove().0;
-        self.used -= entry.size();
-        Some(entry)
+    pub fn index_bytes(&self) -> usize {
+        self.index_bytes
     }
 
-    pub fn get(
-        &mut self,
-        hash: u64,
-        key: &[u8],
-        touch: Option<RelTime>,
-        ctx: &Ctx<'_>,
-    ) -> Option<Item> {
-        let found = self.find_live(hash, key, ctx).map(|entry| {
-            entry.bits |= FETCHED | VISITED;
-            if let Some(exptime) = touch {
-                entry.exptime = exptime;
-            }
-            Item {
-                value: entry.value(),
-                flags: entry.flags,
-                cas: entry.cas(ctx.config),
-            }
-        });
-        let counter = match (touch.is_some(), found.is_some()) {
-            (false, true) => &mut self.stats.get_hits,
-            (false, false) => &mut self.stats.get_misses,
-            (true, true) => &mut self.stats.touch_hits,
-            (true, false) => &mut self.stats.touch_misses,
-        };
-        *counter += 1;
-        found
+    pub fn slot(&self, id: u32) -> &Slot {
+        &self.slots[id as usize]
     }
 
-    pub fn touch(
-        &mut self,
-        hash: u64,
-        key: &[u8],
-        exptime: RelTime,
-        ctx: &Ctx<'_>,
-    ) -> TouchOutcome {
-        match self.find_live(hash, key, ctx) {
-            Some(entry) => {
-                entry.exptime = exptime;
-                entry.bits |= VISITED;
-                self.stats.touch_hits += 1;
-                TouchOutcome::Touched
-            }
-            None => {
-                self.stats.touch_misses += 1;
-                TouchOutcome::NotFound
+    pub fn slot_mut(&mut self, id: u32) -> &mut Slot {
+        &mut self.slots[id as usize]
+    }
+
+    /// The slot holding `key`, dead or alive.
+    pub fn lookup(&self, hash: u64, key: &[u8]) -> Option<u32> {
+        let slots = &self.slots;
+        self.index
+            .find(hash, |&id| slots[id as usize].key() == key)
+            .copied()
+    }
+
+    /// The live slot holding `key`. A dead item met here is unlinked and counted the way memcached's
+    /// `do_item_get` counts it (`get_expired`/`get_flushed`, whatever the command).
+    pub fn find_live(&mut self, hash: u64, key: &[u8], ctx: &Ctx<'_>) -> Option<u32> {
+        let id = self.lookup(hash, key)?;
+        match dead(self.slot(id), ctx.now, &ctx.flush) {
+            None => Some(id),
+            Some(why) => {
+                match why {
+                    Dead::Expired => self.counters.get_expired += 1,
+                    Dead::Flushed => self.counters.get_flushed += 1,
+                }
+                self.unlink(id, hash, ctx.budget);
+                None
             }
         }
     }
 
-    pub fn delete(&mut self, hash: u64, key: &[u8], count: bool, ctx: &Ctx<'_>) -> DeleteOutcome {
-        let found = self.find_live(hash, key, ctx).is_some();
-        if found {
-            self.remove(hash, key);
+    /// Marks a hit: fetched, and visited for CLOCK.
+    pub fn mark_accessed(&mut self, id: u32) {
+        self.slot_mut(id).state |= FETCHED | VISITED;
+    }
+
+    /// Removes the item in slot `id` (whose key hashes to `hash`) and gives its bytes back.
+    pub fn unlink(&mut self, id: u32, hash: u64, budget: &Budget) {
+        if let Ok(entry) = self.index.find_entry(hash, |&other| other == id) {
+            entry.remove();
         }
-        match (found, count) {
-            (true, true) => self.stats.delete_hits += 1,
-            (false, true) => self.stats.delete_misses += 1,
-            _ => {}
+        let slot = std::mem::replace(&mut self.slots[id as usize], Slot::FREE);
+        debug_assert!(slot.is_live());
+        budget.release(slot.charge());
+        self.live -= 1;
+        let free = &mut self.slots[id as usize];
+        free.seq = u64::from(self.free_head);
+        self.free_head = id;
+    }
+
+    /// Unlinks the item in slot `id`, hashing its key to find it in the index.
+    pub fn unlink_slot(&mut self, id: u32, ctx: &Ctx<'_>) {
+        let hash = ctx.hash(self.slot(id).key());
+        self.unlink(id, hash, ctx.budget);
+    }
+
+    /// Bytes the arena must grow by before one more item can be linked (0: there is room).
+    pub fn arena_growth(&self) -> usize {
+        if self.free_head != NO_SLOT || self.slots.len() < self.slots.capacity() {
+            return 0;
         }
-        if found {
-            DeleteOutcome::Deleted
+        let capacity = self.slots.capacity();
+        let grown = (capacity + capacity / 4).max(16);
+        (grown - capacity) * std::mem::size_of::<Slot>()
+    }
+
+    /// Grows the arena by `bytes`, which the caller has reserved.
+    pub fn grow_arena(&mut self, bytes: usize, budget: &Budget) {
+        let before = self.slots.capacity();
+        self.slots
+            .reserve_exact(bytes / std::mem::size_of::<Slot>());
+        let actual = (self.slots.capacity() - before) * std::mem::size_of::<Slot>();
+        self.settle_growth(bytes, actual, budget);
+    }
+
+    /// Bytes the index may grow by before one more item can be inserted (an upper bound: hashbrown
+    /// may rehash in place instead, when deletions left tombstones).
+    pub fn index_growth(&self) -> usize {
+        if self.index.len() < self.index.capacity() {
+            return 0;
+        }
+        let wanted =
+            (self.index.len() + 1).max(buckets_for_capacity_inverse(self.index_buckets) + 1);
+        let buckets = if wanted < 4 {
+            4
+        } else if wanted < 8 {
+            8
         } else {
-            DeleteOutcome::NotFound
-        }
+            (wanted * 8 / 7).next_power_of_two()
+        };
+        table_bytes(buckets).saturating_sub(table_bytes(self.index_buckets))
     }
 
+    /// Makes room in the index for one more entry; the caller has reserved `bytes`.
+    pub fn grow_index(&mut self, bytes: usize, ctx: &Ctx<'_>) {
+        let slots = &self.slots;
+        let hasher = ctx.hasher;
+        self.index
+            .reserve(1, |&id| hasher.hash_one(slots[id as usize].key()));
+        let buckets = buckets_for_capacity(self.index.capacity());
+        let actual = table_bytes(buckets).saturating_sub(table_bytes(self.index_buckets));
+        self.index_buckets = buckets;
+        self.settle_growth(bytes, actual, ctx.budget);
+    }
+
+    /// Growth reserved `reserved` bytes and took `actual`: give back the difference (or, should an
+    /// estimate ever fall short, take the rest; the next store evicts it back under the bound).
+    fn settle_growth(&mut self, reserved: usize, actual: usize, budget: &Budget) {
+        if actual <= reserved {
+            budget.release(reserved - actual);
+        } else if !budget.try_reserve(actual - reserved) {
+            budget.force(actual - reserved);
+        }
+        self.index_bytes += actual;
+    }
+
+    /// Links a new item; its bytes are reserved and `arena_growth`/`index_growth` are 0.
     #[allow(clippy::too_many_arguments)]
-    pub fn store(
+    pub fn link(
         &mut self,
         hash: u64,
-        mode: StoreMode,
-        key: &[u8],
+        data: Bytes,
+        key_len: usize,
         flags: u32,
         exptime: RelTime,
-        value: &[u8],
+        seq: u64,
         ctx: &Ctx<'_>,
-    ) -> StoreOutcome {
-        let config = ctx.config;
-        let existing = self.find_live(hash, key, ctx);
-        let exists = existing.is_some();
-        // The new value is written after the key in one allocation; append and prepend copy the
-        // old value in around the new bytes.
-        let (flags, exptime, parts): (u32, RelTime, [&[u8]; 2]) = match mode {
-            StoreMode::Set => (flags, exptime, [value, &[]]),
-            StoreMode::Add => {
-                if let Some(entry) = existing {
-                    // memcached bumps the existing item on a failed add.
-                    entry.bits |= VISITED;
-                    return StoreOutcome::NotStored;
-                }
-                (flags, exptime, [value, &[]])
-            }
-            StoreMode::Replace => {
-                if !exists {
-                    return StoreOutcome::NotStored;
-                }
-                (flags, exptime, [value, &[]])
-            }
-            StoreMode::Append | StoreMode::Prepend => {
-                let Some(entry) = existing else {
-                    return StoreOutcome::NotStored;
-                };
-                let total = entry.value_len() + value.len();
-                if !item_size_ok(
-                    config.item_size_max,
-                    config.use_cas,
-                    key.len(),
-                    entry.flags,
-                    total,
-                ) {
-                    return StoreOutcome::TooLarge;
-                }
-                let old = &entry.data[usize::from(entry.key_len)..];
-                // The borrow of `entry` ends here: copy what we need first.
-                let (flags, exptime) = (entry.flags, entry.exptime);
-                let data = if mode == StoreMode::Append {
-                    item_data(key, [old, value])
-                } else {
-                    item_data(key, [value, old])
-                };
-                return self.finish_insert(hash, key, flags, exptime, data, ctx);
-            }
-            StoreMode::Cas(id) => {
-                let Some(entry) = existing else {
-                    self.stats.cas_misses += 1;
-                    return StoreOutcome::NotFound;
-                };
-                // With -C memcached answers EXISTS to every cas on an existing item, even
-                // `cas ... 0` (checked against memcached 1.6.18 -C).
-                if !config.use_cas || entry.seq != id {
-                    self.stats.cas_badval += 1;
-                    return StoreOutcome::Exists;
-                }
-                self.stats.cas_hits += 1;
-                (flags, exptime, [value, &[]])
-            }
-        };
-        let data = item_data(key, parts);
-        self.finish_insert(hash, key, flags, exptime, data, ctx)
-    }
-
-    fn finish_insert(
-        &mut self,
-        hash: u64,
-        key: &[u8],
-        flags: u32,
-        exptime: RelTime,
-        data: Arc<[u8]>,
-        ctx: &Ctx<'_>,
-    ) -> StoreOutcome {
-        match self.insert(hash, key, flags, exptime, data, ctx) {
-            Ok(()) => StoreOutcome::Stored,
-            Err(()) => StoreOutcome::OutOfMemory,
-        }
-    }
-
-    pub fn delta(
-        &mut self,
-        hash: u64,
-        key: &[u8],
-        incr: bool,
-        delta: u64,
-        ctx: &Ctx<'_>,
-    ) -> DeltaOutcome {
-        let Some(entry) = self.find_live(hash, key, ctx) else {
-            if incr {
-                self.stats.incr_misses += 1;
-            } else {
-                self.stats.decr_misses += 1;
-            }
-            return DeltaOutcome::NotFound;
-        };
-        let old_len = entry.value_len();
-        let Some(current) = parse_counter(&entry.data[usize::from(entry.key_len)..]) else {
-            return DeltaOutcome::NonNumeric;
-        };
-        let new = if incr {
-            current.wrapping_add(delta)
-        } else {
-            current.saturating_sub(delta)
-        };
-        // memcached rewrites a shorter number in place, padded with spaces to the old length
-        // (`set n 0 0 2` `10`, `decr n 1` then `get n` shows "9 "); a longer one gets a new item.
-        let mut text = new.to_string().into_bytes();
-        if text.len() < old_len {
-            text.resize(old_len, b' ');
-        }
-        let (flags, exptime) = (entry.flags, entry.exptime);
-        if incr {
-            self.stats.incr_hits += 1;
-        } else {
-            self.stats.decr_hits += 1;
-        }
-        match self.insert(hash, key, flags, exptime, item_data(key, [&text, &[]]), ctx) {
-            Ok(()) => DeltaOutcome::Value(new),
-            Err(()) => DeltaOutcome::OutOfMemory,
-        }
-    }
-
-    /// Stores a new version of `key` (its bytes are the start of `data`), replacing any old one,
-    /// making room first. On failure (no room with evictions off) the old version stays.
-    fn insert(
-        &mut self,
-        hash: u64,
-        key: &[u8],
-        flags: u32,
-        exptime: RelTime,
-        data: Arc<[u8]>,
-        ctx: &Ctx<'_>,
-    ) -> Result<(), ()> {
-        let size = charge(key.len(), data.len() - key.len());
-        let old = self.remove(hash, key);
-        if size > self.budget || !self.make_room(size, ctx) {
-            if let Some(old) = old {
-                // Its queue slot may have been consumed while making room: give it a new one.
-                self.used += old.size();
-                self.queue.push_back((hash, old.seq));
-                self.table.insert_unique(hash, old, |e| ctx.hash(e.key()));
-            }
-            self.stats.outofmemory += 1;
-            return Err(());
-        }
-        let seq = ctx.next_seq();
-        self.queue.push_back((hash, seq));
-        let entry = Entry {
+    ) {
+        let slot = Slot {
             data,
             seq,
+            key_len: key_len as u32,
             flags,
             exptime,
             time: ctx.now,
-            key_len: key.len() as u8,
-            bits: 0,
+            state: LIVE,
         };
-        self.table.insert_unique(hash, entry, |e| ctx.hash(e.key()));
-        self.used += size;
-        self.stats.total_items += 1;
-        if self.queue.len() > 2 * self.table.len() + 1024 {
-            let table = &self.table;
-            self.queue
-                .retain(|&(hash, seq)| table.find(hash, |e| e.seq == seq).is_some());
+        let id = if self.free_head != NO_SLOT {
+            let id = self.free_head;
+            self.free_head = self.slots[id as usize].seq as u32;
+            self.slots[id as usize] = slot;
+            id
+        } else {
+            self.slots.push(slot);
+            (self.slots.len() - 1) as u32
+        };
+        let slots = &self.slots;
+        let hasher = ctx.hasher;
+        self.index
+            .insert_unique(hash, id, |&id| hasher.hash_one(slots[id as usize].key()));
+        self.live += 1;
+        self.counters.total_items += 1;
+    }
+
+    /// Replaces the value of a live item in place (same key, same size), with a new sequence number.
+    pub fn rewrite(&mut self, id: u32, data: Bytes, seq: u64) {
+        let slot = self.slot_mut(id);
+        debug_assert_eq!(charge(slot.data.len()), charge(data.len()));
+        slot.data = data;
+        slot.seq = seq;
+        slot.state |= VISITED;
+    }
+
+    /// Unlinks every item an effective `flush_all` has invalidated (what memcached's LRU crawler
+    /// does in the background shortly after a flush). Not counted.
+    pub fn sweep_flushed(&mut self, ctx: &Ctx<'_>) {
+        for id in 0..self.slots.len() as u32 {
+            let slot = self.slot(id);
+            if slot.is_live() && ctx.flush.flushes(slot, ctx.now) {
+                self.unlink_slot(id, ctx);
+            }
         }
-        Ok(())
     }
+}
 
-    /// Frees memory until `size` more bytes fit: dead items first as the hand meets them, then
-    /// (with evictions on) CLOCK victims. Returns false when it cannot.
-    fn make_room(&mut self, size: usize, ctx: &Ctx<'_>) -> bool {
-        while self.used + size > self.budget {
-            let Some((hash, seq)) = self.queue.pop_front() else {
-                return false;
-            };
-            let Ok(mut slot) = self.table.find_entry(hash, |e| e.seq == seq) else {
-                continue;
-            };
-            let entry = slot.get_mut();
-            if is_dead(entry, ctx).is_some() {
-                if entry.bits & FETCHED == 0 {
-                    self.stats.expired_unfetched += 1;
-                }
-                self.stats.reclaimed += 1;
-                self.used -= slot.remove().0.size();
-                continue;
-            }
-            if !ctx.config.evictions {
-                self.queue.push_front((hash, seq));
-                return false;
-            }
-            if entry.bits & VISITED != 0 {
-                entry.bits &= !VISITED;
-                self.queue.push_back((hash, seq));
-                continue;
-            }
-            if entry.bits & FETCHED == 0 {
-                self.stats.evicted_unfetched += 1;
-            }
-            self.stats.evictions += 1;
-            self.used -= slot.remove().0.size();
-        }
-        true
-    }
-
-    pub fn add_stats(&self, total: &mut StoreStats) {
-        let s = &self.stats;
-        total.curr_items += self.table.len() as u64;
-        total.bytes += self.used as u64;
-        total.total_items += s.total_items;
-        total.evictions += s.evictions;
-        total.reclaimed += s.reclaimed;
-        total.expired_unfetched += s.expired_unfetched;
-        total.evicted_unfetched += s.evicted_unfetched;
-        total.outofmemory += s.outofmemory;
-        total.get_hits += s.get_hits;
-        total.get_misses += s.get_misses;
-        total.get_expired += s.get_expired;
-        total.get_flushed += s.get_flushed;
-        total.delete_hits += s.delete_hits;
-        total.delete_misses += s.delete_misses;
-        total.incr_hits += s.incr_hits;
-        total.incr_misses += s.incr_misses;
-        total.decr_hits += s.decr_hits;
-        total.decr_misses += s.decr_misses;
-        total.cas_hits += s.cas_hits;
-        total.cas_misses += s.cas_misses;
-        total.cas_badval += s.cas_badval;
-        total.touch_hits += s.touch_hits;
-        total.touch_misses += s.touch_misses;
-    }
-
-    pub fn reset_stats(&mut self) {
-        self.stats = StoreStats::default();
+/// The capacity hashbrown reports for a table of `buckets` buckets.
+fn buckets_for_capacity_inverse(buckets: usize) -> usize {
+    if buckets < 8 {
+        buckets.saturating_sub(1)
+    } else {
+        buckets / 8 * 7
     }
 }
 
@@ -512,33 +289,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn entry_layout_is_40_bytes() {
-        assert_eq!(std::mem::size_of::<Entry>(), 40);
-    }
-
-    #[test]
-    fn large_values_are_shared_small_ones_copied() {
-        let data = item_data(b"k", [&[7u8; 10_000], &[]]);
-        let entry = Entry {
-            data: data.clone(),
-            seq: 1,
-            flags: 0,
-            exptime: 0,
-            time: 0,
-            key_len: 1,
-            bits: 0,
-        };
-        let value = entry.value();
-        assert_eq!(value.len(), 10_000);
-        assert_eq!(
-            value.as_ptr(),
-            data[1..].as_ptr(),
-            "no copy of a large value"
-        );
-        let small = Entry {
-            data: item_data(b"k", [b"abc", b"def"]),
-            ..entry
-        };
-        assert_eq!(&small.value()[..], b"abcdef");
+    fn bucket_arithmetic_matches_hashbrown() {
+        let hasher = std::collections::hash_map::RandomState::new();
+        let mut table: HashTable<u32> = HashTable::new();
+        let mut seen = Vec::new();
+        for i in 0..10_000u32 {
+            if table.len() == table.capacity() {
+                table.reserve(1, |&x| hasher.hash_one(x));
+                let buckets = buckets_for_capacity(table.capacity());
+                assert_eq!(buckets_for_capacity_inverse(buckets), table.capacity());
+                assert!(buckets.is_power_of_two(), "{buckets}");
+                seen.push(buckets);
+            }
+            table.insert_unique(hasher.hash_one(i), i, |&x| hasher.hash_one(x));
+        }
+        assert_eq!(seen[..4], [4, 8, 16, 32]);
     }
 }

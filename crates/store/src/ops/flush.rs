@@ -1,0 +1,79 @@
+//! `flush_all`, with memcached 1.6's rules (`process_flush_all_command` and `item_is_flushed`).
+//!
+//! With CAS on, the oldest live time is `when - 1`, and a flush that takes effect now also
+//! records the next sequence number: items stored before the flush are gone, items stored after
+//! it in the same second survive. With `-C` there is no sequence number to compare and the
+//! oldest live time is `when` itself, so items stored in the flush's own second are flushed too:
+//! memcached 1.6.18 -C answers `set a`, `flush_all`, `set b`, `get a b` with no value at all
+//! (without -C it returns b). We reproduce both.
+//!
+//! Flushed items are invisible at once and removed lazily: the first command to meet one counts
+//! `get_flushed`, as memcached's does. memcached's LRU crawler then empties the rest within about
+//! a second (`curr_items` drops to 0); here `Store::stats` sweeps them once, so `stats` after a
+//! flush shows what memcached's shows a moment later.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::item::FlushState;
+use crate::{RelTime, Store};
+
+const ACTIVE: u64 = 1 << 32;
+
+/// The flush state as atomics, read by every command without a lock.
+#[derive(Default)]
+pub(crate) struct FlushCell {
+    /// `ACTIVE | oldest_live`, or 0 before the first flush_all.
+    live: AtomicU64,
+    oldest_seq: AtomicU64,
+    /// A flush happened whose items have not been swept yet.
+    unswept: AtomicBool,
+}
+
+impl FlushCell {
+    pub fn load(&self) -> FlushState {
+        let live = self.live.load(Ordering::Acquire);
+        FlushState {
+            active: live & ACTIVE != 0,
+            oldest_live: live as u32,
+            oldest_seq: self.oldest_seq.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Store {
+    /// `flush_all`: every item stored before `when` is invalid once `now >= when` (`when == 0`
+    /// or `when <= now`: at once). Items stored later survive.
+    pub fn flush_all(&self, when: RelTime, now: RelTime) {
+        self.saw_time(now);
+        let when = if when == 0 { now } else { when };
+        let cell = &self.flush;
+        if self.config.use_cas {
+            let oldest_live = when.saturating_sub(1);
+            if oldest_live <= now {
+                // memcached's `settings.oldest_cas = get_cas_id()`.
+                let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+                cell.oldest_seq.store(seq, Ordering::Relaxed);
+            }
+            cell.live
+                .store(ACTIVE | u64::from(oldest_live), Ordering::Release);
+        } else {
+            cell.live.store(ACTIVE | u64::from(when), Ordering::Release);
+        }
+        cell.unswept.store(true, Ordering::Relaxed);
+    }
+
+    /// Removes the items of a flush that has taken effect by `now`, once per flush.
+    pub(crate) fn sweep_flushed(&self, now: RelTime) {
+        let flush = self.flush.load();
+        if !self.flush.unswept.load(Ordering::Relaxed) || !flush.active || flush.oldest_live > now {
+            return;
+        }
+        if !self.flush.unswept.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        for shard in self.shards.iter() {
+            let ctx = self.ctx(now);
+            shard.lock().sweep_flushed(&ctx);
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! One file per command family, each an `impl Store` block: `get.rs` (get, gat, touch),
+//! `store.rs` (set/add/replace/append/prepend/cas), `delete.rs`, `delta.rs` (incr/decr),
+//! `flush.rs` (flush_all).
+
+mod delete;
+mod delta;
+pub(crate) mod flush;
+mod get;
+mod store;

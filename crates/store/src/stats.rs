@@ -1,0 +1,89 @@
+//! Counters with memcached's `stats` names. Each shard keeps its own [`Counters`] under its lock
+//! (no shared cache line on the hot path); `Store::stats` adds them up.
+
+/// Counters with memcached's `stats` names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Live items (memcached drops flushed items at once, and so do we).
+    pub curr_items: u64,
+    pub total_items: u64,
+    /// Bytes held: every item's key, value and per-item overhead, plus the index and slot arenas
+    /// (by capacity). Never above `max_bytes`.
+    pub bytes: u64,
+    pub evictions: u64,
+    pub reclaimed: u64,
+    pub expired_unfetched: u64,
+    pub evicted_unfetched: u64,
+    pub get_hits: u64,
+    pub get_misses: u64,
+    pub get_expired: u64,
+    pub get_flushed: u64,
+    pub delete_hits: u64,
+    pub delete_misses: u64,
+    pub incr_hits: u64,
+    pub incr_misses: u64,
+    pub decr_hits: u64,
+    pub decr_misses: u64,
+    pub cas_hits: u64,
+    pub cas_misses: u64,
+    pub cas_badval: u64,
+    pub touch_hits: u64,
+    pub touch_misses: u64,
+    /// Stores refused for lack of memory (with `-M`).
+    pub outofmemory: u64,
+    /// Of `bytes`, what the index (hash table and slot arena, by capacity) holds.
+    pub index_bytes: u64,
+}
+
+/// The counters one shard bumps. `stats reset` zeroes all of them (memcached's `stats reset` zeroes
+/// its thread stats and the global counters; `curr_items` and `bytes` are not counters).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Counters {
+    pub total_items: u64,
+    pub evictions: u64,
+    pub reclaimed: u64,
+    pub expired_unfetched: u64,
+    pub evicted_unfetched: u64,
+    pub get_hits: u64,
+    pub get_misses: u64,
+    pub get_expired: u64,
+    pub get_flushed: u64,
+    pub delete_hits: u64,
+    pub delete_misses: u64,
+    pub incr_hits: u64,
+    pub incr_misses: u64,
+    pub decr_hits: u64,
+    pub decr_misses: u64,
+    pub cas_hits: u64,
+    pub cas_misses: u64,
+    pub cas_badval: u64,
+    pub touch_hits: u64,
+    pub touch_misses: u64,
+    pub outofmemory: u64,
+}
+
+impl Counters {
+    pub fn add_to(&self, total: &mut StoreStats) {
+        total.total_items += self.total_items;
+        total.evictions += self.evictions;
+        total.reclaimed += self.reclaimed;
+        total.expired_unfetched += self.expired_unfetched;
+        total.evicted_unfetched += self.evicted_unfetched;
+        total.get_hits += self.get_hits;
+        total.get_misses += self.get_misses;
+        total.get_expired += self.get_expired;
+        total.get_flushed += self.get_flushed;
+        total.delete_hits += self.delete_hits;
+        total.delete_misses += self.delete_misses;
+        total.incr_hits += self.incr_hits;
+        total.incr_misses += self.incr_misses;
+        total.decr_hits += self.decr_hits;
+        total.decr_misses += self.decr_misses;
+        total.cas_hits += self.cas_hits;
+        total.cas_misses += self.cas_misses;
+        total.cas_badval += self.cas_badval;
+        total.touch_hits += self.touch_hits;
+        total.touch_misses += self.touch_misses;
+        total.outofmemory += self.outofmemory;
+    }
+}
