@@ -1,6 +1,6 @@
 //! Eviction, behind a small interface so that a segment-based engine can replace it: a shard
 //! frees one item with [`Shard::evict_one`], and [`Store::make_room`] reserves bytes from the
-//! shared budget, evicting first from the writer's own shard and then from others.
+//! shared budget, taking victims from the shards in turn.
 //!
 //! The policy is CLOCK (second-chance FIFO) over each shard's slot arena: a hit only sets the
 //! item's visited bit, with no list to update; the hand clears visited bits as it passes and
@@ -8,6 +8,8 @@
 //! hand, so a new item gets a full turn of the clock before it can be evicted. Dead (expired or
 //! flushed) items the hand meets are reclaimed first, and counted as memcached's LRU tail does
 //! (`reclaimed`, `expired_unfetched`), never as evictions.
+
+use std::sync::atomic::Ordering;
 
 use crate::item::{dead, VISITED};
 use crate::shard::{Ctx, Shard};
@@ -17,24 +19,28 @@ use crate::Store;
 /// (memcached searches 5 items at the LRU tail).
 const DEAD_SEARCH: usize = 16;
 
-/// How many passes over the other shards a store makes when its own shard has nothing left to
-/// evict; a pass skips shards that are locked at that moment.
+/// How many passes over the shards a store makes looking for something to evict; a pass skips
+/// shards that are locked at that moment, so another pass follows only when one was busy.
 const REMOTE_PASSES: usize = 3;
 
 impl Shard {
     /// Frees one item: a dead one the hand meets, else (with evictions on) the CLOCK victim.
-    /// Returns false when there is nothing it may free.
-    pub fn evict_one(&mut self, ctx: &Ctx<'_>) -> bool {
+    /// Returns false when there is nothing it may free. Without `second_turn` the hand goes round
+    /// once (clearing visited bits): a shard whose items were all used lately gives up nothing
+    /// and the caller looks elsewhere first.
+    pub fn evict_one(&mut self, ctx: &Ctx<'_>, second_turn: bool) -> bool {
         if self.live_items() == 0 {
             return false;
         }
         let len = self.slots.len();
         let evictions = ctx.config.evictions;
         // Two turns are enough: the first clears every visited bit.
-        let steps = if evictions {
+        let steps = if !evictions {
+            DEAD_SEARCH.min(len)
+        } else if second_turn {
             2 * len + 1
         } else {
-            DEAD_SEARCH.min(len)
+            len
         };
         for _ in 0..steps {
             if self.hand >= len {
@@ -72,9 +78,12 @@ impl Shard {
 }
 
 impl Store {
-    /// Reserves `bytes` from the budget, evicting from `own` (shard number `own_index`, locked by
-    /// the caller) and then from other shards. Other shards are only `try_lock`ed, so two stores
-    /// that both need room elsewhere cannot deadlock; a shard busy at that moment is skipped.
+    /// Reserves `bytes` from the budget, evicting as needed. Victims are taken from the shards in
+    /// turn, following one cursor shared by all writers, so eviction pressure is spread evenly
+    /// (an approximation of one CLOCK over the whole cache): a shard that takes many writes does
+    /// not drain itself while others keep cold items. `own` is the caller's shard (number
+    /// `own_index`, already locked); others are only `try_lock`ed, so two stores that both need
+    /// room cannot deadlock, and a shard busy at that moment is skipped.
     pub(crate) fn make_room(
         &self,
         own: &mut Shard,
@@ -89,32 +98,41 @@ impl Store {
             if self.budget.try_reserve(bytes) {
                 return true;
             }
-            if own.evict_one(ctx) || self.evict_elsewhere(own_index, ctx) {
-                continue;
+            if !self.evict_somewhere(own, own_index, ctx) {
+                return false;
             }
-            return false;
         }
     }
 
-    fn evict_elsewhere(&self, own_index: usize, ctx: &Ctx<'_>) -> bool {
+    /// Frees one item from the next shard in turn that has one. The first pass only takes items
+    /// not used since the hand last passed; later ones take whatever CLOCK gives. False when a
+    /// later pass found nothing to evict, or [`REMOTE_PASSES`] passes met only busy shards.
+    fn evict_somewhere(&self, own: &mut Shard, own_index: usize, ctx: &Ctx<'_>) -> bool {
         let count = self.shards.len();
         for pass in 0..REMOTE_PASSES {
+            let second_turn = pass > 0;
             let mut busy = false;
-            for step in 1..count {
-                let index = (own_index + step) % count;
+            for _ in 0..count {
+                let index = self.evict_cursor.fetch_add(1, Ordering::Relaxed) % count;
+                if index == own_index {
+                    if own.evict_one(ctx, second_turn) {
+                        return true;
+                    }
+                    continue;
+                }
                 match self.shards[index].try_lock() {
                     Some(mut shard) => {
-                        if shard.evict_one(ctx) {
+                        if shard.evict_one(ctx, second_turn) {
                             return true;
                         }
                     }
                     None => busy = true,
                 }
             }
-            if !busy {
+            if !busy && second_turn {
                 return false;
             }
-            if pass + 1 < REMOTE_PASSES {
+            if busy && pass + 1 < REMOTE_PASSES {
                 std::thread::yield_now();
             }
         }

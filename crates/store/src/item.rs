@@ -112,13 +112,16 @@ pub(crate) fn join(key: &[u8], first: &[u8], second: &[u8]) -> Bytes {
     Bytes::from(data)
 }
 
-/// memcached's `settings.oldest_live` and `settings.oldest_cas`, set by `flush_all`.
+/// memcached's `settings.oldest_live` and `settings.oldest_cas`, set by `flush_all`, held as an
+/// exclusive bound so that a flush at relative time 0 needs no `0 - 1` (memcached keeps
+/// `oldest_live` and uses 0 for "no flush", which would misread a flush in the first second).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct FlushState {
-    /// No flush_all yet: nothing is flushed (memcached uses `oldest_live == 0` for this, which
-    /// would misread a flush at relative time 0 or 1).
     pub active: bool,
-    pub oldest_live: RelTime,
+    /// In force once `now >= effective_at` (memcached: `oldest_live <= current_time`).
+    pub effective_at: RelTime,
+    /// Items stored before this time are flushed (memcached: `it->time <= oldest_live`).
+    pub stored_before: u64,
     /// Items with a smaller sequence number are flushed too (0: no such rule).
     pub oldest_seq: u64,
 }
@@ -134,8 +137,8 @@ impl FlushState {
     /// memcached's `item_is_flushed`.
     pub fn flushes(&self, slot: &Slot, now: RelTime) -> bool {
         self.active
-            && self.oldest_live <= now
-            && (slot.time <= self.oldest_live
+            && self.effective_at <= now
+            && (u64::from(slot.time) < self.stored_before
                 || (self.oldest_seq != 0 && slot.seq < self.oldest_seq))
     }
 }

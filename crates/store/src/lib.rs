@@ -12,10 +12,10 @@
 //!   its key, value and [`ITEM_OVERHEAD`] (allocator slack and the `Bytes` header); the slot arena
 //!   and index are charged by capacity, reserved before they grow. A store reserves its bytes
 //!   first (compare-and-swap: concurrent stores never overshoot together), so `stats().bytes` never
-//!   exceeds `max_bytes`. The largest item `item_size_ok` allows always fits: a shard that runs out
-//!   of its own items to evict evicts from the others (memcached refuses `-I` above half of `-m`).
-//! - **Eviction** ([`evict`]): CLOCK per shard; a hit sets a bit, no list update. Dead items the hand
-//!   meets are reclaimed first. With evictions off (`-M`), a store that finds no dead item to
+//!   exceeds `max_bytes`. The largest item `item_size_ok` allows always fits, whatever its shard:
+//!   victims come from all shards (memcached itself refuses `-I` above half of `-m`).
+//! - **Eviction** ([`evict`]): CLOCK per shard, shards taking turns to give up a victim; a hit
+//!   sets a bit, no list update. Dead items the hand meets are reclaimed first. With evictions off (`-M`), a store that finds no dead item to
 //!   reclaim gets [`StoreOutcome::OutOfMemory`].
 //! - **Expiry** is lazy (on access and under the eviction hand), with memcached's rule: expired
 //!   when `exptime != 0 && exptime <= now`.
@@ -36,7 +36,7 @@ mod shard;
 mod stats;
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::{Mutex, MutexGuard};
 
@@ -115,6 +115,8 @@ pub struct Store {
     /// Source of CAS ids and of the sequence numbers `flush_all` compares.
     next_seq: AtomicU64,
     flush: FlushCell,
+    /// Which shard gives up the next eviction victim (see `evict.rs`).
+    evict_cursor: AtomicUsize,
     /// The latest `now` a command brought, for `stats` (which is not given one).
     last_now: AtomicU32,
 }
@@ -131,6 +133,7 @@ impl Store {
             next_seq: AtomicU64::new(1),
             flush: FlushCell::default(),
             last_now: AtomicU32::new(0),
+            evict_cursor: AtomicUsize::new(0),
         }
     }
 

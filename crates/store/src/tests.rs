@@ -299,3 +299,402 @@ proptest::proptest! {
         }
     }
 }
+
+fn with(max_bytes: usize, item_size_max: usize, evictions: bool) -> Store {
+    Store::new(StoreConfig {
+        max_bytes,
+        item_size_max,
+        evictions,
+        use_cas: true,
+    })
+}
+
+fn set(s: &Store, key: &str, value: &[u8], exptime: RelTime, now: RelTime) -> StoreOutcome {
+    s.store(StoreMode::Set, key.as_bytes(), 0, exptime, value, now)
+}
+
+/// Fills a `-M` store until it refuses 300 new keys in a row (every shard has had its chance to
+/// use a free slot); returns how many keys were tried, stored or not.
+fn fill_until_refused(s: &Store, value: &[u8]) -> usize {
+    let mut refused = 0;
+    for i in 0..1_000_000 {
+        match set(s, &format!("k{i}"), value, 0, 1) {
+            StoreOutcome::Stored => refused = 0,
+            StoreOutcome::OutOfMemory => refused += 1,
+            other => panic!("{other:?}"),
+        }
+        if refused == 300 {
+            return i + 1;
+        }
+    }
+    panic!("never refused")
+}
+
+#[test]
+fn is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Store>();
+}
+
+#[test]
+fn sixty_four_shards_even_for_tiny_memory() {
+    assert_eq!(with(1024 * 1024, 512 * 1024, true).shard_count(), SHARDS);
+}
+
+#[test]
+fn largest_item_fits_at_default_limits_and_tiny_memory() {
+    // -m 64 -I 1m (64 shards of 1 MB each under per-shard budgets would not hold it).
+    let s = with(64 << 20, 1 << 20, true);
+    for i in 0..200 {
+        set(&s, &format!("small{i}"), &[b'x'; 100], 0, 1);
+    }
+    let biggest = vec![b'x'; (1 << 20) - 48 - 4 - 2 - 8];
+    assert!(item_size_ok(1 << 20, true, 3, 0, biggest.len()));
+    assert_eq!(set(&s, "big", &biggest, 0, 1), StoreOutcome::Stored);
+    assert_eq!(s.get(b"big", 1).expect("hit").value.len(), biggest.len());
+    // -m 1 -I 512k, the smallest pair memcached accepts, after filling with small items.
+    let s = with(1 << 20, 512 << 10, true);
+    for i in 0..20_000 {
+        set(&s, &format!("small{i}"), &[b'x'; 50], 0, 1);
+    }
+    let biggest = vec![b'x'; (512 << 10) - 48 - 4 - 2 - 8];
+    assert_eq!(set(&s, "big", &biggest, 0, 1), StoreOutcome::Stored);
+    assert!(s.get(b"big", 1).is_some());
+    assert!(s.stats().bytes <= 1 << 20);
+    assert!(s.stats().evictions > 0);
+}
+
+#[test]
+fn odd_inputs_do_not_panic() {
+    let s = with(1 << 20, 1 << 20, true);
+    assert_eq!(set(&s, "", b"", u32::MAX, 0), StoreOutcome::Stored);
+    assert_eq!(s.get(b"", u32::MAX - 1).expect("hit").value.len(), 0);
+    assert!(s.get(b"", u32::MAX).is_none(), "expired at u32::MAX");
+    let long_key = "k".repeat(10_000);
+    assert_eq!(set(&s, &long_key, b"v", 0, 0), StoreOutcome::Stored);
+    assert_eq!(
+        s.delta(long_key.as_bytes(), true, u64::MAX, 0),
+        DeltaOutcome::NonNumeric
+    );
+    assert_eq!(
+        s.store(StoreMode::Set, b"huge", 0, 0, &vec![0; 2 << 20], 0),
+        StoreOutcome::TooLarge
+    );
+    // A store smaller than one item's overhead refuses, never panics.
+    let s = with(10, 1 << 20, true);
+    assert_eq!(set(&s, "k", b"v", 0, 0), StoreOutcome::OutOfMemory);
+    let s = with(0, 1 << 20, false);
+    assert_eq!(set(&s, "k", b"v", 0, 0), StoreOutcome::OutOfMemory);
+    assert_eq!(s.delta(b"k", true, 1, 0), DeltaOutcome::NotFound);
+    s.flush_all(0, 0);
+    s.flush_all(u32::MAX, 0);
+    s.stats();
+}
+
+#[test]
+fn expired_items_are_reclaimed_by_eviction_not_evicted() {
+    let s = with(1 << 20, 64 << 10, true);
+    for i in 0..2000 {
+        set(&s, &format!("old{i}"), &[b'x'; 400], 10, 1);
+    }
+    s.get(b"old1", 1);
+    for i in 0..1000 {
+        set(&s, &format!("new{i}"), &[b'x'; 400], 0, 20);
+    }
+    let st = s.stats();
+    assert!(st.reclaimed > 0, "{st:?}");
+    assert!(st.expired_unfetched > 0 && st.expired_unfetched <= st.reclaimed);
+    // The hand reclaims dead items it meets and evicts live unvisited ones on its way.
+    assert!(
+        st.evictions * 10 < st.reclaimed,
+        "dead items go first: {st:?}"
+    );
+    for i in 0..1000 {
+        assert!(s.get(format!("new{i}").as_bytes(), 20).is_some());
+    }
+}
+
+#[test]
+fn without_evictions_expired_room_is_reused() {
+    let s = with(1 << 20, 64 << 10, false);
+    let n = fill_until_refused(&s, &[b'x'; 400]);
+    assert!(n > 1000);
+    // Expire everything: a -M store reclaims dead items rather than refusing.
+    for i in 0..n {
+        s.touch(format!("k{i}").as_bytes(), 5, 1);
+    }
+    let refusals = s.stats().outofmemory;
+    for i in 0..n / 2 {
+        assert_eq!(
+            set(&s, &format!("n{i}"), &[b'y'; 400], 0, 10),
+            StoreOutcome::Stored
+        );
+    }
+    let st = s.stats();
+    assert!(st.reclaimed > 0);
+    assert_eq!((st.evictions, st.outofmemory), (0, refusals));
+}
+
+#[test]
+fn out_of_memory_comes_before_the_key_is_looked_at() {
+    // memcached 1.6.18 -M -m 2, full of 1000-byte items: `add k0` (exists), `replace nokey`
+    // and `cas nokey` all answer SERVER_ERROR out of memory; a 1-byte `add k0` answers
+    // NOT_STORED; a refused `set k1` leaves no k1 behind.
+    let s = with(1 << 20, 64 << 10, false);
+    let value = [b'x'; 1000];
+    fill_until_refused(&s, &value);
+    let out = |mode, key: &str| s.store(mode, key.as_bytes(), 0, 0, &value, 1);
+    assert_eq!(out(StoreMode::Add, "k0"), StoreOutcome::OutOfMemory);
+    assert_eq!(out(StoreMode::Replace, "nokey"), StoreOutcome::OutOfMemory);
+    assert_eq!(out(StoreMode::Cas(1), "nokey"), StoreOutcome::OutOfMemory);
+    assert_eq!(s.stats().cas_misses, 0);
+    assert!(s.get(b"k1", 1).is_some());
+    assert_eq!(out(StoreMode::Set, "k1"), StoreOutcome::OutOfMemory);
+    // The refused set must not have been a refusal for arena growth only.
+    assert!(s.get(b"k0", 1).is_some());
+    assert!(
+        s.get(b"k1", 1).is_none(),
+        "a refused set unlinks the old value"
+    );
+    // The unlink freed room for a small one.
+    assert_eq!(
+        s.store(StoreMode::Add, b"k0", 0, 0, b"x", 1),
+        StoreOutcome::NotStored
+    );
+}
+
+#[test]
+fn failed_add_keeps_the_item_warm() {
+    let s = with(1 << 20, 64 << 10, true);
+    set(&s, "hot", &[b'v'; 500], 0, 1);
+    for i in 0..20_000 {
+        assert_eq!(
+            s.store(StoreMode::Add, b"hot", 0, 0, b"x", 1),
+            StoreOutcome::NotStored,
+            "hot evicted after {i} sets"
+        );
+        set(&s, &format!("cold{i}"), &[b'v'; 500], 0, 1);
+    }
+}
+
+#[test]
+fn append_prepend_keep_flags_exptime_and_take_a_new_cas() {
+    let s = small();
+    s.store(StoreMode::Set, b"k", 42, 50, b"mid", 1);
+    let before = s.get(b"k", 1).expect("hit").cas;
+    s.store(StoreMode::Append, b"k", 7, 0, b">", 1);
+    s.store(StoreMode::Prepend, b"k", 7, 0, b"<", 1);
+    let item = s.get(b"k", 1).expect("hit");
+    assert_eq!((&item.value[..], item.flags), (&b"<mid>"[..], 42));
+    assert!(item.cas > before);
+    assert!(s.get(b"k", 50).is_none(), "kept the exptime");
+    assert_eq!(s.stats().total_items, 3);
+}
+
+#[test]
+fn append_exactly_to_the_limit() {
+    // memcached 1.6.18 -I 1m: `set b` of 1000 bytes, `append b` to a 1048524-byte value is
+    // STORED, one more byte is NOT_STORED.
+    let s = small();
+    s.store(StoreMode::Set, b"b", 0, 0, &[b'x'; 1000], 1);
+    let rest = 1024 * 1024 - 48 - 2 - 2 - 8 - 1000;
+    assert_eq!(
+        s.store(StoreMode::Append, b"b", 0, 0, &vec![b'y'; rest], 1),
+        StoreOutcome::Stored
+    );
+    assert_eq!(
+        s.store(StoreMode::Append, b"b", 0, 0, b"z", 1),
+        StoreOutcome::TooLarge
+    );
+}
+
+#[test]
+fn incr_counters_padding_and_growth() {
+    let s = small();
+    s.store(StoreMode::Set, b"n", 9, 30, b"99", 1);
+    let cas = s.get(b"n", 1).expect("hit").cas;
+    assert_eq!(s.delta(b"n", true, 1, 1), DeltaOutcome::Value(100));
+    let item = s.get(b"n", 1).expect("hit");
+    assert_eq!(
+        (&item.value[..], item.flags),
+        (&b"100"[..], 9),
+        "new item, same flags"
+    );
+    assert!(item.cas > cas);
+    assert!(s.get(b"n", 30).is_none(), "same exptime");
+    s.store(StoreMode::Set, b"n", 0, 0, b"1000", 1);
+    assert_eq!(s.delta(b"n", false, 995, 1), DeltaOutcome::Value(5));
+    assert_eq!(&s.get(b"n", 1).expect("hit").value[..], b"5   ");
+    assert_eq!(s.delta(b"n", false, 6, 1), DeltaOutcome::Value(0));
+    assert_eq!(s.delta(b"none", false, 1, 1), DeltaOutcome::NotFound);
+    s.store(StoreMode::Set, b"e", 0, 0, b"", 1);
+    assert_eq!(s.delta(b"e", true, 1, 1), DeltaOutcome::NonNumeric);
+    let st = s.stats();
+    assert_eq!(
+        (st.incr_hits, st.incr_misses, st.decr_hits, st.decr_misses),
+        (1, 0, 2, 1)
+    );
+    // In-place rewrites link no new item (memcached's total_items does not move either):
+    // set n, incr to a longer number, set n, set e.
+    assert_eq!(st.total_items, 4);
+}
+
+#[test]
+fn incr_refuses_chunked_items() {
+    // memcached 1.6.18: key "big", "1" padded with spaces to 524226 bytes increments; 524227
+    // bytes is chunked and NON_NUMERIC.
+    let s = small();
+    let mut value = vec![b' '; 524_226];
+    value[0] = b'1';
+    s.store(StoreMode::Set, b"big", 0, 0, &value, 1);
+    assert_eq!(s.delta(b"big", true, 1, 1), DeltaOutcome::Value(2));
+    value.push(b' ');
+    s.store(StoreMode::Set, b"big", 0, 0, &value, 1);
+    assert_eq!(s.delta(b"big", true, 1, 1), DeltaOutcome::NonNumeric);
+}
+
+#[test]
+fn incr_out_of_memory_keeps_the_old_value() {
+    let s = with(1 << 20, 64 << 10, false);
+    // A key longer than what can be left over once full of 1-byte items.
+    let key = [b'n'; 100];
+    s.store(StoreMode::Set, &key, 0, 0, b"9", 1);
+    fill_until_refused(&s, b"x");
+    assert_eq!(
+        s.delta(&key, false, 1, 1),
+        DeltaOutcome::Value(8),
+        "in place"
+    );
+    assert_eq!(s.delta(&key, true, 2, 1), DeltaOutcome::OutOfMemory);
+    assert_eq!(&s.get(&key, 1).expect("kept").value[..], b"8");
+}
+
+#[test]
+fn touch_counts_and_keeps_cas() {
+    let s = small();
+    s.store(StoreMode::Set, b"k", 0, 10, b"v", 1);
+    let cas = s.get(b"k", 1).expect("hit").cas;
+    assert_eq!(s.touch(b"k", 0, 5), TouchOutcome::Touched);
+    assert_eq!(s.touch(b"x", 0, 5), TouchOutcome::NotFound);
+    assert_eq!(s.get(b"k", 100).expect("no longer expires").cas, cas);
+    let item = s.get_and_touch(b"k", 200, 100).expect("hit");
+    assert_eq!(item.cas, cas, "gat keeps the CAS id");
+    assert!(s.get(b"k", 200).is_none());
+    let st = s.stats();
+    assert_eq!((st.touch_hits, st.touch_misses), (2, 1));
+    assert_eq!((st.get_hits, st.get_misses, st.get_expired), (2, 1, 1));
+}
+
+#[test]
+fn flush_at_time_zero_and_immediately() {
+    for now in [0, 1, 2] {
+        let s = small();
+        s.store(StoreMode::Set, b"a", 0, 0, b"v", now);
+        s.flush_all(0, now);
+        assert!(s.get(b"a", now).is_none(), "flush_all at now={now}");
+        s.store(StoreMode::Set, b"b", 0, 0, b"v", now);
+        assert!(
+            s.get(b"b", now).is_some(),
+            "stored after the flush at now={now}"
+        );
+    }
+}
+
+#[test]
+fn flush_without_cas_takes_the_whole_second() {
+    // memcached 1.6.18 -C: `set a`, `flush_all`, `set b`, `get a b` returns nothing.
+    let s = store(64 << 20, true, false);
+    s.store(StoreMode::Set, b"a", 0, 0, b"v", 100);
+    s.flush_all(0, 100);
+    s.store(StoreMode::Set, b"b", 0, 0, b"v", 100);
+    assert!(s.get(b"a", 100).is_none());
+    assert!(s.get(b"b", 100).is_none());
+    s.store(StoreMode::Set, b"c", 0, 0, b"v", 101);
+    assert!(s.get(b"c", 101).is_some());
+    assert_eq!(s.stats().get_flushed, 2);
+}
+
+#[test]
+fn flushed_items_count_when_met_and_leave_curr_items_at_stats() {
+    let s = small();
+    for i in 0..100 {
+        set(&s, &format!("k{i}"), b"v", 0, 100);
+    }
+    s.flush_all(0, 100);
+    assert!(s.get(b"k1", 100).is_none());
+    let st = s.stats();
+    assert_eq!((st.get_flushed, st.get_misses), (1, 1));
+    assert_eq!(st.curr_items, 0, "swept");
+    assert_eq!(st.bytes, st.index_bytes, "only the index is left");
+    assert!(s.get(b"k2", 100).is_none());
+    assert_eq!(s.stats().get_flushed, 1, "swept items are simply absent");
+}
+
+#[test]
+fn delayed_flush_takes_effect_a_second_early_like_memcached() {
+    // memcached sets oldest_live = when - 1 with CAS on: a flush for T is in force from T - 1
+    // for items stored up to T - 1.
+    let s = small();
+    s.store(StoreMode::Set, b"a", 0, 0, b"v", 100);
+    s.flush_all(110, 100);
+    assert!(s.get(b"a", 108).is_some());
+    assert_eq!(s.stats().curr_items, 1, "not swept before its time");
+    s.store(StoreMode::Set, b"late", 0, 0, b"v", 110);
+    assert!(s.get(b"a", 109).is_none());
+    assert!(s.get(b"late", 110).is_some());
+}
+
+#[test]
+fn reset_zeroes_counters_not_contents() {
+    let s = small();
+    set(&s, "k", b"v", 0, 1);
+    s.get(b"k", 1);
+    s.get(b"x", 1);
+    s.delete(b"x", 1);
+    s.reset_stats();
+    let st = s.stats();
+    assert_eq!((st.curr_items, st.get_hits, st.get_misses), (1, 0, 0));
+    assert_eq!((st.total_items, st.delete_misses), (0, 0));
+    assert!(st.bytes > 0);
+}
+
+#[test]
+fn bytes_account_items_and_index() {
+    let s = small();
+    assert_eq!(s.stats().bytes, 0, "nothing allocated up front");
+    set(&s, "key", b"value", 0, 1);
+    let st = s.stats();
+    assert_eq!(st.bytes - st.index_bytes, (3 + 5 + ITEM_OVERHEAD) as u64);
+    s.delete(b"key", 1);
+    let st = s.stats();
+    assert_eq!(st.bytes, st.index_bytes);
+}
+
+#[test]
+fn concurrent_writers_never_exceed_the_bound() {
+    let max = 2 << 20;
+    let s = std::sync::Arc::new(with(max, 256 << 10, true));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for i in 0..20_000usize {
+                    let len = (i * 7919 + t * 31) % 3000;
+                    let key = format!("t{t}-{}", i % 5000);
+                    let value = vec![b'x'; if i % 997 == 0 { 200_000 } else { len }];
+                    let out = s.store(StoreMode::Set, key.as_bytes(), 0, 0, &value, 1);
+                    assert_eq!(out, StoreOutcome::Stored);
+                    if i % 3 == 0 {
+                        s.get(key.as_bytes(), 1);
+                    }
+                    assert!(s.stats().bytes <= max as u64);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("writer");
+    }
+    let st = s.stats();
+    assert!(st.bytes <= max as u64 && st.evictions > 0, "{st:?}");
+}

@@ -22,8 +22,9 @@ const ACTIVE: u64 = 1 << 32;
 /// The flush state as atomics, read by every command without a lock.
 #[derive(Default)]
 pub(crate) struct FlushCell {
-    /// `ACTIVE | oldest_live`, or 0 before the first flush_all.
-    live: AtomicU64,
+    /// `ACTIVE | effective_at`, or 0 before the first flush_all.
+    effective: AtomicU64,
+    stored_before: AtomicU64,
     oldest_seq: AtomicU64,
     /// A flush happened whose items have not been swept yet.
     unswept: AtomicBool,
@@ -31,10 +32,11 @@ pub(crate) struct FlushCell {
 
 impl FlushCell {
     pub fn load(&self) -> FlushState {
-        let live = self.live.load(Ordering::Acquire);
+        let effective = self.effective.load(Ordering::Acquire);
         FlushState {
-            active: live & ACTIVE != 0,
-            oldest_live: live as u32,
+            active: effective & ACTIVE != 0,
+            effective_at: effective as u32,
+            stored_before: self.stored_before.load(Ordering::Relaxed),
             oldest_seq: self.oldest_seq.load(Ordering::Relaxed),
         }
     }
@@ -47,25 +49,29 @@ impl Store {
         self.saw_time(now);
         let when = if when == 0 { now } else { when };
         let cell = &self.flush;
-        if self.config.use_cas {
-            let oldest_live = when.saturating_sub(1);
-            if oldest_live <= now {
+        // (effective_at, stored_before) = (oldest_live, oldest_live + 1) in memcached's terms.
+        let (effective_at, stored_before) = if self.config.use_cas {
+            let effective_at = when.saturating_sub(1);
+            if effective_at <= now {
                 // memcached's `settings.oldest_cas = get_cas_id()`.
                 let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
                 cell.oldest_seq.store(seq, Ordering::Relaxed);
             }
-            cell.live
-                .store(ACTIVE | u64::from(oldest_live), Ordering::Release);
+            (effective_at, u64::from(when))
         } else {
-            cell.live.store(ACTIVE | u64::from(when), Ordering::Release);
-        }
+            (when, u64::from(when) + 1)
+        };
+        cell.stored_before.store(stored_before, Ordering::Relaxed);
+        cell.effective
+            .store(ACTIVE | u64::from(effective_at), Ordering::Release);
         cell.unswept.store(true, Ordering::Relaxed);
     }
 
     /// Removes the items of a flush that has taken effect by `now`, once per flush.
     pub(crate) fn sweep_flushed(&self, now: RelTime) {
         let flush = self.flush.load();
-        if !self.flush.unswept.load(Ordering::Relaxed) || !flush.active || flush.oldest_live > now {
+        if !self.flush.unswept.load(Ordering::Relaxed) || !flush.active || flush.effective_at > now
+        {
             return;
         }
         if !self.flush.unswept.swap(false, Ordering::Relaxed) {
