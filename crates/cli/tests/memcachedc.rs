@@ -1,10 +1,21 @@
-//! memcachedc against real ferrocached servers: the documented command shapes, output and exit
-//! codes (0 hit/stored, 1 miss/not stored, 2 error).
+//! memcachedc against real servers: the documented command shapes, output and exit codes
+//! (0 hit/stored, 1 miss/not stored, 2 error). The servers are Debian's memcached, the
+//! reference; `CLIENT_TEST_SERVER=ferrocached` runs the same tests against ours.
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use ferrocache_testkit::Server;
+use ferrocache_testkit::{Flavor, Server};
+
+/// A server to test against: memcached unless `CLIENT_TEST_SERVER=ferrocached`.
+fn start_server() -> Server {
+    let flavor = match std::env::var("CLIENT_TEST_SERVER").as_deref() {
+        Err(_) | Ok("memcached") => Flavor::Memcached,
+        Ok("ferrocached") => Flavor::Ferrocached,
+        Ok(other) => panic!("CLIENT_TEST_SERVER must be memcached or ferrocached, not {other}"),
+    };
+    Server::start(flavor, &[])
+}
 
 fn memcachedc(servers: &str, args: &[&str], stdin: &[u8]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_memcachedc"))
@@ -34,7 +45,7 @@ fn stdout(o: &Output) -> String {
 
 #[test]
 fn set_from_stdin_lines_then_get() {
-    let s = Server::ferrocached(&[]);
+    let s = start_server();
     // The documented shape: -s host -p port.
     let port = s.port().to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_memcachedc"))
@@ -67,7 +78,7 @@ fn set_from_stdin_lines_then_get() {
 
 #[test]
 fn every_command_and_its_exit_code() {
-    let s = Server::ferrocached(&[]);
+    let s = start_server();
     let a = addr(&s);
     let code = |args: &[&str]| {
         let out = memcachedc(&a, args, b"");
@@ -111,7 +122,7 @@ fn every_command_and_its_exit_code() {
 
 #[test]
 fn binary_values_from_stdin_and_files() {
-    let s = Server::ferrocached(&[]);
+    let s = start_server();
     let a = addr(&s);
     let bytes: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
     assert_eq!(
@@ -138,7 +149,7 @@ fn binary_values_from_stdin_and_files() {
 
 #[test]
 fn errors_exit_2() {
-    let s = Server::ferrocached(&[]);
+    let s = start_server();
     let a = addr(&s);
     let out = memcachedc(&a, &["set", "bad key", "v"], b"");
     assert_eq!(out.status.code(), Some(2));
@@ -156,7 +167,7 @@ fn errors_exit_2() {
 
 #[test]
 fn many_servers_share_the_keys() {
-    let servers: Vec<Server> = (0..3).map(|_| Server::ferrocached(&[])).collect();
+    let servers: Vec<Server> = (0..3).map(|_| start_server()).collect();
     let list = servers.iter().map(addr).collect::<Vec<_>>().join(",");
     let lines: String = (0..90).map(|i| format!("key{i} value{i}\n")).collect();
     let out = memcachedc(&list, &["set"], lines.as_bytes());

@@ -1,10 +1,12 @@
-//! A synchronous wrapper: the async client driven by its own current-thread runtime.
+//! A synchronous wrapper: the async client driven by its own current-thread runtime, for the CLI
+//! and for programs without tokio.
 
 use std::collections::HashMap;
 
-use crate::{Config, PerServer, Result, Stats, StoreCommand, StoreStatus, Value};
+use crate::{ClientStats, Config, PerServer, Result, Stats, StoreCommand, StoreStatus, Value};
 
-/// The blocking client. Not for use inside an async runtime (it would block a worker).
+/// The blocking client. Not for use inside an async runtime (it would block a worker); use
+/// [`crate::Client`] there.
 pub struct Client {
     runtime: tokio::runtime::Runtime,
     inner: crate::Client,
@@ -26,6 +28,11 @@ impl Client {
         &self.inner
     }
 
+    /// Client-side counters.
+    pub fn stats_counters(&self) -> &ClientStats {
+        self.inner.stats_counters()
+    }
+
     pub fn get(&self, key: &[u8]) -> Result<Option<Value>> {
         self.runtime.block_on(self.inner.get(key))
     }
@@ -38,8 +45,16 @@ impl Client {
         self.runtime.block_on(self.inner.gat(key, exptime))
     }
 
+    pub fn gats(&self, key: &[u8], exptime: i64) -> Result<Option<Value>> {
+        self.runtime.block_on(self.inner.gats(key, exptime))
+    }
+
     pub fn get_multi(&self, keys: &[&[u8]]) -> Result<HashMap<Vec<u8>, Value>> {
         self.runtime.block_on(self.inner.get_multi(keys))
+    }
+
+    pub fn gets_multi(&self, keys: &[&[u8]]) -> Result<HashMap<Vec<u8>, Value>> {
+        self.runtime.block_on(self.inner.gets_multi(keys))
     }
 
     pub fn store(
@@ -93,5 +108,9 @@ impl Client {
 
     pub fn server_for(&self, key: &[u8]) -> Result<String> {
         self.inner.server_for(key)
+    }
+
+    pub fn dead_servers(&self) -> Vec<String> {
+        self.inner.dead_servers()
     }
 }

@@ -1,73 +1,22 @@
-//! The cluster client: servers placed on a ketama ring, a small pool of connections per server,
-//! multi-get fan-out, failover, replication and warm-up after the cluster grows.
+//! The cluster client: servers placed on a ketama ring, a bounded pool of pipelined connections
+//! per server, multi-get fan-out, failover, replication and warm-up after the cluster grows.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Mutex;
+use futures::future::join_all;
 
-use crate::conn::{Connection, StoreCommand, StoreStatus, Value};
+use crate::codec::{self, Reply, ReplyKind, StoreCommand, StoreStatus, Value};
+use crate::conn::Connection;
 use crate::error::{Error, Result};
-use crate::ring::{Ring, RingServer};
+use crate::ring::Ring;
+use crate::spec::ServerSpec;
 
-/// A server address with its ketama weight.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerSpec {
-    pub host: String,
-    pub port: u16,
-    pub weight: u32,
-}
-
-impl ServerSpec {
-    /// Reads `host`, `host:port` or `host:port:weight` (`[v6]:port` too); the port defaults to
-    /// 11211 and the weight to 1.
-    pub fn parse(text: &str) -> Result<ServerSpec> {
-        let bad = || Error::BadAddress(text.to_string());
-        let (host, rest) = if let Some(v6) = text.strip_prefix('[') {
-            let (host, rest) = v6.split_once(']').ok_or_else(bad)?;
-            (host, rest.strip_prefix(':').unwrap_or(rest))
-        } else {
-            match text.split_once(':') {
-                Some((host, rest)) => (host, rest),
-                None => (text, ""),
-            }
-        };
-        let mut parts = rest.split(':').filter(|p| !p.is_empty());
-        let port = parts
-            .next()
-            .map_or(Ok(11211), |p| p.parse())
-            .map_err(|_| bad())?;
-        let weight = parts
-            .next()
-            .map_or(Ok(1), |w| w.parse())
-            .map_err(|_| bad())?;
-        if host.is_empty() || parts.next().is_some() {
-            return Err(bad());
-        }
-        Ok(ServerSpec {
-            host: host.to_string(),
-            port,
-            weight,
-        })
-    }
-
-    fn address(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
-    }
-
-    fn ring_server(&self) -> RingServer {
-        RingServer {
-            name: RingServer::name_for(&self.host, self.port),
-            weight: self.weight,
-        }
-    }
-}
+/// Keys per `get` line: memcached reads long `get` lines, but a bounded line keeps every server
+/// (and proxy) happy, and the chunks are pipelined on one connection anyway.
+const KEYS_PER_GET: usize = 100;
 
 /// One answer per server, with its address, for commands sent to every server.
 pub type PerServer<T> = Vec<(String, Result<T>)>;
@@ -78,10 +27,12 @@ pub type Stats = Vec<(String, String)>;
 /// What to do with a key whose server is marked dead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failover {
-    /// Send it to the next live server on the ring (libmemcached's auto-eject, twemproxy's
-    /// `auto_eject_hosts`).
+    /// Rebuild the ring without the dead server, as libmemcached's `AUTO_EJECT_HOSTS` and
+    /// twemproxy's `auto_eject_hosts: true` do: its keys go to the next live points, the other
+    /// keys stay where they are.
     Remap,
-    /// Keep the ring fixed and return [`Error::NoServer`].
+    /// Keep the ring fixed and answer [`Error::NoServer`] for the dead server's keys (some
+    /// operators prefer errors to reads from a server that holds none of the data).
     Fail,
 }
 
@@ -90,31 +41,33 @@ pub enum Failover {
 pub struct Config {
     pub servers: Vec<ServerSpec>,
     pub connect_timeout: Duration,
+    /// Time allowed for each request's reply; past it the connection is dropped.
     pub request_timeout: Duration,
-    /// Idle connections kept per server.
+    /// Connections per server. Each carries many requests at once (pipelining), so a few suffice.
     pub pool_size: usize,
-    /// Consecutive failures after which a server is marked dead.
+    /// Consecutive failures (I/O errors, timeouts) after which a server is marked dead.
     pub failure_limit: u32,
-    /// How long a dead server is skipped before it is tried again.
+    /// How long a dead server is left out before it is tried again.
     pub retry_interval: Duration,
     pub failover: Failover,
     /// Copies of each key, on this many distinct servers following the key on the ring.
     pub replicas: usize,
     /// The servers before the cluster grew: on a miss, a key is read from its previous owner and
-    /// copied to its new one (with `warmup_exptime`).
+    /// copied to its new one with `warmup_exptime` (the text protocol does not tell the item's
+    /// remaining lifetime).
     pub previous_servers: Option<Vec<ServerSpec>>,
     pub warmup_exptime: i64,
 }
 
 impl Config {
-    /// Defaults for `servers`: 1 s connect, 2 s request timeouts, 4 idle connections per server,
-    /// dead after 2 failures for 5 s, remapping, no replication, no warm-up.
+    /// Defaults for `servers`: 1 s connect and 2 s request timeouts, 2 connections per server,
+    /// dead after 2 failures in a row for 5 s, remapping, no replication, no warm-up.
     pub fn new(servers: Vec<ServerSpec>) -> Config {
         Config {
             servers,
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(2),
-            pool_size: 4,
+            pool_size: 2,
             failure_limit: 2,
             retry_interval: Duration::from_secs(5),
             failover: Failover::Remap,
@@ -125,19 +78,56 @@ impl Config {
     }
 }
 
+/// Client-side counters.
+#[derive(Debug, Default)]
+pub struct ClientStats {
+    /// Keys found on their previous owner after growth (and copied to the new one).
+    pub warmup_hits: AtomicU64,
+    /// Requests routed away from a key's owner because it was marked dead.
+    pub failovers: AtomicU64,
+    /// Times a server was marked dead.
+    pub ejections: AtomicU64,
+    /// Connections opened.
+    pub connects: AtomicU64,
+}
+
+/// One server: its pool and its health.
 struct Server {
     address: String,
-    idle: Mutex<Vec<Connection>>,
+    /// `pool_size` connection slots, used in turn. A slot's lock is held only to look at the
+    /// slot or to connect it, never during a request.
+    slots: Vec<tokio::sync::Mutex<Option<Arc<Connection>>>>,
+    next_slot: AtomicUsize,
     failures: AtomicU32,
-    /// Set when the server failed `failure_limit` times in a row; skipped until then.
+    /// Set when the server failed `failure_limit` times in a row.
     dead_until: parking_lot::Mutex<Option<Instant>>,
 }
 
-/// Counters a caller can read (warm-up effect, failovers).
-#[derive(Debug, Default)]
-pub struct ClientStats {
-    pub warmup_hits: AtomicU32,
-    pub failovers: AtomicU32,
+impl Server {
+    fn new(address: String, pool_size: usize) -> Server {
+        Server {
+            address,
+            slots: (0..pool_size.max(1))
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
+            next_slot: AtomicUsize::new(0),
+            failures: AtomicU32::new(0),
+            dead_until: parking_lot::Mutex::new(None),
+        }
+    }
+
+    fn dead_at(&self, now: Instant) -> bool {
+        matches!(*self.dead_until.lock(), Some(until) if now < until)
+    }
+}
+
+/// The ring over the servers that are live right now.
+struct Routing {
+    ring: Ring,
+    /// Ring index -> index into `Inner::servers`.
+    members: Vec<usize>,
+    /// When the next dead server's retry interval ends (the routing is rebuilt then).
+    next_revival: Option<Instant>,
 }
 
 /// The cluster client. Cheap to clone; clones share connections and server health.
@@ -148,44 +138,47 @@ pub struct Client {
 
 struct Inner {
     config: Config,
-    servers: Vec<Server>,
-    ring: Ring,
-    /// Ring of `previous_servers`, with indices into `previous`.
-    previous: Option<(Ring, Vec<Server>)>,
+    servers: Vec<Arc<Server>>,
+    /// The ring over every configured server, dead or not.
+    full_ring: Ring,
+    routing: parking_lot::RwLock<Arc<Routing>>,
+    /// The ring before growth, over `previous_servers` (sharing `Server`s with the same address).
+    previous: Option<(Ring, Vec<Arc<Server>>)>,
     stats: ClientStats,
-}
-
-fn servers_of(specs: &[ServerSpec]) -> Vec<Server> {
-    specs
-        .iter()
-        .map(|s| Server {
-            address: s.address(),
-            idle: Mutex::new(Vec::new()),
-            failures: AtomicU32::new(0),
-            dead_until: Default::default(),
-        })
-        .collect()
-}
-
-fn ring_of(specs: &[ServerSpec]) -> Ring {
-    Ring::new(
-        &specs
-            .iter()
-            .map(ServerSpec::ring_server)
-            .collect::<Vec<_>>(),
-    )
 }
 
 impl Client {
     pub fn new(config: Config) -> Client {
-        let previous = config
-            .previous_servers
-            .as_ref()
-            .map(|specs| (ring_of(specs), servers_of(specs)));
+        let servers: Vec<Arc<Server>> = config
+            .servers
+            .iter()
+            .map(|s| Arc::new(Server::new(s.address(), config.pool_size)))
+            .collect();
+        let full_ring = ring_of(&config.servers);
+        let previous = config.previous_servers.as_ref().map(|specs| {
+            let members = specs
+                .iter()
+                .map(|spec| {
+                    let address = spec.address();
+                    servers
+                        .iter()
+                        .find(|s| s.address == address)
+                        .cloned()
+                        .unwrap_or_else(|| Arc::new(Server::new(address, config.pool_size)))
+                })
+                .collect();
+            (ring_of(specs), members)
+        });
+        let routing = Routing {
+            ring: full_ring.clone(),
+            members: (0..servers.len()).collect(),
+            next_revival: None,
+        };
         Client {
             inner: Arc::new(Inner {
-                servers: servers_of(&config.servers),
-                ring: ring_of(&config.servers),
+                servers,
+                full_ring,
+                routing: parking_lot::RwLock::new(Arc::new(routing)),
                 previous,
                 config,
                 stats: ClientStats::default(),
@@ -198,101 +191,139 @@ impl Client {
         &self.inner.stats
     }
 
-    fn is_live(&self, server: &Server) -> bool {
-        let dead_until = *server.dead_until.lock();
-        match dead_until {
-            Some(until) if Instant::now() < until => false,
-            Some(_) => {
-                // The retry interval is over: give it another chance.
-                *server.dead_until.lock() = None;
-                server.failures.store(0, Ordering::Relaxed);
-                true
-            }
-            None => true,
+    /// The live routing, rebuilt first if a dead server's retry interval is over.
+    fn routing(&self) -> Arc<Routing> {
+        let current = self.inner.routing.read().clone();
+        match current.next_revival {
+            Some(at) if Instant::now() >= at => self.rebuild_routing(),
+            _ => current,
         }
     }
 
-    /// The servers for `key`, in the order to use them: the live replicas (or the owner and,
-    /// with remapping, the next live servers on the ring).
+    /// Rebuilds the ring over the live servers, as libmemcached and twemproxy do on ejection and
+    /// when a server's retry time comes: points and weights of the live servers only.
+    fn rebuild_routing(&self) -> Arc<Routing> {
+        let inner = &self.inner;
+        let now = Instant::now();
+        let mut next_revival: Option<Instant> = None;
+        let mut members = Vec::new();
+        for (index, server) in inner.servers.iter().enumerate() {
+            let mut dead_until = server.dead_until.lock();
+            match *dead_until {
+                Some(until) if now < until => {
+                    next_revival = Some(next_revival.map_or(until, |at| at.min(until)));
+                }
+                Some(_) => {
+                    // The retry interval is over: back in, with a clean slate.
+                    *dead_until = None;
+                    server.failures.store(0, Ordering::Relaxed);
+                    members.push(index);
+                }
+                None => members.push(index),
+            }
+        }
+        let specs: Vec<ServerSpec> = members
+            .iter()
+            .map(|&i| inner.config.servers[i].clone())
+            .collect();
+        let routing = Arc::new(Routing {
+            ring: ring_of(&specs),
+            members,
+            next_revival,
+        });
+        *inner.routing.write() = routing.clone();
+        routing
+    }
+
+    /// The servers for `key`, in the order to use them: up to `copies` distinct servers starting
+    /// with the key's owner.
     fn route(&self, key: &[u8], copies: usize) -> Result<Vec<usize>> {
         let inner = &self.inner;
-        let all = inner.ring.servers_for(key, inner.servers.len());
-        let Some(&owner) = all.first() else {
-            return Err(Error::NoServer);
-        };
+        let routing = self.routing();
         if inner.config.failover == Failover::Fail {
-            return if self.is_live(&inner.servers[owner]) {
-                Ok(all.into_iter().take(copies).collect())
-            } else {
+            let now = Instant::now();
+            let all = inner.full_ring.servers_for(key, copies);
+            let live: Vec<usize> = all
+                .into_iter()
+                .filter(|&i| !inner.servers[i].dead_at(now))
+                .collect();
+            return if live.is_empty() {
                 Err(Error::NoServer)
+            } else {
+                Ok(live)
             };
         }
-        let live: Vec<usize> = all
+        let route: Vec<usize> = routing
+            .ring
+            .servers_for(key, copies)
             .into_iter()
-            .filter(|&i| self.is_live(&inner.servers[i]))
-            .take(copies)
+            .map(|i| routing.members[i])
             .collect();
-        if live.is_empty() {
+        let Some(&first) = route.first() else {
             return Err(Error::NoServer);
-        }
-        if live[0] != owner {
+        };
+        if routing.members.len() < inner.servers.len()
+            && inner.full_ring.server_for(key) != Some(first)
+        {
             inner.stats.failovers.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(live)
+        Ok(route)
     }
 
-    /// Runs `op` on a pooled connection to `server`, keeping track of its health.
-    async fn with_conn<T>(
-        &self,
-        server: &Server,
-        op: impl AsyncFnOnce(&mut Connection) -> Result<T>,
-    ) -> Result<T> {
-        let config = &self.inner.config;
-        let pooled = server.idle.lock().await.pop();
-        let mut conn = match pooled {
-            Some(conn) => conn,
-            None => match Connection::connect(&server.address, config.connect_timeout).await {
-                Ok(conn) => conn,
-                Err(e) => {
-                    self.note_failure(server);
-                    return Err(e);
-                }
-            },
-        };
-        match op(&mut conn).await {
-            Ok(value) => {
-                server.failures.store(0, Ordering::Relaxed);
-                let mut idle = server.idle.lock().await;
-                if idle.len() < config.pool_size {
-                    idle.push(conn);
-                }
-                Ok(value)
-            }
-            // The server answered: the connection is fine and so is the server.
-            Err(e @ (Error::Client(_) | Error::Server(_) | Error::UnknownCommand)) => {
-                server.idle.lock().await.push(conn);
-                Err(e)
-            }
-            Err(e) => {
-                if matches!(e, Error::Io { .. } | Error::Timeout(_)) {
-                    self.note_failure(server);
-                }
-                Err(e)
-            }
+    /// A live connection to `server` from its pool, connecting the slot if it is empty or broken.
+    async fn connection(&self, server: &Server) -> Result<Arc<Connection>> {
+        let slot = server.next_slot.fetch_add(1, Ordering::Relaxed) % server.slots.len();
+        let mut slot = server.slots[slot].lock().await;
+        if let Some(conn) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(conn.clone());
         }
+        let config = &self.inner.config;
+        let conn = Arc::new(
+            Connection::connect(
+                &server.address,
+                config.connect_timeout,
+                config.request_timeout,
+            )
+            .await?,
+        );
+        self.inner.stats.connects.fetch_add(1, Ordering::Relaxed);
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Sends one request to `server` and keeps track of its health: an I/O error or a timeout
+    /// counts as a failure; any answer, even an error line, clears the count.
+    async fn request(&self, server: &Server, request: Vec<u8>, kind: ReplyKind) -> Result<Reply> {
+        let result = match self.connection(server).await {
+            Ok(conn) => conn.call(request, kind).await,
+            Err(e) => Err(e),
+        };
+        match &result {
+            Err(Error::Io { .. } | Error::Timeout(_)) => self.note_failure(server),
+            _ => server.failures.store(0, Ordering::Relaxed),
+        }
+        result
     }
 
     fn note_failure(&self, server: &Server) {
         let config = &self.inner.config;
         let failures = server.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if failures >= config.failure_limit {
-            *server.dead_until.lock() = Some(Instant::now() + config.retry_interval);
+            let now = Instant::now();
+            let mut dead_until = server.dead_until.lock();
+            let newly_dead = !matches!(*dead_until, Some(until) if now < until);
+            *dead_until = Some(now + config.retry_interval);
+            drop(dead_until);
+            if newly_dead {
+                self.inner.stats.ejections.fetch_add(1, Ordering::Relaxed);
+                self.rebuild_routing();
+            }
         }
     }
 
     /// Reads one key; `None` on a miss.
     pub async fn get(&self, key: &[u8]) -> Result<Option<Value>> {
-        Ok(self.get_multi(&[key]).await?.remove(key))
+        Ok(self.fetch(&[key], false, None).await?.remove(key))
     }
 
     /// `gets`: the value with its CAS id.
@@ -305,9 +336,43 @@ impl Client {
         Ok(self.fetch(&[key], false, Some(exptime)).await?.remove(key))
     }
 
-    /// Reads many keys: one request per server that owns some of them, all in flight at once.
+    /// `gats`: read with the CAS id and set a new expiry.
+    pub async fn gats(&self, key: &[u8], exptime: i64) -> Result<Option<Value>> {
+        Ok(self.fetch(&[key], true, Some(exptime)).await?.remove(key))
+    }
+
+    /// Reads many keys: the keys are grouped by owner and every server is asked at once.
+    /// Missing keys are absent from the map.
     pub async fn get_multi(&self, keys: &[&[u8]]) -> Result<HashMap<Vec<u8>, Value>> {
         self.fetch(keys, false, None).await
+    }
+
+    /// `gets` for many keys.
+    pub async fn gets_multi(&self, keys: &[&[u8]]) -> Result<HashMap<Vec<u8>, Value>> {
+        self.fetch(keys, true, None).await
+    }
+
+    /// Asks `server` for `keys` (in pipelined chunks); the values found.
+    async fn fetch_from(
+        &self,
+        server: &Server,
+        keys: &[&[u8]],
+        cas: bool,
+        touch: Option<i64>,
+    ) -> Result<Vec<(Vec<u8>, Value)>> {
+        let chunks = keys.chunks(KEYS_PER_GET).map(|chunk| {
+            let mut request = Vec::new();
+            codec::encode_get(&mut request, chunk, cas, touch);
+            self.request(server, request, ReplyKind::Values)
+        });
+        let mut found = Vec::new();
+        for reply in join_all(chunks).await {
+            match reply? {
+                Reply::Values(values) => found.extend(values),
+                other => return Err(unexpected(other)),
+            }
+        }
+        Ok(found)
     }
 
     async fn fetch(
@@ -316,62 +381,88 @@ impl Client {
         cas: bool,
         touch: Option<i64>,
     ) -> Result<HashMap<Vec<u8>, Value>> {
+        for key in keys {
+            codec::check_key(key)?;
+        }
         let replicas = self.inner.config.replicas.max(1);
-        let mut by_server: HashMap<usize, Vec<&[u8]>> = HashMap::new();
+        // Each key's remaining candidates; the first is asked next.
         let mut routes: HashMap<&[u8], Vec<usize>> = HashMap::new();
         for &key in keys {
-            let route = self.route(key, replicas)?;
-            by_server.entry(route[0]).or_default().push(key);
+            let mut route = self.route(key, replicas)?;
+            route.reverse();
             routes.insert(key, route);
         }
-        let requests = by_server.into_iter().map(|(server, keys)| async move {
-            let result = self
-                .with_conn(&self.inner.servers[server], async |c: &mut Connection| {
-                    c.get_multi(&keys, cas, touch).await
-                })
-                .await;
-            (server, keys, result)
-        });
         let mut found = HashMap::new();
-        let mut retry: Vec<&[u8]> = Vec::new();
         let mut missed: Vec<&[u8]> = Vec::new();
-        for (_server, keys, result) in futures::future::join_all(requests).await {
-            match result {
-                Ok(values) => {
-                    for &key in &keys {
-                        if !values.contains_key(key) {
-                            missed.push(key);
+        let mut rerouted = false;
+        while !routes.is_empty() {
+            let mut by_server: HashMap<usize, Vec<&[u8]>> = HashMap::new();
+            for (&key, route) in &routes {
+                let server = *route.last().expect("routes are never empty");
+                by_server.entry(server).or_default().push(key);
+            }
+            let asks = by_server.into_iter().map(|(server, keys)| async move {
+                let result = self
+                    .fetch_from(&self.inner.servers[server], &keys, cas, touch)
+                    .await;
+                (keys, result)
+            });
+            let mut failed = None;
+            for (asked, result) in join_all(asks).await {
+                match result {
+                    Ok(values) => {
+                        for &key in &asked {
+                            routes.remove(key);
+                        }
+                        let before = found.len();
+                        found.extend(values);
+                        if found.len() - before < asked.len() {
+                            missed
+                                .extend(asked.iter().copied().filter(|k| !found.contains_key(*k)));
                         }
                     }
-                    found.extend(values);
-                }
-                Err(e @ (Error::Io { .. } | Error::Timeout(_))) => {
-                    // Replicas (or the remapped ring) may still have these keys.
-                    if replicas > 1 || self.inner.config.failover == Failover::Remap {
-                        retry.extend(keys);
-                    } else {
-                        return Err(e);
+                    // The server answered with an error: that is the answer.
+                    Err(e @ (Error::Client(_) | Error::Server(_) | Error::UnknownCommand)) => {
+                        return Err(e)
+                    }
+                    Err(e) => {
+                        for &key in &asked {
+                            let route = routes.get_mut(key).expect("asked keys are routed");
+                            route.pop();
+                        }
+                        failed = Some(e);
                     }
                 }
-                Err(e) => return Err(e),
             }
-        }
-        for key in retry {
-            for &server in routes[key].iter().skip(1) {
-                let got = self
-                    .with_conn(&self.inner.servers[server], async |c: &mut Connection| {
-                        c.get_multi(&[key], cas, touch).await
-                    })
-                    .await;
-                if let Ok(values) = got {
-                    found.extend(values);
-                    break;
+            // Keys whose candidates all failed: route once more (the failed server may be dead
+            // now and its keys remapped), else give up with the error.
+            let exhausted: Vec<&[u8]> = routes
+                .iter()
+                .filter(|(_, r)| r.is_empty())
+                .map(|(&k, _)| k)
+                .collect();
+            if !exhausted.is_empty() {
+                let error = failed.expect("only failures empty a route");
+                if rerouted || self.inner.config.failover == Failover::Fail {
+                    return Err(error);
+                }
+                rerouted = true;
+                for key in exhausted {
+                    let mut route = self.route(key, replicas)?;
+                    route.reverse();
+                    routes.insert(key, route);
                 }
             }
         }
-        if self.inner.previous.is_some() && !cas && touch.is_none() {
-            for key in missed {
-                if let Some(value) = self.warm_up(key).await {
+        if self.inner.previous.is_some() && touch.is_none() {
+            let warmed = join_all(
+                missed
+                    .into_iter()
+                    .map(|key| async move { (key, self.warm_up(key, cas).await) }),
+            )
+            .await;
+            for (key, value) in warmed {
+                if let Some(value) = value {
                     found.insert(key.to_vec(), value);
                 }
             }
@@ -379,35 +470,58 @@ impl Client {
         Ok(found)
     }
 
-    /// After growth: read a missed key from its previous owner and copy it to the new one.
-    async fn warm_up(&self, key: &[u8]) -> Option<Value> {
+    /// After growth: reads a missed key from its previous owner and copies it to the new one
+    /// (with `add`, so a value written since is never overwritten).
+    async fn warm_up(&self, key: &[u8], cas: bool) -> Option<Value> {
         let (ring, servers) = self.inner.previous.as_ref()?;
         let old = &servers[ring.server_for(key)?];
         let new_owner = self.route(key, 1).ok()?[0];
         if old.address == self.inner.servers[new_owner].address {
             return None;
         }
-        let mut values = self
-            .with_conn(old, async |c: &mut Connection| {
-                c.get_multi(&[key], false, None).await
-            })
+        let value = self
+            .fetch_from(old, &[key], false, None)
             .await
-            .ok()?;
-        let value = values.remove(key)?;
+            .ok()?
+            .pop()?
+            .1;
         self.inner.stats.warmup_hits.fetch_add(1, Ordering::Relaxed);
+        let exptime = self.inner.config.warmup_exptime;
         let _ = self
-            .store(
-                StoreCommand::Add,
-                key,
-                &value.data,
-                value.flags,
-                self.inner.config.warmup_exptime,
-            )
+            .store(StoreCommand::Add, key, &value.data, value.flags, exptime)
             .await;
+        if cas {
+            // The CAS id must come from the server that now holds the key.
+            return self.gets(key).await.ok().flatten();
+        }
         Some(value)
     }
 
-    /// A storage command; with replication, written to every replica (the first answer counts).
+    /// Runs one keyed request on every server of the key's route (the owner alone without
+    /// replication), all at once. The answer is the first server's, unless it failed and
+    /// another answered.
+    async fn on_route(&self, key: &[u8], request: Vec<u8>, kind: ReplyKind) -> Result<Reply> {
+        codec::check_key(key)?;
+        let route = self.route(key, self.inner.config.replicas.max(1))?;
+        let replies = join_all(
+            route
+                .iter()
+                .map(|&i| self.request(&self.inner.servers[i], request.clone(), kind)),
+        )
+        .await;
+        let mut first_error = None;
+        for reply in replies {
+            match reply {
+                Ok(reply) => return Ok(reply),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.unwrap_or(Error::NoServer))
+    }
+
+    /// A storage command; with replication, written to every replica.
     pub async fn store(
         &self,
         command: StoreCommand,
@@ -416,96 +530,141 @@ impl Client {
         flags: u32,
         exptime: i64,
     ) -> Result<StoreStatus> {
-        let route = self.route(key, self.inner.config.replicas.max(1))?;
-        let mut first: Option<Result<StoreStatus>> = None;
-        for server in route {
-            let result = self
-                .with_conn(&self.inner.servers[server], async |c: &mut Connection| {
-                    c.store(command, key, value, flags, exptime).await
-                })
-                .await;
-            match (&first, &result) {
-                (None, _) | (Some(Err(_)), Ok(_)) => first = Some(result),
-                _ => {}
-            }
+        codec::check_key(key)?;
+        let mut request = Vec::new();
+        codec::encode_store(&mut request, command, key, value, flags, exptime);
+        match self.on_route(key, request, ReplyKind::Store).await? {
+            Reply::Store(status) => Ok(status),
+            other => Err(unexpected(other)),
         }
-        first.unwrap_or(Err(Error::NoServer))
     }
 
+    /// `set`: true when stored.
     pub async fn set(&self, key: &[u8], value: &[u8], flags: u32, exptime: i64) -> Result<bool> {
-        Ok(self
+        let status = self
             .store(StoreCommand::Set, key, value, flags, exptime)
-            .await?
-            == StoreStatus::Stored)
+            .await?;
+        Ok(status == StoreStatus::Stored)
     }
 
-    /// Runs a keyed command on every replica; the first success answers.
-    async fn on_replicas<T>(
+    async fn keyed(
         &self,
+        verb: &str,
         key: &[u8],
-        op: impl AsyncFn(&mut Connection) -> Result<T>,
-    ) -> Result<T> {
-        let route = self.route(key, self.inner.config.replicas.max(1))?;
-        let mut first: Option<Result<T>> = None;
-        for server in route {
-            let result = self.with_conn(&self.inner.servers[server], &op).await;
-            match (&first, &result) {
-                (None, _) | (Some(Err(_)), Ok(_)) => first = Some(result),
-                _ => {}
-            }
-        }
-        first.unwrap_or(Err(Error::NoServer))
+        argument: Option<i128>,
+        kind: ReplyKind,
+    ) -> Result<Reply> {
+        codec::check_key(key)?;
+        let mut request = Vec::new();
+        codec::encode_keyed(&mut request, verb, key, argument);
+        self.on_route(key, request, kind).await
     }
 
+    /// `delete`: true when the key existed.
     pub async fn delete(&self, key: &[u8]) -> Result<bool> {
-        self.on_replicas(key, async |c: &mut Connection| c.delete(key).await)
-            .await
+        match self.keyed("delete", key, None, ReplyKind::Delete).await? {
+            Reply::Found(found) => Ok(found),
+            other => Err(unexpected(other)),
+        }
     }
 
+    /// `incr`: the new value, `None` when the key does not exist. (With replication each
+    /// replica adds on its own copy.)
     pub async fn incr(&self, key: &[u8], by: u64) -> Result<Option<u64>> {
-        self.on_replicas(key, async |c: &mut Connection| c.delta(key, true, by).await)
-            .await
+        self.delta("incr", key, by).await
     }
 
+    /// `decr`: the new value (memcached stops at 0), `None` when the key does not exist.
     pub async fn decr(&self, key: &[u8], by: u64) -> Result<Option<u64>> {
-        self.on_replicas(key, async |c: &mut Connection| {
-            c.delta(key, false, by).await
-        })
+        self.delta("decr", key, by).await
+    }
+
+    async fn delta(&self, verb: &str, key: &[u8], by: u64) -> Result<Option<u64>> {
+        match self
+            .keyed(verb, key, Some(by.into()), ReplyKind::Delta)
+            .await?
+        {
+            Reply::Delta(value) => Ok(value),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `touch`: true when the key existed.
+    pub async fn touch(&self, key: &[u8], exptime: i64) -> Result<bool> {
+        match self
+            .keyed("touch", key, Some(exptime.into()), ReplyKind::Touch)
+            .await?
+        {
+            Reply::Found(found) => Ok(found),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Runs one request on every configured server, dead or not, all at once; the answers in
+    /// configuration order.
+    async fn on_all(&self, request: &[u8], kind: ReplyKind) -> PerServer<Reply> {
+        join_all(self.inner.servers.iter().map(|server| async move {
+            let reply = self.request(server, request.to_vec(), kind).await;
+            (server.address.clone(), reply)
+        }))
         .await
     }
 
-    pub async fn touch(&self, key: &[u8], exptime: i64) -> Result<bool> {
-        self.on_replicas(key, async |c: &mut Connection| c.touch(key, exptime).await)
-            .await
-    }
-
-    /// Runs `op` on every server (flush_all, stats, version), in configuration order.
-    async fn on_all<T>(&self, op: impl AsyncFn(&mut Connection) -> Result<T>) -> PerServer<T> {
-        let mut out = Vec::new();
-        for server in &self.inner.servers {
-            out.push((server.address.clone(), self.with_conn(server, &op).await));
-        }
-        out
-    }
-
+    /// `flush_all [delay]` on every server.
     pub async fn flush_all(&self, delay: i64) -> PerServer<()> {
-        self.on_all(async |c: &mut Connection| c.flush_all(delay).await)
+        let request = if delay == 0 {
+            b"flush_all\r\n".to_vec()
+        } else {
+            format!("flush_all {delay}\r\n").into_bytes()
+        };
+        self.on_all(&request, ReplyKind::Ok)
             .await
+            .into_iter()
+            .map(|(server, reply)| (server, reply.map(|_| ())))
+            .collect()
     }
 
+    /// Every server's version.
     pub async fn version(&self) -> PerServer<String> {
-        self.on_all(async |c: &mut Connection| c.version().await)
+        self.on_all(b"version\r\n", ReplyKind::Version)
             .await
+            .into_iter()
+            .map(|(server, reply)| {
+                let version = reply.and_then(|r| match r {
+                    Reply::Version(v) => Ok(v),
+                    other => Err(unexpected(other)),
+                });
+                (server, version)
+            })
+            .collect()
     }
 
+    /// `stats [arg]` on every server (`settings`, `items`, `slabs`, `sizes`, `conns`, `reset`).
     pub async fn stats(&self, arg: Option<&str>) -> PerServer<Stats> {
-        self.on_all(async |c: &mut Connection| c.stats(arg).await)
+        let request = match arg {
+            Some(arg) => format!("stats {arg}\r\n"),
+            None => "stats\r\n".to_string(),
+        };
+        self.on_all(request.as_bytes(), ReplyKind::Stats)
             .await
+            .into_iter()
+            .map(|(server, reply)| {
+                let stats = reply.and_then(|r| match r {
+                    Reply::Stats(s) => Ok(s),
+                    other => Err(unexpected(other)),
+                });
+                (server, stats)
+            })
+            .collect()
     }
 
+    /// `verbosity LEVEL` on every server.
     pub async fn verbosity(&self, level: u32) -> PerServer<()> {
-        self.on_all(async |c: &mut Connection| c.verbosity(level).await)
+        self.on_all(format!("verbosity {level}\r\n").as_bytes(), ReplyKind::Ok)
             .await
+            .into_iter()
+            .map(|(server, reply)| (server, reply.map(|_| ())))
+            .collect()
     }
 
     /// The address of the server that owns `key` right now (after failover).
@@ -513,4 +672,28 @@ impl Client {
         let route = self.route(key, 1)?;
         Ok(self.inner.servers[route[0]].address.clone())
     }
+
+    /// The addresses of the servers marked dead right now.
+    pub fn dead_servers(&self) -> Vec<String> {
+        let now = Instant::now();
+        self.inner
+            .servers
+            .iter()
+            .filter(|s| s.dead_at(now))
+            .map(|s| s.address.clone())
+            .collect()
+    }
+}
+
+fn ring_of(specs: &[ServerSpec]) -> Ring {
+    Ring::new(
+        &specs
+            .iter()
+            .map(ServerSpec::ring_server)
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn unexpected(reply: Reply) -> Error {
+    Error::Protocol(format!("reply of the wrong kind: {reply:?}"))
 }

@@ -1,335 +1,264 @@
-//! One connection to one server, speaking the text protocol. Requests are written whole and the
-//! replies read with a buffered reader; this module knows nothing of rings or pools.
+//! One pipelined connection to one server.
+//!
+//! Callers hand requests to a writer task through a channel; the writer takes every request that
+//! is waiting, writes them in one go, and tells the reader task, in order, which kind of reply
+//! each one expects. The reader parses replies as they arrive (the text protocol answers in
+//! request order) and hands each to its caller. So many tasks can share one socket, and N
+//! concurrent requests cost one write and as few reads as the kernel allows, not N round trips.
+//!
+//! Reading and writing are separate tasks so that a large pipelined write can never deadlock
+//! against a server that is blocked writing replies we have not read yet.
+//!
+//! A connection that times out, fails, or reads bytes it cannot parse is closed, and every request
+//! still waiting on it fails; the pool replaces it on next use. This module knows nothing of
+//! rings or pools.
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::codec::{Progress, Reply, ReplyKind, ReplyReader};
 use crate::error::{Error, Result};
 
-/// A value as read from the server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Value {
-    pub data: Vec<u8>,
-    pub flags: u32,
-    /// Present when read with `gets`/`gats`.
-    pub cas: Option<u64>,
+/// Requests queued on one connection before callers wait for room.
+const QUEUE_DEPTH: usize = 1024;
+/// Bytes the writer gathers into one write before sending.
+const WRITE_BATCH: usize = 256 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
+
+struct Job {
+    request: Vec<u8>,
+    kind: ReplyKind,
+    reply: oneshot::Sender<Result<Reply>>,
 }
 
-/// The storage commands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreCommand {
-    Set,
-    Add,
-    Replace,
-    Append,
-    Prepend,
-    /// Compare-and-swap against this CAS id.
-    Cas(u64),
+/// What the writer tells the reader.
+enum Expect {
+    Reply(ReplyKind, oneshot::Sender<Result<Reply>>),
+    /// The write side broke: fail everything still waiting.
+    Broken(std::io::Error),
 }
 
-impl StoreCommand {
-    fn verb(self) -> &'static str {
-        match self {
-            StoreCommand::Set => "set",
-            StoreCommand::Add => "add",
-            StoreCommand::Replace => "replace",
-            StoreCommand::Append => "append",
-            StoreCommand::Prepend => "prepend",
-            StoreCommand::Cas(_) => "cas",
+/// State both tasks and every handle see.
+struct Shared {
+    server: String,
+    /// Becomes true once, when the connection fails or a caller gives up on it (timeout); both
+    /// tasks watch it, so a writer stuck on a stalled server stops too.
+    closed: watch::Sender<bool>,
+}
+
+impl Shared {
+    fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    fn is_closed(&self) -> bool {
+        *self.closed.borrow()
+    }
+
+    fn io_error(&self, source: std::io::Error) -> Error {
+        Error::Io {
+            server: self.server.clone(),
+            source,
         }
     }
 }
 
-/// The outcome of a storage command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreStatus {
-    Stored,
-    NotStored,
-    /// `cas`: the item changed since it was read.
-    Exists,
-    /// `cas`: there is no such item.
-    NotFound,
-}
-
-/// Refuses keys the server would refuse, before sending anything.
-pub fn check_key(key: &[u8]) -> Result<()> {
-    if key.is_empty() || key.len() > 250 || key.iter().any(|&b| b <= b' ' || b == 0x7f) {
-        return Err(Error::InvalidKey);
-    }
-    Ok(())
-}
-
+/// A handle to a pipelined connection. Dropping every handle closes the connection once the
+/// requests already sent are answered.
 pub struct Connection {
-    stream: BufReader<TcpStream>,
-    server: String,
+    jobs: mpsc::Sender<Job>,
+    shared: Arc<Shared>,
     timeout: Duration,
 }
 
 impl Connection {
-    pub async fn connect(server: &str, timeout: Duration) -> Result<Connection> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(server))
+    /// Connects to `server` (`host:port`) and starts the connection's reader and writer tasks on
+    /// the current tokio runtime.
+    pub async fn connect(
+        server: &str,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Result<Connection> {
+        let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(server))
             .await
             .map_err(|_| Error::Timeout(server.to_string()))?
             .map_err(|source| Error::Io {
                 server: server.to_string(),
                 source,
             })?;
+        // Requests are batched by the writer already; Nagle would only add latency.
         let _ = stream.set_nodelay(true);
-        Ok(Connection {
-            stream: BufReader::new(stream),
+        let (read, write) = stream.into_split();
+        let shared = Arc::new(Shared {
             server: server.to_string(),
-            timeout,
-        })
-    }
-
-    fn io(&self, source: std::io::Error) -> Error {
-        Error::Io {
-            server: self.server.clone(),
-            source,
-        }
-    }
-
-    /// Sends `request` and runs `read` on the replies, all under the request timeout.
-    async fn call<T>(
-        &mut self,
-        request: &[u8],
-        read: impl AsyncFnOnce(&mut Self) -> Result<T>,
-    ) -> Result<T> {
-        let timeout = self.timeout;
-        let server = self.server.clone();
-        tokio::time::timeout(timeout, async {
-            self.stream
-                .get_mut()
-                .write_all(request)
-                .await
-                .map_err(|e| self.io(e))?;
-            read(self).await
-        })
-        .await
-        .map_err(|_| Error::Timeout(server))?
-    }
-
-    async fn line(&mut self) -> Result<String> {
-        let mut line = Vec::new();
-        let n = self
-            .stream
-            .read_until(b'\n', &mut line)
-            .await
-            .map_err(|e| self.io(e))?;
-        if n == 0 || !line.ends_with(b"\r\n") {
-            return Err(self.io(std::io::ErrorKind::UnexpectedEof.into()));
-        }
-        line.truncate(line.len() - 2);
-        String::from_utf8(line).map_err(|e| Error::Protocol(format!("{e}")))
-    }
-
-    /// Reads one line and turns the protocol's error lines into errors.
-    async fn reply(&mut self) -> Result<String> {
-        let line = self.line().await?;
-        if line == "ERROR" {
-            return Err(Error::UnknownCommand);
-        }
-        if let Some(msg) = line.strip_prefix("CLIENT_ERROR ") {
-            return Err(Error::Client(msg.to_string()));
-        }
-        if let Some(msg) = line.strip_prefix("SERVER_ERROR ") {
-            return Err(Error::Server(msg.to_string()));
-        }
-        Ok(line)
-    }
-
-    /// `get`/`gets` (with `cas`), or `gat`/`gats` with `touch = Some(exptime)`.
-    pub async fn get_multi(
-        &mut self,
-        keys: &[&[u8]],
-        cas: bool,
-        touch: Option<i64>,
-    ) -> Result<HashMap<Vec<u8>, Value>> {
-        for key in keys {
-            check_key(key)?;
-        }
-        let mut request = Vec::new();
-        request.extend_from_slice(match (cas, touch) {
-            (false, None) => b"get".as_slice(),
-            (true, None) => b"gets",
-            (false, Some(_)) => b"gat",
-            (true, Some(_)) => b"gats",
+            closed: watch::channel(false).0,
         });
-        if let Some(exptime) = touch {
-            request.extend_from_slice(format!(" {exptime}").as_bytes());
-        }
-        for key in keys {
-            request.push(b' ');
-            request.extend_from_slice(key);
-        }
-        request.extend_from_slice(b"\r\n");
-        self.call(&request, async |c: &mut Self| {
-            let mut found = HashMap::new();
-            loop {
-                let line = c.reply().await?;
-                if line == "END" {
-                    return Ok(found);
-                }
-                let fields: Vec<&str> = line.split(' ').collect();
-                let bad = || Error::Protocol(line.clone());
-                if fields.len() < 4 || fields[0] != "VALUE" {
-                    return Err(bad());
-                }
-                let flags = fields[2].parse().map_err(|_| bad())?;
-                let len: usize = fields[3].parse().map_err(|_| bad())?;
-                let cas = match fields.get(4) {
-                    Some(c) => Some(c.parse().map_err(|_| bad())?),
-                    None => None,
-                };
-                let mut data = vec![0; len + 2];
-                c.stream.read_exact(&mut data).await.map_err(|e| c.io(e))?;
-                if !data.ends_with(b"\r\n") {
-                    return Err(bad());
-                }
-                data.truncate(len);
-                found.insert(fields[1].as_bytes().to_vec(), Value { data, flags, cas });
-            }
+        let (jobs, job_rx) = mpsc::channel(QUEUE_DEPTH);
+        let (expect_tx, expect_rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_requests(write, job_rx, expect_tx, shared.clone()));
+        tokio::spawn(read_replies(read, expect_rx, shared.clone()));
+        Ok(Connection {
+            jobs,
+            shared,
+            timeout: request_timeout,
         })
-        .await
     }
 
-    pub async fn store(
-        &mut self,
-        command: StoreCommand,
-        key: &[u8],
-        value: &[u8],
-        flags: u32,
-        exptime: i64,
-    ) -> Result<StoreStatus> {
-        check_key(key)?;
-        let mut request = Vec::with_capacity(value.len() + key.len() + 64);
-        request.extend_from_slice(command.verb().as_bytes());
-        request.push(b' ');
-        request.extend_from_slice(key);
-        request.extend_from_slice(format!(" {flags} {exptime} {}", value.len()).as_bytes());
-        if let StoreCommand::Cas(id) = command {
-            request.extend_from_slice(format!(" {id}").as_bytes());
-        }
-        request.extend_from_slice(b"\r\n");
-        request.extend_from_slice(value);
-        request.extend_from_slice(b"\r\n");
-        self.call(&request, async |c: &mut Self| {
-            let line = c.reply().await?;
-            match line.as_str() {
-                "STORED" => Ok(StoreStatus::Stored),
-                "NOT_STORED" => Ok(StoreStatus::NotStored),
-                "EXISTS" => Ok(StoreStatus::Exists),
-                "NOT_FOUND" => Ok(StoreStatus::NotFound),
-                _ => Err(Error::Protocol(line)),
-            }
-        })
-        .await
+    /// True once the connection failed or was given up; it will not carry requests again.
+    pub fn is_closed(&self) -> bool {
+        self.shared.is_closed()
     }
 
-    /// Sends a one-line command whose reply is one line.
-    async fn simple(&mut self, request: Vec<u8>) -> Result<String> {
-        self.call(&request, async |c: &mut Self| c.reply().await)
-            .await
-    }
-
-    fn keyed(verb: &str, key: &[u8], rest: &str) -> Result<Vec<u8>> {
-        check_key(key)?;
-        let mut request = format!("{verb} ").into_bytes();
-        request.extend_from_slice(key);
-        request.extend_from_slice(rest.as_bytes());
-        request.extend_from_slice(b"\r\n");
-        Ok(request)
-    }
-
-    /// `delete`: true when the key existed.
-    pub async fn delete(&mut self, key: &[u8]) -> Result<bool> {
-        let line = self.simple(Self::keyed("delete", key, "")?).await?;
-        match line.as_str() {
-            "DELETED" => Ok(true),
-            "NOT_FOUND" => Ok(false),
-            _ => Err(Error::Protocol(line)),
-        }
-    }
-
-    /// `incr`/`decr`: the new value, or `None` when the key does not exist.
-    pub async fn delta(&mut self, key: &[u8], incr: bool, by: u64) -> Result<Option<u64>> {
-        let verb = if incr { "incr" } else { "decr" };
-        let line = self
-            .simple(Self::keyed(verb, key, &format!(" {by}"))?)
-            .await?;
-        if line == "NOT_FOUND" {
-            return Ok(None);
-        }
-        line.trim_end()
-            .parse()
-            .map(Some)
-            .map_err(|_| Error::Protocol(line))
-    }
-
-    /// `touch`: true when the key existed.
-    pub async fn touch(&mut self, key: &[u8], exptime: i64) -> Result<bool> {
-        let line = self
-            .simple(Self::keyed("touch", key, &format!(" {exptime}"))?)
-            .await?;
-        match line.as_str() {
-            "TOUCHED" => Ok(true),
-            "NOT_FOUND" => Ok(false),
-            _ => Err(Error::Protocol(line)),
-        }
-    }
-
-    pub async fn flush_all(&mut self, delay: i64) -> Result<()> {
-        let line = self
-            .simple(format!("flush_all {delay}\r\n").into_bytes())
-            .await?;
-        if line == "OK" {
-            Ok(())
-        } else {
-            Err(Error::Protocol(line))
-        }
-    }
-
-    pub async fn version(&mut self) -> Result<String> {
-        let line = self.simple(b"version\r\n".to_vec()).await?;
-        line.strip_prefix("VERSION ")
-            .map(str::to_string)
-            .ok_or(Error::Protocol(line))
-    }
-
-    pub async fn verbosity(&mut self, level: u32) -> Result<()> {
-        let line = self
-            .simple(format!("verbosity {level}\r\n").into_bytes())
-            .await?;
-        if line == "OK" {
-            Ok(())
-        } else {
-            Err(Error::Protocol(line))
-        }
-    }
-
-    /// `stats [arg]`: the `STAT name value` pairs in order.
-    pub async fn stats(&mut self, arg: Option<&str>) -> Result<Vec<(String, String)>> {
-        let request = match arg {
-            Some(arg) => format!("stats {arg}\r\n"),
-            None => "stats\r\n".to_string(),
+    /// Sends one encoded request and waits for its reply, under the request timeout. A timeout
+    /// closes the connection: the reply, if it ever comes, can no longer be told from the next.
+    pub async fn call(&self, request: Vec<u8>, kind: ReplyKind) -> Result<Reply> {
+        let (tx, rx) = oneshot::channel();
+        let job = Job {
+            request,
+            kind,
+            reply: tx,
         };
-        self.call(request.as_bytes(), async |c: &mut Self| {
-            let mut stats = Vec::new();
-            loop {
-                let line = c.reply().await?;
-                if line == "END" || line == "RESET" || line == "OK" {
-                    return Ok(stats);
-                }
-                let rest = line
-                    .strip_prefix("STAT ")
-                    .ok_or_else(|| Error::Protocol(line.clone()))?;
-                let (name, value) = rest.split_once(' ').unwrap_or((rest, ""));
-                stats.push((name.to_string(), value.to_string()));
+        let exchange = async {
+            self.jobs.send(job).await.map_err(|_| self.closed_error())?;
+            rx.await.map_err(|_| self.closed_error())?
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.shared.close();
+                Err(Error::Timeout(self.shared.server.clone()))
             }
-        })
-        .await
+        }
+    }
+
+    fn closed_error(&self) -> Error {
+        self.shared.io_error(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "connection closed",
+        ))
+    }
+}
+
+/// Writes queued requests, as many per write as are waiting.
+async fn write_requests(
+    mut socket: OwnedWriteHalf,
+    mut jobs: mpsc::Receiver<Job>,
+    expect: mpsc::UnboundedSender<Expect>,
+    shared: Arc<Shared>,
+) {
+    let mut batch = Vec::new();
+    let mut closed = shared.closed.subscribe();
+    loop {
+        let job = tokio::select! {
+            job = jobs.recv() => job,
+            _ = closed.wait_for(|&c| c) => return,
+        };
+        let Some(job) = job else { break };
+        let mut next = Some(job);
+        while let Some(job) = next.take() {
+            batch.extend_from_slice(&job.request);
+            // Announced before the bytes leave, so the reader always knows what it is reading.
+            if expect.send(Expect::Reply(job.kind, job.reply)).is_err() {
+                return;
+            }
+            if batch.len() < WRITE_BATCH {
+                next = jobs.try_recv().ok();
+            }
+        }
+        let written = tokio::select! {
+            written = socket.write_all(&batch) => written,
+            _ = closed.wait_for(|&c| c) => return,
+        };
+        if let Err(e) = written {
+            shared.close();
+            let _ = expect.send(Expect::Broken(e));
+            return;
+        }
+        batch.clear();
+    }
+    // Every handle is gone: half-close so the server sees the end after the last request.
+    let _ = socket.shutdown().await;
+}
+
+/// Reads replies in order and hands each to the request that expects it.
+async fn read_replies(
+    mut socket: OwnedReadHalf,
+    mut expect: mpsc::UnboundedReceiver<Expect>,
+    shared: Arc<Shared>,
+) {
+    let mut waiting: VecDeque<(ReplyKind, oneshot::Sender<Result<Reply>>)> = VecDeque::new();
+    let mut reader: Option<ReplyReader> = None;
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut writer_gone = false;
+    let mut closed = shared.closed.subscribe();
+    let failure: std::io::Error = 'connection: loop {
+        // Hand out every reply the buffer already holds.
+        while let Some((kind, _)) = waiting.front() {
+            let current = reader.get_or_insert_with(|| ReplyReader::new(*kind));
+            match current.read(&mut buf) {
+                Ok(Progress::NeedMore) => break,
+                Ok(Progress::Done(reply)) => {
+                    reader = None;
+                    let (_, to) = waiting.pop_front().expect("front checked");
+                    // The caller may have given up (timeout); nothing to do then.
+                    let _ = to.send(reply);
+                }
+                Err(e) => {
+                    // Out of step with the server: the request at the front gets the protocol
+                    // error, the others a closed connection.
+                    let (_, to) = waiting.pop_front().expect("front checked");
+                    let _ = to.send(Err(e));
+                    break 'connection std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "unreadable reply",
+                    );
+                }
+            }
+        }
+        if shared.is_closed() {
+            break std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "connection closed");
+        }
+        if waiting.is_empty() {
+            if !buf.is_empty() {
+                break std::io::Error::new(std::io::ErrorKind::InvalidData, "reply to no request");
+            }
+            if writer_gone {
+                return;
+            }
+        }
+        tokio::select! {
+            next = expect.recv(), if !writer_gone => match next {
+                Some(Expect::Reply(kind, to)) => waiting.push_back((kind, to)),
+                Some(Expect::Broken(e)) => break e,
+                None => writer_gone = true,
+            },
+            read = socket.read_buf(&mut buf), if !waiting.is_empty() => match read {
+                Ok(0) => break std::io::ErrorKind::UnexpectedEof.into(),
+                Ok(_) => {}
+                Err(e) => break e,
+            },
+            _ = closed.wait_for(|&c| c) => {}
+        }
+    };
+    shared.close();
+    let fail = |to: oneshot::Sender<Result<Reply>>| {
+        let source = std::io::Error::new(failure.kind(), failure.to_string());
+        let _ = to.send(Err(shared.io_error(source)));
+    };
+    for (_, to) in waiting.drain(..) {
+        fail(to);
+    }
+    // Requests announced after the failure fail too, until the writer notices and stops.
+    while let Some(next) = expect.recv().await {
+        if let Expect::Reply(_, to) = next {
+            fail(to);
+        }
     }
 }

@@ -18,10 +18,13 @@
 
 pub mod blocking;
 mod client;
+pub mod codec;
 mod conn;
 mod error;
 pub mod ring;
+mod spec;
 
-pub use client::{Client, ClientStats, Config, Failover, PerServer, ServerSpec, Stats};
-pub use conn::{check_key, StoreCommand, StoreStatus, Value};
+pub use client::{Client, ClientStats, Config, Failover, PerServer, Stats};
+pub use codec::{check_key, StoreCommand, StoreStatus, Value};
 pub use error::{Error, Result};
+pub use spec::{ServerSpec, DEFAULT_PORT};

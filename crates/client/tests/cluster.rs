@@ -1,19 +1,42 @@
-//! The client against several real ferrocached on loopback: fan-out, failover with a server
-//! killed mid-run, replication, and warm-up when a fourth server joins three.
+//! The client against several real servers on loopback: every command, pipelining, fan-out,
+//! failover with a server killed or stalled mid-run, replication, and warm-up when a fourth server
+//! joins three.
+//!
+//! The servers are Debian's memcached, the reference; `CLIENT_TEST_SERVER=ferrocached` runs the
+//! same tests against ours.
 
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use ferrocache_client::{
     blocking, Client, Config, Error, Failover, ServerSpec, StoreCommand, StoreStatus,
 };
-use ferrocache_testkit::Server;
+use ferrocache_testkit::{Flavor, Server};
+
+fn flavor() -> Flavor {
+    match std::env::var("CLIENT_TEST_SERVER").as_deref() {
+        Err(_) | Ok("memcached") => Flavor::Memcached,
+        Ok("ferrocached") => Flavor::Ferrocached,
+        Ok(other) => panic!("CLIENT_TEST_SERVER must be memcached or ferrocached, not {other}"),
+    }
+}
 
 fn spec(server: &Server) -> ServerSpec {
     ServerSpec::parse(&format!("127.0.0.1:{}", server.port())).expect("address")
 }
 
 fn servers(n: usize) -> Vec<Server> {
-    (0..n).map(|_| Server::ferrocached(&[])).collect()
+    (0..n).map(|_| Server::start(flavor(), &[])).collect()
+}
+
+fn stat(server: &Server, name: &str) -> u64 {
+    let stats = server.connect().request("stats\r\n", "END\r\n");
+    let prefix = format!("STAT {name} ");
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no stat {name}"))
 }
 
 fn config(servers: &[Server]) -> Config {
@@ -28,12 +51,7 @@ fn keys(n: usize) -> Vec<Vec<u8>> {
 }
 
 fn curr_items(server: &Server) -> u64 {
-    let stats = server.connect().request("stats\r\n", "END\r\n");
-    stats
-        .lines()
-        .find_map(|l| l.strip_prefix("STAT curr_items "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("curr_items")
+    stat(server, "curr_items")
 }
 
 #[test]
@@ -146,12 +164,7 @@ async fn a_killed_server_is_skipped_and_its_keys_remapped() {
         assert!(c.set(k, b"again", 0, 0).await.expect("set after failover"));
         assert_eq!(c.get(k).await.expect("get").expect("hit").data, b"again");
     }
-    assert!(
-        c.stats_counters()
-            .failovers
-            .load(std::sync::atomic::Ordering::Relaxed)
-            > 0
-    );
+    assert!(c.stats_counters().failovers.load(Ordering::Relaxed) > 0);
 
     // With a fixed ring the same situation is an error.
     let mut fixed = config(&s);
@@ -229,4 +242,111 @@ async fn warm_up_keeps_the_hit_ratio_when_a_node_joins() {
     );
     assert_eq!(after, 1.0, "moved keys now live on the new node");
     assert!(curr_items(&s[3]) > 150);
+}
+
+#[tokio::test]
+async fn concurrent_requests_share_one_pipelined_connection() {
+    let s = servers(1);
+    let mut cfg = config(&s);
+    cfg.pool_size = 1;
+    let c = Client::new(cfg);
+    let before = stat(&s[0], "total_connections");
+    let keys = keys(2000);
+    let sets = keys.iter().map(|k| {
+        let c = c.clone();
+        async move { c.set(k, k, 0, 0).await }
+    });
+    for stored in futures::future::join_all(sets).await {
+        assert!(stored.expect("set"));
+    }
+    let gets = keys.iter().map(|k| {
+        let c = c.clone();
+        async move { (k, c.get(k).await) }
+    });
+    for (k, got) in futures::future::join_all(gets).await {
+        assert_eq!(
+            &got.expect("get").expect("hit").data,
+            k,
+            "replies matched to requests"
+        );
+    }
+    // 4000 requests in flight at once went over a single connection.
+    assert_eq!(c.stats_counters().connects.load(Ordering::Relaxed), 1);
+    // (+1: the connection that asks for the stats.)
+    assert_eq!(stat(&s[0], "total_connections") - before, 2);
+}
+
+#[tokio::test]
+async fn a_stalled_server_times_out_is_ejected_and_comes_back() {
+    let s = servers(3);
+    // Two failures eject: the first timeout is the caller's error.
+    let mut strict = config(&s);
+    strict.failure_limit = 2;
+    strict.request_timeout = Duration::from_millis(300);
+    let strict = Client::new(strict);
+    let mut cfg = config(&s);
+    cfg.request_timeout = Duration::from_millis(300);
+    cfg.retry_interval = Duration::from_millis(500);
+    let c = Client::new(cfg);
+    let victim = format!("127.0.0.1:{}", s[1].port());
+    let key = keys(500)
+        .into_iter()
+        .find(|k| c.server_for(k).expect("owner") == victim)
+        .expect("a key of the victim");
+    assert!(c.set(&key, b"v", 0, 0).await.expect("set"));
+
+    s[1].signal("STOP");
+    let first = strict.get(&key).await;
+    assert!(matches!(first, Err(Error::Timeout(_))), "{first:?}");
+    let started = Instant::now();
+    // The request times out, the server is ejected (failure limit 1) and the read goes to the
+    // key's next server, which has never seen it: a miss, not an error.
+    let stalled = c.get(&key).await;
+    assert!(matches!(stalled, Ok(None)), "{stalled:?}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300),
+        "waited for the timeout: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(2),
+        "the timeout bounds the wait: {waited:?}"
+    );
+    assert_eq!(c.dead_servers(), vec![victim.clone()]);
+    assert_ne!(
+        c.server_for(&key).expect("owner"),
+        victim,
+        "remapped while dead"
+    );
+    assert!(c
+        .set(&key, b"elsewhere", 0, 0)
+        .await
+        .expect("set on the next server"));
+
+    s[1].signal("CONT");
+    // After the retry interval the server is tried again and takes its keys back.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.server_for(&key).expect("owner") != victim {
+        assert!(Instant::now() < deadline, "the server never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(c.dead_servers().is_empty());
+    assert_eq!(c.get(&key).await.expect("get").expect("hit").data, b"v");
+    assert_eq!(c.stats_counters().ejections.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn multi_get_of_many_keys_on_one_server_is_chunked_and_complete() {
+    let s = servers(1);
+    let c = Client::new(config(&s));
+    let keys: Vec<Vec<u8>> = (0..1000)
+        .map(|i| format!("{i:0>240}").into_bytes())
+        .collect();
+    for k in keys.iter().step_by(2) {
+        c.set(k, b"x", 0, 0).await.expect("set");
+    }
+    let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    let got = c.gets_multi(&refs).await.expect("gets_multi");
+    assert_eq!(got.len(), 500);
+    assert!(got.values().all(|v| v.cas.is_some()));
 }
