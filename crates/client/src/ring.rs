@@ -112,6 +112,11 @@ impl Ring {
         out
     }
 
+    /// The sorted points with the server index each names (for tests and diagnostics).
+    pub fn points(&self) -> impl Iterator<Item = (u32, usize)> + '_ {
+        self.points.iter().copied()
+    }
+
     /// Number of points (for tests and diagnostics).
     pub fn len(&self) -> usize {
         self.points.len()

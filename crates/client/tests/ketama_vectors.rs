@@ -1,8 +1,11 @@
 //! The ring against placements recorded from pylibmc (libmemcached, ketama_weighted) and from
-//! nutcracker (hash md5, distribution ketama), including 25 servers, unequal weights and keys with
-//! bytes >= 0x80. Regenerate with `tests/data/generate_vectors.py`.
+//! nutcracker (hash md5, distribution ketama): 1 to 25 servers, unequal weights, servers on the
+//! default port 11211 (whose ketama name drops the port), twemproxy server names, keys with bytes
+//! >= 0x80, and keys past the last point of the ring. Regenerate with
+//! `tests/data/generate_vectors.py`.
 
-use ferrocache_client::ring::{Ring, RingServer};
+use ferrocache_client::ring::{key_hash, Ring};
+use ferrocache_client::ServerSpec;
 
 fn hex(text: &str) -> Vec<u8> {
     (0..text.len())
@@ -12,43 +15,108 @@ fn hex(text: &str) -> Vec<u8> {
 }
 
 /// A recorded scenario: its name, the servers, and each key with the index of its owner.
-type Scenario = (String, Vec<RingServer>, Vec<(Vec<u8>, usize)>);
+struct Scenario {
+    name: String,
+    servers: Vec<ServerSpec>,
+    keys: Vec<(Vec<u8>, usize)>,
+}
 
-#[test]
-fn placement_matches_libmemcached_and_nutcracker() {
+fn scenarios() -> Vec<Scenario> {
     let text = include_str!("data/ketama_vectors.txt");
     let mut scenarios: Vec<Scenario> = Vec::new();
     for line in text.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
         match fields[..] {
-            ["#", "scenario", name] => scenarios.push((name.to_string(), Vec::new(), Vec::new())),
-            ["server", _, addr, weight] => {
-                let (host, port) = addr.rsplit_once(':').expect("host:port");
-                let port: u16 = port.parse().expect("port");
-                scenarios.last_mut().expect("scenario").1.push(RingServer {
-                    name: RingServer::name_for(host, port),
-                    weight: weight.parse().expect("weight"),
-                });
+            ["#", "scenario", name] => scenarios.push(Scenario {
+                name: name.to_string(),
+                servers: Vec::new(),
+                keys: Vec::new(),
+            }),
+            ["server", _, ..] => {
+                // "host:port:weight [name]", read the way users write it.
+                let spec = ServerSpec::parse(&fields[2..].join(" ")).expect("server spec");
+                scenarios.last_mut().expect("scenario").servers.push(spec);
             }
             ["key", key, owner] => scenarios
                 .last_mut()
                 .expect("scenario")
-                .2
+                .keys
                 .push((hex(key), owner.parse().expect("index"))),
             _ => {}
         }
     }
-    assert_eq!(scenarios.len(), 8);
-    for (name, servers, keys) in scenarios {
-        let ring = Ring::new(&servers);
-        assert!(keys.len() >= 300, "{name}");
-        for (key, owner) in keys {
+    scenarios
+}
+
+#[test]
+fn placement_matches_libmemcached_and_nutcracker() {
+    let scenarios = scenarios();
+    let names: Vec<&str> = scenarios.iter().map(|s| s.name.as_str()).collect();
+    for expected in [
+        "pylibmc-ketama_weighted-25",
+        "pylibmc-ketama_weighted-weights-1-2-3-5",
+        "pylibmc-ketama_weighted-default-port",
+        "nutcracker-md5-ketama-1-2-3-5",
+        "nutcracker-md5-ketama-25",
+        "nutcracker-md5-ketama-default-port-and-names",
+    ] {
+        assert!(names.contains(&expected), "missing scenario {expected}");
+    }
+    for scenario in &scenarios {
+        let ring_servers: Vec<_> = scenario
+            .servers
+            .iter()
+            .map(ServerSpec::ring_server)
+            .collect();
+        let ring = Ring::new(&ring_servers);
+        let last_point = ring.points().last().expect("points").0;
+        assert!(scenario.keys.len() >= 300, "{}", scenario.name);
+        assert!(
+            scenario.keys.iter().any(|(k, _)| key_hash(k) > last_point),
+            "{}: no key past the last point",
+            scenario.name
+        );
+        assert!(
+            scenario
+                .keys
+                .iter()
+                .any(|(k, _)| k.iter().any(|&b| b >= 0x80)),
+            "{}: no key with high bytes",
+            scenario.name
+        );
+        for (key, owner) in &scenario.keys {
             assert_eq!(
-                ring.server_for(&key),
-                Some(owner),
-                "{name}: key {:?}",
-                String::from_utf8_lossy(&key)
+                ring.server_for(key),
+                Some(*owner),
+                "{}: key {:?}",
+                scenario.name,
+                String::from_utf8_lossy(key)
             );
         }
     }
+}
+
+#[test]
+fn the_vectors_would_catch_a_wrong_name() {
+    // The same placements with the port kept on 11211 (a common mistake) disagree.
+    let scenario = scenarios()
+        .into_iter()
+        .find(|s| s.name == "pylibmc-ketama_weighted-default-port")
+        .expect("scenario");
+    let wrong: Vec<_> = scenario
+        .servers
+        .iter()
+        .map(|s| {
+            let mut named = s.clone();
+            named.name = Some(format!("{}:{}", s.host, s.port));
+            named.ring_server()
+        })
+        .collect();
+    let ring = Ring::new(&wrong);
+    let disagree = scenario
+        .keys
+        .iter()
+        .filter(|(k, owner)| ring.server_for(k) != Some(*owner))
+        .count();
+    assert!(disagree > 30, "only {disagree} keys moved");
 }

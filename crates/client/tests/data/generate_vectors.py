@@ -1,16 +1,21 @@
 """Generates ketama placement vectors from real clients and proxies on loopback.
 
-For each scenario it starts N memcached servers on ephemeral ports, stores keys through a
-placement authority (pylibmc with ketama_weighted, or nutcracker with hash md5 / ketama), then asks
-every server directly which keys it holds. The ports are recorded: they are part of
-the server names the ring hashes (the servers need not run to check placement later):
+For each scenario it starts N memcached servers, stores keys through a placement authority
+(pylibmc with ketama_weighted, or nutcracker with hash md5 / ketama), then asks every server
+directly which keys it holds. The addresses are recorded: they are part of the server names the
+ring hashes (the servers need not run to check placement later):
 
     # scenario <name>
-    server <index> <host:port> <weight>
+    server <index> <host:port:weight> [<twemproxy name>]
     key <hex of key bytes> <index of the owning server>
 
-Run from the repository root with Debian's python: /usr/bin/python3 crates/client/tests/data/generate_vectors.py
-Needs memcached, nutcracker and python3-pylibmc (apt).
+The whole run happens in a private network namespace (unshare -n), so the scenarios that need
+memcached's default port 11211 (whose ketama name drops the port) can bind 127.0.0.x:11211
+without touching the machine's real port 11211.
+
+Run from the repository root, as root, with Debian's python:
+    /usr/bin/python3 crates/client/tests/data/generate_vectors.py
+Needs memcached, nutcracker, python3-pylibmc (apt), unshare and ip.
 """
 import os
 import socket
@@ -19,16 +24,26 @@ import sys
 import tempfile
 import time
 
-import pylibmc
+import hashlib
+import itertools
+
+if os.environ.get("VECTORS_IN_NETNS") != "1":
+    os.environ["VECTORS_IN_NETNS"] = "1"
+    script = "ip link set lo up && exec %s %s" % (sys.executable, os.path.abspath(__file__))
+    os.execvp("unshare", ["unshare", "-n", "sh", "-c", script])
+
+import pylibmc  # noqa: E402
 
 work = tempfile.mkdtemp()
 procs = []
+serial = itertools.count()
 
 
-def start_memcached():
-    pf = os.path.join(work, "port%d" % len(procs))
+def start_memcached(host="127.0.0.1", port=-1):
+    """Starts memcached on host:port (-1: ephemeral) and returns the port it listens on."""
+    pf = os.path.join(work, "port%d" % next(serial))
     p = subprocess.Popen(
-        ["memcached", "-p", "-1", "-U", "0", "-l", "127.0.0.1", "-u", "root", "-m", "8"],
+        ["memcached", "-p", str(port), "-U", "0", "-l", host, "-u", "root", "-m", "8"],
         env=dict(os.environ, MEMCACHED_PORT_FILENAME=pf),
     )
     procs.append(p)
@@ -36,7 +51,7 @@ def start_memcached():
         try:
             text = open(pf).read()
             if "TCP INET:" in text:
-                return int(text.split(":")[1])
+                return int(text.split(":")[-1])
         except OSError:
             pass
         time.sleep(0.01)
@@ -51,8 +66,8 @@ def free_port():
     return port
 
 
-def request(port, data, end):
-    s = socket.create_connection(("127.0.0.1", port))
+def request(addr, data, end):
+    s = socket.create_connection(addr)
     s.sendall(data)
     out = b""
     while not out.endswith(end):
@@ -64,16 +79,39 @@ def request(port, data, end):
     return out
 
 
-def owners(ports, keys):
+def owners(addrs, keys):
     """Which server holds each key (each key must be on exactly one)."""
     owner = {}
-    for i, port in enumerate(ports):
+    for i, addr in enumerate(addrs):
         for k in keys:
-            if request(port, b"get " + k + b"\r\n", b"END\r\n").startswith(b"VALUE"):
+            if request(addr, b"get " + k + b"\r\n", b"END\r\n").startswith(b"VALUE"):
                 assert k not in owner, "key on two servers"
                 owner[k] = i
     assert len(owner) == len(keys), "some keys are nowhere"
     return owner
+
+
+def key_hash(key):
+    """libmemcached's ketama key hash: the first four bytes of MD5, little-endian."""
+    return int.from_bytes(hashlib.md5(key).digest()[:4], "little")
+
+
+def edge_keys():
+    """Keys hashing into the top and bottom 1/65536 of the hash space: past the last point of
+    any ring here (they wrap to the first point) or before its first point."""
+    high, low, i = [], [], 0
+    while len(high) < 4 or len(low) < 4:
+        k = b"edge-%d" % i
+        h = key_hash(k)
+        if h >= 0xFFFF0000 and len(high) < 4:
+            high.append(k)
+        elif h < 0x10000 and len(low) < 4:
+            low.append(k)
+        i += 1
+    return high + low
+
+
+EDGE_KEYS = edge_keys()
 
 
 def test_keys():
@@ -81,43 +119,50 @@ def test_keys():
     keys += [b"user:%d:profile" % (i * 7919) for i in range(50)]
     keys += [bytes([0x80 + (i % 0x7F), 0xC3, 0xA9]) + b"-%d" % i for i in range(50)]
     keys += [b"x" * 250, b"a", b"zzzzzzzzzzzzzzzzzzzzzzzz"]
-    return keys
+    return keys + EDGE_KEYS
 
 
-def flush(ports):
-    for port in ports:
-        request(port, b"flush_all\r\n", b"OK\r\n")
+def flush(addrs):
+    for addr in addrs:
+        request(addr, b"flush_all\r\n", b"OK\r\n")
 
 
-def emit(out, name, ports, weights, owner, keys):
+def emit(out, name, servers, owner, keys):
+    """servers: (host, port, weight, twemproxy name or None)."""
     out.write("# scenario %s\n" % name)
-    for i, (port, w) in enumerate(zip(ports, weights)):
-        out.write("server %d 127.0.0.1:%d %d\n" % (i, port, w))
+    for i, (host, port, weight, label) in enumerate(servers):
+        out.write("server %d %s:%d:%d%s\n" % (i, host, port, weight, " " + label if label else ""))
     for k in keys:
         out.write("key %s %d\n" % (k.hex(), owner[k]))
 
 
-def pylibmc_scenario(out, n):
-    ports = [start_memcached() for _ in range(n)]
+def start_all(layout):
+    """layout: (host, port or -1, weight, name); returns the same with the real ports."""
+    return [(h, start_memcached(h, p), w, n) for (h, p, w, n) in layout]
+
+
+def pylibmc_scenario(out, name, layout):
+    servers = start_all(layout)
+    addrs = [(h, p) for (h, p, _, _) in servers]
     keys = test_keys()
-    mc = pylibmc.Client(["127.0.0.1:%d" % p for p in ports], binary=False,
+    mc = pylibmc.Client(["%s:%d:%d" % (h, p, w) for (h, p, w, _) in servers], binary=False,
                         behaviors={"ketama_weighted": True})
     for k in keys:
         assert mc.set(k, b"1"), k
-    emit(out, "pylibmc-ketama_weighted-%d" % n, ports, [1] * n, owners(ports, keys), keys)
-    flush(ports)
+    emit(out, "pylibmc-ketama_weighted-" + name, servers, owners(addrs, keys), keys)
+    flush(addrs)
 
 
-def nutcracker_scenario(out, weights):
-    n = len(weights)
-    ports = [start_memcached() for _ in range(n)]
+def nutcracker_scenario(out, name, layout):
+    servers = start_all(layout)
+    addrs = [(h, p) for (h, p, _, _) in servers]
     proxy = free_port()
     conf = os.path.join(work, "nc%d.yml" % len(procs))
     with open(conf, "w") as f:
         f.write("pool:\n  listen: 127.0.0.1:%d\n  hash: md5\n  distribution: ketama\n"
                 "  auto_eject_hosts: false\n  servers:\n" % proxy)
-        for p, w in zip(ports, weights):
-            f.write("   - 127.0.0.1:%d:%d\n" % (p, w))
+        for h, p, w, label in servers:
+            f.write("   - %s:%d:%d%s\n" % (h, p, w, " " + label if label else ""))
     nc = subprocess.Popen(["nutcracker", "-c", conf, "-s", str(free_port()),
                            "-o", os.path.join(work, "nc.log")])
     procs.append(nc)
@@ -129,9 +174,15 @@ def nutcracker_scenario(out, weights):
             time.sleep(0.01)
     keys = test_keys()
     for k in keys:
-        assert request(proxy, b"set " + k + b" 0 0 1\r\n1\r\n", b"\r\n") == b"STORED\r\n", k
-    name = "nutcracker-md5-ketama-" + "-".join(str(w) for w in weights)
-    emit(out, name, ports, weights, owners(ports, keys), keys)
+        reply = request(("127.0.0.1", proxy), b"set " + k + b" 0 0 1\r\n1\r\n", b"\r\n")
+        assert reply == b"STORED\r\n", (k, reply)
+    emit(out, "nutcracker-md5-ketama-" + name, servers, owners(addrs, keys), keys)
+    nc.kill()
+    flush(addrs)
+
+
+def ephemeral(weights):
+    return [("127.0.0.1", -1, w, None) for w in weights]
 
 
 try:
@@ -139,10 +190,23 @@ try:
     with open(path, "w") as out:
         out.write("# Generated by generate_vectors.py from pylibmc and nutcracker; do not edit.\n")
         for n in (1, 2, 3, 5, 25):
-            pylibmc_scenario(out, n)
-        nutcracker_scenario(out, [1, 1, 1])
-        nutcracker_scenario(out, [1, 2, 3, 5])
-        nutcracker_scenario(out, [1] * 25)
+            pylibmc_scenario(out, "%d" % n, ephemeral([1] * n))
+        pylibmc_scenario(out, "weights-1-2-3-5", ephemeral([1, 2, 3, 5]))
+        # Port 11211: the ketama name is the host alone (a private namespace, see above).
+        pylibmc_scenario(out, "default-port", [
+            ("127.0.0.2", 11211, 1, None), ("127.0.0.3", 11211, 2, None),
+            ("127.0.0.4", 11211, 1, None), ("127.0.0.5", 11300, 1, None)])
+        nutcracker_scenario(out, "1-1-1", ephemeral([1, 1, 1]))
+        nutcracker_scenario(out, "1-2-3-5", ephemeral([1, 2, 3, 5]))
+        nutcracker_scenario(out, "25", ephemeral([1] * 25))
+        for p in procs:
+            p.kill()
+            p.wait()
+        del procs[:]
+        nutcracker_scenario(out, "default-port-and-names", [
+            ("127.0.0.2", 11211, 1, None), ("127.0.0.3", 11211, 2, None),
+            ("127.0.0.4", 11300, 1, None), ("127.0.0.5", 11211, 1, "gamma"),
+            ("127.0.0.6", 11400, 3, "delta")])
     print("wrote", path)
 finally:
     for p in procs:
