@@ -1,7 +1,7 @@
 //! The ring against placements recorded from pylibmc (libmemcached, ketama_weighted) and from
 //! nutcracker (hash md5, distribution ketama): 1 to 25 servers, unequal weights, servers on the
-//! default port 11211 (whose ketama name drops the port), twemproxy server names, keys with bytes
-//! >= 0x80, and keys past the last point of the ring. Regenerate with
+//! default port 11211 (whose ketama name drops the port), twemproxy server names, keys with high
+//! bytes (0x80 and up), and keys past the last point of the ring. Regenerate with
 //! `tests/data/generate_vectors.py`.
 
 use ferrocache_client::ring::{key_hash, Ring};
