@@ -196,8 +196,8 @@ mod tests {
     #[test]
     fn parses_get_replies_across_values() {
         let buf = b"VALUE a 0 3\r\nabc\r\nVALUE b 0 1\r\nx\r\nEND\r\nSTORED\r\n";
-        assert_eq!(parse_reply(buf, true), Some((33, Parsed::Values(2))));
-        assert_eq!(parse_reply(&buf[33..], false), Some((8, Parsed::Stored)));
+        assert_eq!(parse_reply(buf, true), Some((39, Parsed::Values(2))));
+        assert_eq!(parse_reply(&buf[39..], false), Some((8, Parsed::Stored)));
         assert_eq!(parse_reply(b"VALUE a 0 3\r\nab", true), None);
         assert_eq!(
             parse_reply(b"SERVER_ERROR out of memory\r\n", false),

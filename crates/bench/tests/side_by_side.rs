@@ -1,0 +1,85 @@
+//! ferrobench end to end: two ferrocached started by the tool, short bounded runs of each mode,
+//! and the table's ratio column. (Against memcached it runs the same way; that needs the Debian
+//! package, so this test uses our own server twice.)
+
+use std::process::Command;
+
+fn ferrobench(args: &[&str]) -> String {
+    let server = ferrocache_testkit::ferrocached_bin();
+    let server = server.to_str().expect("utf-8 path");
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrobench"))
+        .args([
+            "--server",
+            &format!("a={server}"),
+            "--server",
+            &format!("b={server}"),
+        ])
+        .args(args)
+        .output()
+        .expect("run ferrobench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn row<'t>(table: &'t str, metric: &str) -> Vec<&'t str> {
+    table
+        .lines()
+        .find(|l| l.starts_with(metric))
+        .unwrap_or_else(|| panic!("no {metric} row in\n{table}"))[metric.len()..]
+        .split_whitespace()
+        .collect()
+}
+
+#[test]
+fn throughput_fill_and_hitratio_runs() {
+    let table = ferrobench(&[
+        "--server-args",
+        "-m 8 -t 1",
+        "throughput",
+        "--connections",
+        "4",
+        "--duration",
+        "1",
+        "--keys",
+        "1000",
+    ]);
+    assert!(table.contains("b/a"), "{table}");
+    let rps = row(&table, "requests/s");
+    assert!(rps[0].parse::<f64>().expect("number") > 100.0, "{table}");
+    assert_eq!(row(&table, "hit ratio")[..2], ["1.0000", "1.0000"]);
+
+    let table = ferrobench(&["--server-args", "-m 2 -t 1", "fill"]);
+    let items: Vec<f64> = row(&table, "items at first eviction")[..2]
+        .iter()
+        .map(|v| v.parse().expect("number"))
+        .collect();
+    assert!(items[0] > 5000.0, "{table}");
+    let ratio = items[1] / items[0];
+    assert!(
+        (0.9..1.1).contains(&ratio),
+        "the same server fills alike: {table}"
+    );
+
+    let table = ferrobench(&[
+        "--server-args",
+        "-m 2 -t 1",
+        "hitratio",
+        "--working-set",
+        "20000",
+        "--requests",
+        "60000",
+    ]);
+    let miss: Vec<f64> = row(&table, "miss ratio")[..2]
+        .iter()
+        .map(|v| v.parse().expect("number"))
+        .collect();
+    assert!(miss[0] > 0.0 && miss[0] < 1.0, "{table}");
+    assert!(
+        (miss[0] - miss[1]).abs() < 0.05,
+        "same server, same trace: {table}"
+    );
+}
