@@ -210,3 +210,14 @@ fn verbose_levels_log_to_stderr() {
         "no colour codes when stderr is a file"
     );
 }
+
+#[test]
+fn idle_timeout_closes_quiet_connections() {
+    let s = Server::ferrocached(&["-o", "idle_timeout=1"]);
+    let mut idle = s.connect();
+    assert!(idle.line("version\r\n").starts_with("VERSION"));
+    let (_, closed) = idle.drain(Duration::from_secs(5));
+    assert!(closed, "an idle connection is closed after idle_timeout");
+    let mut fresh = s.connect();
+    assert!(fresh.line("version\r\n").starts_with("VERSION"));
+}
