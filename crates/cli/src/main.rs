@@ -7,6 +7,7 @@
 //! ```
 //! Exit status: 0 hit/stored/done, 1 miss/not stored/not found, 2 error.
 
+use std::collections::HashMap;
 use std::io::{BufRead, Read, Write};
 use std::process::ExitCode;
 
@@ -18,11 +19,21 @@ use serde_json::{json, Map};
 #[command(
     name = "memcachedc",
     version,
-    about = "Talk to memcached-protocol servers (ferrocached, memcached) from the shell.",
-    after_help = "Examples:\n  echo \"key value\" | memcachedc -s localhost -p 11211 set\n  \
-                  memcachedc -s localhost -p 11211 get key\n  memcachedc -s a:11211,b:11212 stats\n\n\
-                  Several servers: keys are placed by ketama, as libmemcached and nutcracker place them.\n\
-                  Exit status: 0 hit/stored, 1 miss/not stored, 2 error."
+    about = "Talk to memcached-protocol servers (ferrocached, memcached, nutcracker) from the shell.",
+    after_help = "Examples:
+  echo \"key value\" | memcachedc -s localhost -p 11211 set     store each stdin line
+  memcachedc -s localhost -p 11211 get key                    print a value
+  memcachedc --expire 300 --flags 7 set session:1 \"some value\"
+  memcachedc --file photo.jpg set photo                       binary value from a file
+  memcachedc set photo < photo.jpg                            ... or from stdin
+  memcachedc -s a:11211,b:11212,c:11213 --json get k1 k2      many servers, JSON out
+  memcachedc -s localhost -p 11211 stats settings
+
+With several servers, keys are placed by ketama exactly as libmemcached (pylibmc) and nutcracker
+(hash: md5, distribution: ketama) place them, so they all find the same keys.
+
+Exit status: 0 hit / stored / done, 1 miss / not stored / not found, 2 error (bad input,
+unreachable server, server error)."
 )]
 struct Cli {
     /// Servers: host, host:port or host:port:weight, comma separated.
@@ -30,111 +41,123 @@ struct Cli {
         short = 's',
         long = "servers",
         default_value = "localhost",
-        value_delimiter = ','
+        value_delimiter = ',',
+        global = true
     )]
     servers: Vec<String>,
     /// Port for servers given without one.
-    #[arg(short = 'p', long = "port", default_value_t = 11211)]
+    #[arg(short = 'p', long = "port", default_value_t = 11211, global = true)]
     port: u16,
-    /// Expiry for storage commands: seconds (up to 30 days) or a unix time; 0 never.
+    /// Expiry for storage commands: seconds (up to 30 days), else a unix time; 0 never expires.
     #[arg(
         short = 'e',
         long = "expire",
         default_value_t = 0,
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        global = true
     )]
     expire: i64,
-    /// Client flags stored with the value.
-    #[arg(short = 'f', long = "flags", default_value_t = 0)]
+    /// Client flags stored with the value (32 bits, opaque to the server).
+    #[arg(short = 'f', long = "flags", default_value_t = 0, global = true)]
     flags: u32,
     /// Read the value from this file (binary safe) instead of the command line.
-    #[arg(long = "file")]
+    #[arg(long = "file", global = true)]
     file: Option<std::path::PathBuf>,
-    /// Print results as JSON.
-    #[arg(long = "json")]
+    /// Print results as one JSON object.
+    #[arg(long = "json", global = true)]
     json: bool,
-    /// Request timeout in milliseconds.
-    #[arg(long = "timeout", default_value_t = 2000)]
+    /// Connect and request timeout in milliseconds.
+    #[arg(long = "timeout", default_value_t = 2000, global = true)]
     timeout_ms: u64,
     #[command(subcommand)]
     command: Cmd,
 }
 
+/// A key and, optionally, its value (else stdin or --file).
+#[derive(clap::Args, Debug)]
+struct StoreArgs {
+    /// The key. Without it, every stdin line "key value..." is stored.
+    key: Option<String>,
+    /// The value. Without it, the value is all of stdin (or --file), byte for byte.
+    value: Option<String>,
+}
+
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Print the values of keys (exit 1 if any is missing).
+    ///
+    /// One key prints its value alone; several print "key value" lines.
     Get {
         #[arg(required = true)]
         keys: Vec<String>,
     },
-    /// Like get, with the CAS id of each value.
+    /// Like get, with each value's CAS id ("key cas value").
     Gets {
         #[arg(required = true)]
         keys: Vec<String>,
     },
     /// Get keys and set their expiry.
     Gat {
+        /// New expiry (same rules as --expire).
         #[arg(allow_negative_numbers = true)]
         exptime: i64,
         #[arg(required = true)]
         keys: Vec<String>,
     },
-    /// Store a value. Without KEY, each stdin line "key value..." is stored; with KEY but no
-    /// VALUE, the value is stdin (or --file) as is.
-    Set {
-        key: Option<String>,
-        value: Option<String>,
+    /// Like gat, with each value's CAS id.
+    Gats {
+        /// New expiry (same rules as --expire).
+        #[arg(allow_negative_numbers = true)]
+        exptime: i64,
+        #[arg(required = true)]
+        keys: Vec<String>,
     },
-    /// Store only if the key is absent.
-    Add {
-        key: Option<String>,
-        value: Option<String>,
-    },
-    /// Store only if the key exists.
-    Replace {
-        key: Option<String>,
-        value: Option<String>,
-    },
+    /// Store a value.
+    ///
+    /// Without KEY, each stdin line "key value..." is stored (the value is the rest of the
+    /// line). With KEY but no VALUE, the value is stdin (or --file), byte for byte.
+    Set(StoreArgs),
+    /// Store only if the key is absent (exit 1 if it exists).
+    Add(StoreArgs),
+    /// Store only if the key exists (exit 1 if it does not).
+    Replace(StoreArgs),
     /// Add to the end of an existing value.
-    Append {
-        key: Option<String>,
-        value: Option<String>,
-    },
+    Append(StoreArgs),
     /// Add to the start of an existing value.
-    Prepend {
-        key: Option<String>,
-        value: Option<String>,
-    },
-    /// Store only if the value's CAS id is still CAS.
+    Prepend(StoreArgs),
+    /// Store only if the value is unchanged since `gets` gave CAS (exit 1 if it changed).
     Cas {
         key: String,
+        /// The CAS id printed by `gets`.
         cas: u64,
+        /// The value (else stdin or --file).
         value: Option<String>,
     },
-    /// Delete keys.
+    /// Delete keys (exit 1 if any did not exist).
     Delete {
         #[arg(required = true)]
         keys: Vec<String>,
     },
-    /// Add to a number.
+    /// Add to a decimal number stored under KEY and print the result.
     Incr {
         key: String,
         #[arg(default_value_t = 1)]
         delta: u64,
     },
-    /// Subtract from a number (stops at 0).
+    /// Subtract from a decimal number (memcached stops at 0) and print the result.
     Decr {
         key: String,
         #[arg(default_value_t = 1)]
         delta: u64,
     },
-    /// Set a key's expiry.
+    /// Set a key's expiry without reading it.
     Touch {
         key: String,
+        /// New expiry (same rules as --expire).
         #[arg(allow_negative_numbers = true)]
         exptime: i64,
     },
-    /// Invalidate every item on every server, now or after DELAY seconds.
+    /// Invalidate every item on every server, now or in DELAY seconds.
     #[command(name = "flush_all", alias = "flush-all")]
     FlushAll {
         #[arg(default_value_t = 0)]
@@ -142,9 +165,12 @@ enum Cmd {
     },
     /// Print each server's version.
     Version,
-    /// Print each server's statistics (`stats`, or `stats ARG`: settings, items, slabs, conns...).
-    Stats { arg: Option<String> },
-    /// Set the servers' verbosity.
+    /// Print each server's statistics.
+    Stats {
+        /// A stats group: settings, items, slabs, sizes, conns, or reset.
+        arg: Option<String>,
+    },
+    /// Set each server's logging verbosity.
     Verbosity { level: u32 },
 }
 
@@ -190,23 +216,26 @@ fn run(cli: &Cli) -> anyhow::Result<Outcome> {
     let client = Client::new(config)?;
     let mut out = std::io::stdout().lock();
     match &cli.command {
-        Cmd::Get { keys } => print_values(cli, &mut out, keys, |k| client.get(k)),
-        Cmd::Gets { keys } => print_values(cli, &mut out, keys, |k| client.gets(k)),
-        Cmd::Gat { exptime, keys } => {
-            print_values(cli, &mut out, keys, |k| client.gat(k, *exptime))
+        Cmd::Get { keys } => print_values(cli, &mut out, keys, false, |k| client.get_multi(k)),
+        Cmd::Gets { keys } => print_values(cli, &mut out, keys, true, |k| client.gets_multi(k)),
+        Cmd::Gat { exptime, keys } => print_values(cli, &mut out, keys, false, |k| {
+            client.gat_multi(k, *exptime)
+        }),
+        Cmd::Gats { exptime, keys } => print_values(cli, &mut out, keys, true, |k| {
+            client.gats_multi(k, *exptime)
+        }),
+        Cmd::Set(args) => store(cli, &client, StoreCommand::Set, args),
+        Cmd::Add(args) => store(cli, &client, StoreCommand::Add, args),
+        Cmd::Replace(args) => store(cli, &client, StoreCommand::Replace, args),
+        Cmd::Append(args) => store(cli, &client, StoreCommand::Append, args),
+        Cmd::Prepend(args) => store(cli, &client, StoreCommand::Prepend, args),
+        Cmd::Cas { key, cas, value } => {
+            let args = StoreArgs {
+                key: Some(key.clone()),
+                value: value.clone(),
+            };
+            store(cli, &client, StoreCommand::Cas(*cas), &args)
         }
-        Cmd::Set { key, value } => store(cli, &client, StoreCommand::Set, key, value),
-        Cmd::Add { key, value } => store(cli, &client, StoreCommand::Add, key, value),
-        Cmd::Replace { key, value } => store(cli, &client, StoreCommand::Replace, key, value),
-        Cmd::Append { key, value } => store(cli, &client, StoreCommand::Append, key, value),
-        Cmd::Prepend { key, value } => store(cli, &client, StoreCommand::Prepend, key, value),
-        Cmd::Cas { key, cas, value } => store(
-            cli,
-            &client,
-            StoreCommand::Cas(*cas),
-            &Some(key.clone()),
-            value,
-        ),
         Cmd::Delete { keys } => {
             let mut all = true;
             let mut results = Map::new();
@@ -269,29 +298,31 @@ fn run(cli: &Cli) -> anyhow::Result<Outcome> {
     }
 }
 
+/// Prints what a get-like command found; in the order of `keys`.
 fn print_values(
     cli: &Cli,
     out: &mut impl Write,
     keys: &[String],
-    fetch: impl Fn(&[u8]) -> ferrocache_client::Result<Option<Value>>,
+    with_cas: bool,
+    fetch: impl Fn(&[&[u8]]) -> ferrocache_client::Result<HashMap<Vec<u8>, Value>>,
 ) -> anyhow::Result<Outcome> {
+    let wanted: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+    let found = fetch(&wanted)?;
     let mut all = true;
     let mut results = Map::new();
     for key in keys {
-        let value = fetch(key.as_bytes())?;
+        let value = found.get(key.as_bytes());
         all &= value.is_some();
         if cli.json {
-            results.insert(
-                key.clone(),
-                match &value {
-                    Some(v) => json!({
-                        "value": String::from_utf8_lossy(&v.data),
-                        "flags": v.flags,
-                        "cas": v.cas,
-                    }),
-                    None => serde_json::Value::Null,
-                },
-            );
+            let entry = match value {
+                Some(v) => json!({
+                    "value": String::from_utf8_lossy(&v.data),
+                    "flags": v.flags,
+                    "cas": v.cas,
+                }),
+                None => serde_json::Value::Null,
+            };
+            results.insert(key.clone(), entry);
             continue;
         }
         match value {
@@ -299,7 +330,7 @@ fn print_values(
                 if keys.len() > 1 {
                     write!(out, "{key} ")?;
                 }
-                if let Some(cas) = v.cas {
+                if let (true, Some(cas)) = (with_cas, v.cas) {
                     write!(out, "{cas} ")?;
                 }
                 out.write_all(&v.data)?;
@@ -318,11 +349,10 @@ fn store(
     cli: &Cli,
     client: &Client,
     command: StoreCommand,
-    key: &Option<String>,
-    value: &Option<String>,
+    args: &StoreArgs,
 ) -> anyhow::Result<Outcome> {
     let mut items: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-    match (key, value) {
+    match (&args.key, &args.value) {
         (Some(key), Some(value)) => {
             items.push((key.clone().into_bytes(), value.clone().into_bytes()))
         }
@@ -354,12 +384,7 @@ fn store(
     for (key, value) in items {
         let status = client.store(command, &key, &value, cli.flags, cli.expire)?;
         all &= status == StoreStatus::Stored;
-        let text = match status {
-            StoreStatus::Stored => "STORED",
-            StoreStatus::NotStored => "NOT_STORED",
-            StoreStatus::Exists => "EXISTS",
-            StoreStatus::NotFound => "NOT_FOUND",
-        };
+        let text = status.as_str();
         if cli.json {
             results.insert(String::from_utf8_lossy(&key).into_owned(), json!(text));
         } else {

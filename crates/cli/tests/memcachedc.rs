@@ -191,3 +191,33 @@ fn many_servers_share_the_keys() {
     assert_eq!(held.iter().sum::<u64>(), 90);
     assert!(held.iter().all(|&n| n > 0), "{held:?}");
 }
+
+#[test]
+fn options_anywhere_and_several_keys_at_once() {
+    let s = start_server();
+    let a = addr(&s);
+    assert_eq!(
+        memcachedc(&a, &["set", "a", "1", "--flags", "3"], b"")
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        memcachedc(&a, &["set", "b", "2"], b"").status.code(),
+        Some(0)
+    );
+    let out = memcachedc(&a, &["get", "a", "nope", "b"], b"");
+    assert_eq!(out.status.code(), Some(1), "one key missing");
+    assert_eq!(stdout(&out), "a 1\nb 2\n", "in the order asked");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "nope: not found\n");
+    let out = memcachedc(&a, &["gats", "100", "a", "--json"], b"");
+    assert_eq!(out.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["a"]["flags"], 3);
+    assert!(json["a"]["cas"].as_u64().is_some());
+    let out = memcachedc(&a, &["gets", "b"], b"");
+    let line = stdout(&out);
+    let (cas, value) = line.trim_end().split_once(' ').expect("cas value");
+    assert!(cas.parse::<u64>().is_ok(), "{line:?}");
+    assert_eq!(value, "2");
+}

@@ -57,6 +57,14 @@ impl Client {
         self.runtime.block_on(self.inner.gets_multi(keys))
     }
 
+    pub fn gat_multi(&self, keys: &[&[u8]], exptime: i64) -> Result<HashMap<Vec<u8>, Value>> {
+        self.runtime.block_on(self.inner.gat_multi(keys, exptime))
+    }
+
+    pub fn gats_multi(&self, keys: &[&[u8]], exptime: i64) -> Result<HashMap<Vec<u8>, Value>> {
+        self.runtime.block_on(self.inner.gats_multi(keys, exptime))
+    }
+
     pub fn store(
         &self,
         command: StoreCommand,

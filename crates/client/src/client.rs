@@ -352,6 +352,20 @@ impl Client {
         self.fetch(keys, true, None).await
     }
 
+    /// `gat` for many keys: read them and set their expiry.
+    pub async fn gat_multi(&self, keys: &[&[u8]], exptime: i64) -> Result<HashMap<Vec<u8>, Value>> {
+        self.fetch(keys, false, Some(exptime)).await
+    }
+
+    /// `gats` for many keys.
+    pub async fn gats_multi(
+        &self,
+        keys: &[&[u8]],
+        exptime: i64,
+    ) -> Result<HashMap<Vec<u8>, Value>> {
+        self.fetch(keys, true, Some(exptime)).await
+    }
+
     /// Asks `server` for `keys` (in pipelined chunks); the values found.
     async fn fetch_from(
         &self,
