@@ -155,7 +155,9 @@ impl Ctx<'_> {
                 bytes,
                 unlink_key,
             } => {
-                self.counters.store_too_large += 1;
+                if text == reply::SERVER_ERROR_TOO_LARGE {
+                    self.counters.store_too_large += 1;
+                }
                 self.reply(text, noreply);
                 if let Some(key) = unlink_key {
                     // memcached drops the old value so that a failed set never leaves stale data.
@@ -164,6 +166,16 @@ impl Ctx<'_> {
                 Next::Swallow(bytes)
             }
             Request::Close => Next::CloseNow,
+            Request::MetaNoop => {
+                reply::line(self.out.text(), "MN");
+                Next::Continue
+            }
+            Request::Meta {
+                command,
+                key,
+                flags,
+                data,
+            } => self.meta(command, key, flags, data),
         }
     }
 

@@ -7,6 +7,7 @@ pub mod config;
 mod conn;
 mod dispatch;
 mod listen;
+mod meta;
 mod out;
 mod stats;
 

@@ -281,3 +281,29 @@ fn stats_report_commands() {
     let default = c.request("stats default\r\n", "END\r\n");
     assert!(default.starts_with("STAT pid "), "{default}");
 }
+
+#[test]
+fn meta_commands() {
+    let s = server();
+    let mut c = s.connect();
+    assert_eq!(c.line("mn\r\n"), "MN\r\n");
+    assert_eq!(c.line("ms foo 3 T100 F5\r\nbar\r\n"), "HD\r\n");
+    assert_eq!(
+        c.request("mg foo v f s t k O123\r\n", "bar\r\n"),
+        "VA 3 f5 s3 t100 kfoo O123\r\nbar\r\n"
+    );
+    assert_eq!(c.line("mg missing O5 k v\r\n"), "EN O5 kmissing\r\n");
+    c.send("mg missing v q\r\nms q 1 q\r\nz\r\n");
+    assert_eq!(c.line("mn\r\n"), "MN\r\n", "q hides EN and HD");
+    assert_eq!(c.line("ms foo 1 ME\r\nx\r\n"), "NS\r\n");
+    assert_eq!(
+        c.line("ms x 2 MZ\r\nhi\r\n"),
+        "CLIENT_ERROR invalid mode for ms M token\r\n"
+    );
+    assert_eq!(c.line("md foo O1 k\r\n"), "HD O1 kfoo\r\n");
+    assert_eq!(c.line("md foo\r\n"), "NF\r\n");
+    assert_eq!(c.request("ma n N0 J10 v\r\n", "10\r\n"), "VA 2\r\n10\r\n");
+    assert_eq!(c.request("ma n MD D3 v\r\n", "7\r\n"), "VA 1\r\n7\r\n");
+    assert_eq!(c.line("ma nope\r\n"), "NF\r\n");
+    assert_eq!(c.line("mg foo f f\r\n"), "CLIENT_ERROR duplicate flag\r\n");
+}

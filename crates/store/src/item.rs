@@ -11,6 +11,9 @@ pub struct Item {
     pub value: Bytes,
     pub flags: u32,
     pub cas: u64,
+    /// When it expires on the server's relative clock (0: never); the meta protocol's `t` flag
+    /// reports the time left.
+    pub exptime: RelTime,
 }
 
 /// One stored item, 64 bytes:
@@ -94,6 +97,7 @@ impl Slot {
             value: self.data.slice(self.key_len as usize..),
             flags: self.flags,
             cas: if use_cas { self.seq } else { 0 },
+            exptime: self.exptime,
         }
     }
 }

@@ -1,10 +1,12 @@
 //! memcached's text ("ASCII") protocol.
 
+mod meta;
 mod numbers;
 mod parse;
 pub mod reply;
 mod tokens;
 
+pub use meta::{MetaCommand, MetaFlags};
 pub use numbers::{parse_i32_like_strtol, parse_u32_like_strtoul, parse_u64_like_strtoull};
 pub use parse::{parse, GetKeys, KeyTooLong, Parse, ParseConfig, Request, StoreCommand};
 pub use tokens::Tokens;

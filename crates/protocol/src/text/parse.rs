@@ -113,6 +113,15 @@ pub enum Request<'a> {
     },
     /// Junk memcached answers by closing the connection.
     Close,
+    /// `mn`: answered `MN`.
+    MetaNoop,
+    /// `mg ms md ma me` with their flags (and the data block of `ms`).
+    Meta {
+        command: super::meta::MetaCommand,
+        key: &'a [u8],
+        flags: super::meta::MetaFlags<'a>,
+        data: &'a [u8],
+    },
 }
 
 /// The keys of a get-like command, split on spaces; yields `Err(KeyTooLong)` for a key over 250
@@ -223,6 +232,11 @@ fn parse_line<'a>(
         ))
     };
     let store = |command| parse_storage(command, tokens, after, config);
+    if command.len() == 2 && command[0] == b'm' {
+        let fits =
+            |key_len, flags, value_len| (config.item_fits)(config, key_len, flags, value_len);
+        return super::meta::parse_meta(tokens, after, fits);
+    }
     match command {
         b"get" | b"bget" => want(ntokens >= 3, get(tokens, 1, false)),
         b"gets" => want(ntokens >= 3, get(tokens, 1, true)),

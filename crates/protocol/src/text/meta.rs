@@ -1,0 +1,201 @@
+//! The meta commands (`mn mg ms md ma me`), parsed as memcached 1.6.18's `_meta_flag_preparse`
+//! does: one letter per flag token, each at most once, numeric arguments glued to the letter.
+//! Errors here are never silenced by `q` (memcached's `out_errstring`).
+
+use super::numbers::{parse_i32_like_strtol, parse_u32_like_strtoul, parse_u64_like_strtoull};
+use super::parse::Request;
+use super::reply;
+use super::tokens::Tokens;
+use super::KEY_MAX_LENGTH;
+
+/// Which meta command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaCommand {
+    Get,
+    Set,
+    Delete,
+    Arith,
+    Debug,
+}
+
+/// The flags of a meta request. `tokens` keeps them in request order: return flags are echoed in
+/// that order.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MetaFlags<'a> {
+    pub tokens: &'a [u8],
+    pub quiet: bool,
+    pub value: bool,
+    pub opaque: Option<&'a [u8]>,
+    pub ttl: Option<i32>,
+    pub vivify: Option<i32>,
+    pub client_flags: Option<u32>,
+    pub compare_cas: Option<u64>,
+    pub mode: Option<u8>,
+    pub delta: Option<u64>,
+    pub initial: Option<u64>,
+}
+
+impl<'a> MetaFlags<'a> {
+    /// The flag tokens, in request order.
+    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> {
+        self.tokens.split(|&b| b == b' ').filter(|t| !t.is_empty())
+    }
+}
+
+const BAD_TOKEN: &str = "CLIENT_ERROR bad token in command line format";
+
+fn parse_flags<'a>(line: &'a [u8]) -> Result<MetaFlags<'a>, &'static str> {
+    let mut flags = MetaFlags {
+        tokens: line,
+        ..MetaFlags::default()
+    };
+    let mut seen = [false; 128];
+    for token in line.split(|&b| b == b' ').filter(|t| !t.is_empty()) {
+        let letter = token[0];
+        if letter >= 127 || seen[usize::from(letter)] {
+            return Err("CLIENT_ERROR duplicate flag");
+        }
+        seen[usize::from(letter)] = true;
+        let arg = &token[1..];
+        match letter {
+            b'b' => return Err("CLIENT_ERROR error decoding key"),
+            b'N' => flags.vivify = Some(parse_i32_like_strtol(arg).ok_or(BAD_TOKEN)?),
+            b'T' => flags.ttl = Some(parse_i32_like_strtol(arg).ok_or(BAD_TOKEN)?),
+            b'R' => {
+                parse_i32_like_strtol(arg).ok_or(BAD_TOKEN)?;
+            }
+            b'F' => flags.client_flags = Some(parse_u32_like_strtoul(arg).ok_or(BAD_TOKEN)?),
+            b'C' => flags.compare_cas = Some(parse_u64_like_strtoull(arg).ok_or(BAD_TOKEN)?),
+            b'E' => {
+                parse_u64_like_strtoull(arg).ok_or(BAD_TOKEN)?;
+            }
+            b'M' => flags.mode = Some(arg.first().copied().unwrap_or(0)),
+            b'J' => {
+                flags.initial = Some(
+                    parse_u64_like_strtoull(arg).ok_or("CLIENT_ERROR invalid or duplicate flag")?,
+                )
+            }
+            b'D' => {
+                flags.delta = Some(
+                    parse_u64_like_strtoull(arg).ok_or("CLIENT_ERROR invalid or duplicate flag")?,
+                )
+            }
+            b'O' => flags.opaque = Some(token),
+            b'q' => flags.quiet = true,
+            b'v' => flags.value = true,
+            b'P' | b'L' | b'k' | b's' | b't' | b'c' | b'f' | b'h' | b'l' | b'u' | b'I' | b'x'
+            | b'S' => {}
+            _ => return Err("CLIENT_ERROR invalid flag"),
+        }
+    }
+    Ok(flags)
+}
+
+/// Parses a meta command line (`tokens`); `after` is what follows the line (the data of `ms`).
+/// `None` means the data block is incomplete.
+pub(super) fn parse_meta<'a>(
+    tokens: &Tokens<'a>,
+    after: &'a [u8],
+    fits: impl Fn(usize, u32, usize) -> bool,
+) -> Option<(Request<'a>, usize)> {
+    let error = |reply| {
+        Some((
+            Request::Error {
+                reply,
+                noreply: false,
+            },
+            0,
+        ))
+    };
+    let command = match tokens.get(0)[1] {
+        b'n' => return Some((Request::MetaNoop, 0)),
+        b'g' => MetaCommand::Get,
+        b's' => MetaCommand::Set,
+        b'd' => MetaCommand::Delete,
+        b'a' => MetaCommand::Arith,
+        b'e' => MetaCommand::Debug,
+        _ => return error(reply::ERROR),
+    };
+    let ntokens = tokens.ntokens();
+    let key = tokens.get(1);
+    if command == MetaCommand::Set {
+        if ntokens < 4 || key.len() > KEY_MAX_LENGTH {
+            return error(reply::CLIENT_ERROR_BAD_FORMAT);
+        }
+        let Some(vlen) = parse_i32_like_strtol(tokens.get(2)).and_then(|v| usize::try_from(v).ok())
+        else {
+            return error(reply::CLIENT_ERROR_BAD_FORMAT);
+        };
+        // From here on an error still swallows the data block, as memcached does.
+        let swallow = |reply| {
+            Some((
+                Request::Swallow {
+                    reply,
+                    noreply: false,
+                    bytes: vlen + 2,
+                    unlink_key: None,
+                },
+                0,
+            ))
+        };
+        let flags = match parse_flags(tokens.line_from(3)) {
+            Ok(flags) => flags,
+            Err(e) => return swallow(e),
+        };
+        if let Some(mode) = flags.mode {
+            if !b"EAPRSeaprs".contains(&mode) {
+                return swallow("CLIENT_ERROR invalid mode for ms M token");
+            }
+        }
+        if !fits(key.len(), flags.client_flags.unwrap_or(0), vlen) {
+            return swallow(reply::SERVER_ERROR_TOO_LARGE);
+        }
+        if after.len() < vlen + 2 {
+            return None;
+        }
+        if &after[vlen..vlen + 2] != b"\r\n" {
+            return Some((
+                Request::Error {
+                    reply: reply::CLIENT_ERROR_BAD_DATA_CHUNK,
+                    noreply: false,
+                },
+                vlen + 2,
+            ));
+        }
+        return Some((
+            Request::Meta {
+                command,
+                key,
+                flags,
+                data: &after[..vlen],
+            },
+            vlen + 2,
+        ));
+    }
+    if ntokens < 3 {
+        return error(reply::ERROR);
+    }
+    if key.len() > KEY_MAX_LENGTH {
+        return error(reply::CLIENT_ERROR_BAD_FORMAT);
+    }
+    let flags = match parse_flags(tokens.line_from(2)) {
+        Ok(flags) => flags,
+        Err(e) => return error(e),
+    };
+    if command == MetaCommand::Arith {
+        if let Some(mode) = flags.mode {
+            if !b"IiDd+-".contains(&mode) {
+                return error("CLIENT_ERROR invalid mode for ma M token");
+            }
+        }
+    }
+    Some((
+        Request::Meta {
+            command,
+            key,
+            flags,
+            data: &[],
+        },
+        0,
+    ))
+}

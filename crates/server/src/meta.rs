@@ -1,0 +1,253 @@
+//! The meta commands (`mn mg ms md ma me`) over the store, with memcached 1.6.18's replies:
+//! `HD VA EN NS EX NF MN`, return flags echoed in request order, and `q` hiding the nominal
+//! replies (HD, and EN for mg) but never errors.
+
+use ferrocache_protocol::text::{reply, MetaCommand, MetaFlags};
+use ferrocache_store::{DeleteOutcome, DeltaOutcome, Item, StoreMode, StoreOutcome};
+
+use crate::dispatch::{Ctx, Next};
+
+/// What the return flags can report about the item the command touched.
+#[derive(Default)]
+struct Known {
+    flags: Option<u32>,
+    size: Option<usize>,
+    /// Seconds left, -1 for never.
+    ttl: Option<i64>,
+    cas: Option<u64>,
+}
+
+impl Known {
+    fn of(item: &Item, now: u32) -> Known {
+        Known {
+            flags: Some(item.flags),
+            size: Some(item.value.len()),
+            ttl: Some(ttl_left(item.exptime, now)),
+            cas: Some(item.cas),
+        }
+    }
+}
+
+fn ttl_left(exptime: u32, now: u32) -> i64 {
+    if exptime == 0 {
+        -1
+    } else {
+        i64::from(exptime) - i64::from(now)
+    }
+}
+
+/// Appends `code`, the return flags in request order, and the line end.
+fn status(out: &mut Vec<u8>, code: &str, flags: &MetaFlags<'_>, key: &[u8], known: &Known) {
+    out.extend_from_slice(code.as_bytes());
+    for token in flags.iter() {
+        let text = match token[0] {
+            b'O' => {
+                out.push(b' ');
+                out.extend_from_slice(token);
+                continue;
+            }
+            b'k' => {
+                out.extend_from_slice(b" k");
+                out.extend_from_slice(key);
+                continue;
+            }
+            b'f' => known.flags.map(|v| format!(" f{v}")),
+            b's' => known.size.map(|v| format!(" s{v}")),
+            b't' => known.ttl.map(|v| format!(" t{v}")),
+            b'c' => known.cas.map(|v| format!(" c{v}")),
+            _ => None,
+        };
+        if let Some(text) = text {
+            out.extend_from_slice(text.as_bytes());
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+impl Ctx<'_> {
+    pub fn meta(
+        &mut self,
+        command: MetaCommand,
+        key: &[u8],
+        flags: MetaFlags<'_>,
+        data: &[u8],
+    ) -> Next {
+        match command {
+            MetaCommand::Get => self.meta_get(key, &flags),
+            MetaCommand::Set => self.meta_set(key, &flags, data),
+            MetaCommand::Delete => self.meta_delete(key, &flags),
+            MetaCommand::Arith => self.meta_arith(key, &flags),
+            MetaCommand::Debug => self.meta_debug(key),
+        }
+        Next::Continue
+    }
+
+    fn meta_get(&mut self, key: &[u8], flags: &MetaFlags<'_>) {
+        let clock = &self.shared.clock;
+        let now = clock.now();
+        let item = match flags.ttl {
+            Some(ttl) => {
+                self.counters.cmd_touch += 1;
+                self.shared
+                    .store
+                    .get_and_touch(key, clock.exptime_to_rel(ttl), now)
+            }
+            None => {
+                self.counters.cmd_get += 1;
+                self.shared.store.get(key, now)
+            }
+        };
+        let out = self.out.text();
+        match item {
+            None if flags.quiet => {}
+            None => status(out, "EN", flags, key, &Known::default()),
+            Some(item) => {
+                let known = Known::of(&item, now);
+                if flags.value {
+                    status(out, &format!("VA {}", item.value.len()), flags, key, &known);
+                    self.out.value(&item.value);
+                } else if !flags.quiet {
+                    status(out, "HD", flags, key, &known);
+                }
+            }
+        }
+    }
+
+    fn meta_set(&mut self, key: &[u8], flags: &MetaFlags<'_>, data: &[u8]) {
+        self.counters.cmd_set += 1;
+        let mode = match (
+            flags.mode.map(|m| m.to_ascii_uppercase()),
+            flags.compare_cas,
+        ) {
+            (Some(b'E'), _) => StoreMode::Add,
+            (Some(b'A'), _) => StoreMode::Append,
+            (Some(b'P'), _) => StoreMode::Prepend,
+            (Some(b'R'), _) => StoreMode::Replace,
+            (_, Some(cas)) => StoreMode::Cas(cas),
+            _ => StoreMode::Set,
+        };
+        let clock = &self.shared.clock;
+        let exptime = clock.exptime_to_rel(flags.ttl.unwrap_or(0));
+        let outcome = self.shared.store.store(
+            mode,
+            key,
+            flags.client_flags.unwrap_or(0),
+            exptime,
+            data,
+            clock.now(),
+        );
+        let code = match outcome {
+            StoreOutcome::Stored if flags.quiet => return,
+            StoreOutcome::Stored => "HD",
+            StoreOutcome::NotStored | StoreOutcome::TooLarge => "NS",
+            StoreOutcome::Exists => "EX",
+            StoreOutcome::NotFound => "NF",
+            StoreOutcome::OutOfMemory => {
+                self.counters.store_no_memory += 1;
+                reply::line(self.out.text(), reply::SERVER_ERROR_OUT_OF_MEMORY_STORING);
+                return;
+            }
+        };
+        status(self.out.text(), code, flags, key, &Known::default());
+    }
+
+    fn meta_delete(&mut self, key: &[u8], flags: &MetaFlags<'_>) {
+        let store = &self.shared.store;
+        let now = self.shared.clock.now();
+        if let Some(cas) = flags.compare_cas {
+            match store.get(key, now) {
+                None => {
+                    status(self.out.text(), "NF", flags, key, &Known::default());
+                    return;
+                }
+                Some(item) if item.cas != cas => {
+                    status(self.out.text(), "EX", flags, key, &Known::default());
+                    return;
+                }
+                Some(_) => {}
+            }
+        }
+        let code = match store.delete(key, now) {
+            DeleteOutcome::Deleted if flags.quiet => return,
+            DeleteOutcome::Deleted => "HD",
+            DeleteOutcome::NotFound => "NF",
+        };
+        status(self.out.text(), code, flags, key, &Known::default());
+    }
+
+    fn meta_arith(&mut self, key: &[u8], flags: &MetaFlags<'_>) {
+        let store = &self.shared.store;
+        let clock = &self.shared.clock;
+        let now = clock.now();
+        let incr = !matches!(flags.mode, Some(b'D' | b'd' | b'-'));
+        let value = match store.delta(key, incr, flags.delta.unwrap_or(1), now) {
+            DeltaOutcome::Value(v) => v,
+            DeltaOutcome::NotFound => match flags.vivify {
+                Some(ttl) => {
+                    // Autovivify: create the counter with the initial value.
+                    let initial = flags.initial.unwrap_or(0);
+                    let text = initial.to_string();
+                    let exptime = clock.exptime_to_rel(ttl);
+                    match store.store(StoreMode::Add, key, 0, exptime, text.as_bytes(), now) {
+                        StoreOutcome::Stored => initial,
+                        _ => {
+                            status(self.out.text(), "NS", flags, key, &Known::default());
+                            return;
+                        }
+                    }
+                }
+                None => {
+                    status(self.out.text(), "NF", flags, key, &Known::default());
+                    return;
+                }
+            },
+            DeltaOutcome::NonNumeric => {
+                reply::line(self.out.text(), reply::CLIENT_ERROR_NON_NUMERIC);
+                return;
+            }
+            DeltaOutcome::OutOfMemory => {
+                reply::line(self.out.text(), reply::SERVER_ERROR_OUT_OF_MEMORY);
+                return;
+            }
+        };
+        let wants_item = flags.iter().any(|t| matches!(t[0], b't' | b'c'));
+        let known = match wants_item.then(|| store.get(key, now)).flatten() {
+            Some(item) => Known {
+                ttl: Some(ttl_left(item.exptime, now)),
+                cas: Some(item.cas),
+                ..Known::default()
+            },
+            None => Known::default(),
+        };
+        let text = value.to_string();
+        let out = self.out.text();
+        if flags.value {
+            status(out, &format!("VA {}", text.len()), flags, key, &known);
+            out.extend_from_slice(text.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        } else if !flags.quiet {
+            status(out, "HD", flags, key, &known);
+        }
+    }
+
+    /// `me`: memcached's debug line. Fields that describe its slab allocator (cls, size) are
+    /// reported for our layout: one class, key + value size.
+    fn meta_debug(&mut self, key: &[u8]) {
+        let now = self.shared.clock.now();
+        let out = self.out.text();
+        match self.shared.store.get(key, now) {
+            None => reply::line(out, "EN"),
+            Some(item) => {
+                out.extend_from_slice(b"ME ");
+                out.extend_from_slice(key);
+                let line = format!(
+                    " exp={} la=0 cas={} fetch=yes cls=1 size={}",
+                    ttl_left(item.exptime, now),
+                    item.cas,
+                    key.len() + item.value.len()
+                );
+                reply::line(out, &line);
+            }
+        }
+    }
+}
