@@ -19,6 +19,8 @@ struct Scenario {
     name: String,
     servers: Vec<ServerSpec>,
     keys: Vec<(Vec<u8>, usize)>,
+    /// Servers the recording tool had ejected (dead) when the keys were placed.
+    ejected: Vec<usize>,
 }
 
 fn scenarios() -> Vec<Scenario> {
@@ -31,12 +33,18 @@ fn scenarios() -> Vec<Scenario> {
                 name: name.to_string(),
                 servers: Vec::new(),
                 keys: Vec::new(),
+                ejected: Vec::new(),
             }),
             ["server", _, ..] => {
                 // "host:port:weight [name]", read the way users write it.
                 let spec = ServerSpec::parse(&fields[2..].join(" ")).expect("server spec");
                 scenarios.last_mut().expect("scenario").servers.push(spec);
             }
+            ["ejected", index] => scenarios
+                .last_mut()
+                .expect("scenario")
+                .ejected
+                .push(index.parse().expect("index")),
             ["key", key, owner] => scenarios
                 .last_mut()
                 .expect("scenario")
@@ -59,14 +67,18 @@ fn placement_matches_libmemcached_and_nutcracker() {
         "nutcracker-md5-ketama-1-2-3-5",
         "nutcracker-md5-ketama-25",
         "nutcracker-md5-ketama-default-port-and-names",
+        "nutcracker-md5-ketama-eject-1-2-3-5-without-1",
     ] {
         assert!(names.contains(&expected), "missing scenario {expected}");
     }
     for scenario in &scenarios {
-        let ring_servers: Vec<_> = scenario
-            .servers
+        // With servers ejected, the ring is rebuilt over the live ones (as the client does).
+        let live: Vec<usize> = (0..scenario.servers.len())
+            .filter(|i| !scenario.ejected.contains(i))
+            .collect();
+        let ring_servers: Vec<_> = live
             .iter()
-            .map(ServerSpec::ring_server)
+            .map(|&i| scenario.servers[i].ring_server())
             .collect();
         let ring = Ring::new(&ring_servers);
         let last_point = ring.points().last().expect("points").0;
@@ -86,7 +98,7 @@ fn placement_matches_libmemcached_and_nutcracker() {
         );
         for (key, owner) in &scenario.keys {
             assert_eq!(
-                ring.server_for(key),
+                ring.server_for(key).map(|i| live[i]),
                 Some(*owner),
                 "{}: key {:?}",
                 scenario.name,
@@ -119,4 +131,31 @@ fn the_vectors_would_catch_a_wrong_name() {
         .filter(|(k, owner)| ring.server_for(k) != Some(*owner))
         .count();
     assert!(disagree > 30, "only {disagree} keys moved");
+}
+
+#[test]
+fn ejection_rebuilds_the_ring_rather_than_skipping_points() {
+    // nutcracker re-weights the live servers when one is ejected. Merely walking past the dead
+    // server's points on the full ring (the obvious shortcut) puts some keys elsewhere.
+    let scenario = scenarios()
+        .into_iter()
+        .find(|s| !s.ejected.is_empty())
+        .expect("an ejection scenario");
+    let full: Vec<_> = scenario
+        .servers
+        .iter()
+        .map(ServerSpec::ring_server)
+        .collect();
+    let full = Ring::new(&full);
+    let skipping = |key: &[u8]| {
+        full.servers_for(key, scenario.servers.len())
+            .into_iter()
+            .find(|i| !scenario.ejected.contains(i))
+    };
+    let disagree = scenario
+        .keys
+        .iter()
+        .filter(|(k, owner)| skipping(k) != Some(*owner))
+        .count();
+    assert!(disagree > 0, "the scenario cannot tell the two apart");
 }

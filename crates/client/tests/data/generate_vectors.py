@@ -181,6 +181,50 @@ def nutcracker_scenario(out, name, layout):
     flush(addrs)
 
 
+def nutcracker_eject_scenario(out, name, layout, dead):
+    """nutcracker with auto_eject_hosts: server `dead` is killed, one failed request ejects it,
+    then every key is stored through the proxy over the remaining servers. Records whether the
+    ring is rebuilt over the live servers (points re-weighted) or merely skips the dead one."""
+    servers = start_all(layout)
+    victim = procs[len(procs) - len(layout) + dead]
+    addrs = [(h, p) for (h, p, _, _) in servers]
+    proxy = free_port()
+    conf = os.path.join(work, "nc%d.yml" % len(procs))
+    with open(conf, "w") as f:
+        f.write("pool:\n  listen: 127.0.0.1:%d\n  hash: md5\n  distribution: ketama\n"
+                "  auto_eject_hosts: true\n  server_failure_limit: 1\n"
+                "  server_retry_timeout: 600000\n  timeout: 1000\n  servers:\n" % proxy)
+        for h, p, w, label in servers:
+            f.write("   - %s:%d:%d%s\n" % (h, p, w, " " + label if label else ""))
+    nc = subprocess.Popen(["nutcracker", "-c", conf, "-s", str(free_port()),
+                           "-o", os.path.join(work, "nc.log")])
+    procs.append(nc)
+    for _ in range(400):
+        try:
+            socket.create_connection(("127.0.0.1", proxy)).close()
+            break
+        except OSError:
+            time.sleep(0.01)
+    victim.kill()
+    victim.wait()
+    keys = test_keys()
+    for k in keys:
+        reply = request(("127.0.0.1", proxy), b"set " + k + b" 0 0 1\r\n1\r\n", b"\r\n")
+        if reply != b"STORED\r\n":
+            break
+    else:
+        raise RuntimeError("no key went to the dead server")
+    for k in keys:
+        reply = request(("127.0.0.1", proxy), b"set " + k + b" 0 0 1\r\n1\r\n", b"\r\n")
+        assert reply == b"STORED\r\n", (k, reply)
+    live = [i for i in range(len(servers)) if i != dead]
+    owner = owners([addrs[i] for i in live], keys)
+    emit(out, "nutcracker-md5-ketama-eject-" + name, servers,
+         {k: live[i] for k, i in owner.items()}, keys)
+    out.write("ejected %d\n" % dead)
+    nc.kill()
+
+
 def ephemeral(weights):
     return [("127.0.0.1", -1, w, None) for w in weights]
 
@@ -199,6 +243,7 @@ try:
         nutcracker_scenario(out, "1-1-1", ephemeral([1, 1, 1]))
         nutcracker_scenario(out, "1-2-3-5", ephemeral([1, 2, 3, 5]))
         nutcracker_scenario(out, "25", ephemeral([1] * 25))
+        nutcracker_eject_scenario(out, "1-2-3-5-without-1", ephemeral([1, 2, 3, 5]), 1)
         for p in procs:
             p.kill()
             p.wait()
