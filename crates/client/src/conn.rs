@@ -111,9 +111,10 @@ impl Connection {
         })
     }
 
-    /// True once the connection failed or was given up; it will not carry requests again.
+    /// True once the connection failed or was given up, or its tasks are gone (their runtime
+    /// shut down); it will not carry requests again.
     pub fn is_closed(&self) -> bool {
-        self.shared.is_closed()
+        self.shared.is_closed() || self.jobs.is_closed()
     }
 
     /// Sends one encoded request and waits for its reply, under the request timeout. A timeout

@@ -350,3 +350,21 @@ async fn multi_get_of_many_keys_on_one_server_is_chunked_and_complete() {
     assert_eq!(got.len(), 500);
     assert!(got.values().all(|v| v.cas.is_some()));
 }
+
+#[test]
+fn a_client_outlives_the_runtime_that_opened_its_connections() {
+    let s = servers(1);
+    let mut cfg = config(&s);
+    cfg.pool_size = 1;
+    let c = Client::new(cfg);
+    let first = tokio::runtime::Runtime::new().expect("runtime");
+    assert!(first.block_on(c.set(b"k", b"v", 0, 0)).expect("set"));
+    // The connection's tasks die with this runtime; the pool must notice and reconnect.
+    drop(first);
+    let second = tokio::runtime::Runtime::new().expect("runtime");
+    let got = second
+        .block_on(c.get(b"k"))
+        .expect("get on a new connection");
+    assert_eq!(got.expect("hit").data, b"v");
+    assert_eq!(c.stats_counters().connects.load(Ordering::Relaxed), 2);
+}
