@@ -6,4 +6,5 @@
 //! protocol quirks exactly (tokenising on spaces only, `strtoul`-style numbers, the 2048-byte line
 //! rule), because byte-for-byte compatibility with memcached is the product.
 
+pub mod binary;
 pub mod text;

@@ -262,8 +262,7 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
         bail!("Cannot set item size limit higher than 1/2 of memory max.");
     }
     match flags.protocol.as_str() {
-        "auto" | "ascii" => {}
-        "binary" => bail!("-B binary: the binary protocol is not implemented yet; use ascii or auto"),
+        "auto" | "ascii" | "binary" => {}
         other => bail!(
             "Invalid value for binding protocol: {other}\n -- should be one of auto, binary, or ascii"
         ),
@@ -381,8 +380,8 @@ pub const HELP: &str = "ferrocached (memcached 1.6.18 compatible)
                           starvation (default: 20)
 -C, --disable-cas         disable use of CAS
 -b, --listen-backlog=<num> set the backlog queue limit (default: 1024)
--B, --protocol=<name>     protocol - ascii or auto (default: auto; binary is
-                          not implemented yet)
+-B, --protocol=<name>     protocol - one of ascii, binary, or auto (default:
+                          auto-negotiate on each connection's first byte)
 -I, --max-item-size=<num> adjusts max item size
                           (default: 1m, min: 1k, max: 1024m)
 -F, --disable-flush-all   disable flush_all command

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
+use ferrocache_protocol::binary::BinaryParse;
 use ferrocache_protocol::text::{self, Parse, ParseConfig};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
@@ -47,10 +48,14 @@ where
     };
     let mut rbuf = BytesMut::with_capacity(READ_BUFFER);
     let mut swallow = 0usize;
+    let mut binary_mode: Option<bool> = None;
+    // Key, extras and a value of the largest item: a bigger binary body cannot be valid.
+    let max_binary_body = shared.config.store.item_size_max + 1024;
     let mut ctx = Ctx {
         shared: &shared,
         out: Output::default(),
         counters: ConnCounters::default(),
+        close_after_reply: false,
     };
     'conn: loop {
         let read = match idle {
@@ -82,20 +87,57 @@ where
                     break;
                 }
             }
-            let next = match text::parse(&rbuf, &parse_config) {
-                Parse::Incomplete(hint) => {
-                    if let Some(total) = hint {
-                        rbuf.reserve(total.saturating_sub(rbuf.len()));
+            if rbuf.is_empty() {
+                break;
+            }
+            // The first byte of a connection picks its protocol, as memcached's -B auto does.
+            let binary = *binary_mode.get_or_insert_with(|| {
+                rbuf[0] == ferrocache_protocol::binary::REQUEST_MAGIC
+                    && shared.config.protocol != "ascii"
+            });
+            if !binary && shared.config.protocol == "binary" {
+                break 'conn;
+            }
+            let next = if binary {
+                match ferrocache_protocol::binary::parse(&rbuf, max_binary_body) {
+                    BinaryParse::Incomplete(hint) => {
+                        if let Some(total) = hint {
+                            rbuf.reserve(total.saturating_sub(rbuf.len()));
+                        }
+                        break;
                     }
-                    break;
+                    BinaryParse::Invalid => break 'conn,
+                    BinaryParse::TooLarge {
+                        opcode,
+                        opaque,
+                        body,
+                    } => {
+                        ctx.binary_too_large(opcode, opaque);
+                        rbuf.advance(24);
+                        Next::Swallow(body)
+                    }
+                    BinaryParse::Done(request, used) => {
+                        let next = ctx.binary(request);
+                        rbuf.advance(used);
+                        next
+                    }
                 }
-                Parse::Done(request, used) => {
-                    if tracing::enabled!(tracing::Level::DEBUG) {
-                        log_command(id, &rbuf[..used]);
+            } else {
+                match text::parse(&rbuf, &parse_config) {
+                    Parse::Incomplete(hint) => {
+                        if let Some(total) = hint {
+                            rbuf.reserve(total.saturating_sub(rbuf.len()));
+                        }
+                        break;
                     }
-                    let next = ctx.dispatch(request);
-                    rbuf.advance(used);
-                    next
+                    Parse::Done(request, used) => {
+                        if tracing::enabled!(tracing::Level::DEBUG) {
+                            log_command(id, &rbuf[..used]);
+                        }
+                        let next = ctx.dispatch(request);
+                        rbuf.advance(used);
+                        next
+                    }
                 }
             };
             match next {

@@ -25,6 +25,8 @@ pub struct Ctx<'s> {
     pub shared: &'s Shared,
     pub out: Output,
     pub counters: ConnCounters,
+    /// Set by a reply after which memcached closes the connection (binary "Invalid arguments").
+    pub close_after_reply: bool,
 }
 
 impl Ctx<'_> {
@@ -273,6 +275,17 @@ impl Ctx<'_> {
             DeltaOutcome::OutOfMemory => self.reply(reply::SERVER_ERROR_OUT_OF_MEMORY, noreply),
         }
         Next::Continue
+    }
+
+    /// The text protocol's `stats <args>` reply, for the binary protocol to re-frame. False when
+    /// the group is unknown.
+    pub fn stats_text(&mut self, into: &mut Vec<u8>, args: &[u8]) -> bool {
+        let pending = std::mem::take(&mut self.out);
+        self.stats(args);
+        let reply = std::mem::replace(&mut self.out, pending).into_text();
+        let known = !reply.starts_with(b"ERROR") && !reply.starts_with(b"CLIENT_ERROR");
+        into.extend_from_slice(&reply);
+        known
     }
 
     fn stats(&mut self, args: &[u8]) {

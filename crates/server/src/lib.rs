@@ -2,6 +2,7 @@
 //! (`ferrocache-protocol`) and the cache engine (`ferrocache-store`) to TCP and unix sockets:
 //! flags, listeners, connections, dispatch and stats.
 
+mod binary;
 pub mod clock;
 pub mod config;
 mod conn;

@@ -155,7 +155,7 @@ impl Ctx<'_> {
         let store = &self.shared.store;
         let now = self.shared.clock.now();
         if let Some(cas) = flags.compare_cas {
-            match store.get(key, now) {
+            match store.peek(key, now) {
                 None => {
                     status(self.out.text(), "NF", flags, key, &Known::default());
                     return;
@@ -211,7 +211,7 @@ impl Ctx<'_> {
             }
         };
         let wants_item = flags.iter().any(|t| matches!(t[0], b't' | b'c'));
-        let known = match wants_item.then(|| store.get(key, now)).flatten() {
+        let known = match wants_item.then(|| store.peek(key, now)).flatten() {
             Some(item) => Known {
                 ttl: Some(ttl_left(item.exptime, now)),
                 cas: Some(item.cas),

@@ -30,6 +30,12 @@ impl Output {
 
     /// Queues a value's bytes followed by `\r\n`.
     pub fn value(&mut self, value: &Bytes) {
+        self.value_raw(value);
+        self.tail.extend_from_slice(b"\r\n");
+    }
+
+    /// Queues raw value bytes (the binary protocol has no line ending after a value).
+    pub fn value_raw(&mut self, value: &Bytes) {
         if value.len() >= BY_REFERENCE {
             self.seal();
             self.len += value.len();
@@ -37,7 +43,16 @@ impl Output {
         } else {
             self.tail.extend_from_slice(value);
         }
-        self.tail.extend_from_slice(b"\r\n");
+    }
+
+    /// All pending output as one buffer (for small replies rendered apart, like stats).
+    pub fn into_text(mut self) -> Vec<u8> {
+        self.seal();
+        let mut all = Vec::with_capacity(self.len);
+        for segment in &self.segments {
+            all.extend_from_slice(segment);
+        }
+        all
     }
 
     fn seal(&mut self) {

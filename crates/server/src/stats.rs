@@ -247,6 +247,7 @@ pub fn settings(out: &mut Vec<u8>, shared: &Shared, verbosity: u32) {
     st(out, "tcp_backlog", &c.backlog);
     let binding = match c.protocol.as_str() {
         "ascii" => "ascii",
+        "binary" => "binary",
         _ => "auto-negotiate",
     };
     st(out, "binding_protocol", &binding);

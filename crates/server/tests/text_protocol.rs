@@ -307,3 +307,45 @@ fn meta_commands() {
     assert_eq!(c.line("ma nope\r\n"), "NF\r\n");
     assert_eq!(c.line("mg foo f f\r\n"), "CLIENT_ERROR duplicate flag\r\n");
 }
+
+/// A binary-protocol frame: header, extras, key, value.
+fn frame(opcode: u8, key: &[u8], extras: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x80, opcode];
+    out.extend_from_slice(&(key.len() as u16).to_be_bytes());
+    out.push(extras.len() as u8);
+    out.extend_from_slice(&[0, 0, 0]);
+    out.extend_from_slice(&((extras.len() + key.len() + value.len()) as u32).to_be_bytes());
+    out.extend_from_slice(&[0, 0, 0, 42]);
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(extras);
+    out.extend_from_slice(key);
+    out.extend_from_slice(value);
+    out
+}
+
+#[test]
+fn binary_protocol_is_negotiated_per_connection() {
+    let s = server();
+    let mut c = s.connect();
+    let mut request = frame(0x01, b"k", &[0, 0, 0, 9, 0, 0, 0, 0], b"value");
+    request.extend(frame(0x00, b"k", &[], b""));
+    request.extend(frame(0x00, b"missing", &[], b""));
+    c.send(&request);
+    let set = c.read_exact(24);
+    assert_eq!(&set[..2], &[0x81, 0x01]);
+    assert_eq!(&set[6..8], &[0, 0], "status OK");
+    assert_eq!(&set[12..16], &[0, 0, 0, 42], "opaque echoed");
+    let get = c.read_exact(24 + 4 + 5);
+    assert_eq!(&get[6..8], &[0, 0]);
+    assert_eq!(&get[24..28], &9u32.to_be_bytes(), "flags in the extras");
+    assert_eq!(&get[28..], b"value");
+    let miss = c.read_exact(24 + 9);
+    assert_eq!(&miss[6..8], &[0, 1], "key not found");
+    assert_eq!(&miss[24..], b"Not found");
+    // The text protocol still works on other connections.
+    let mut text = s.connect();
+    assert_eq!(
+        text.request("get k\r\n", "END\r\n"),
+        "VALUE k 9 5\r\nvalue\r\nEND\r\n"
+    );
+}

@@ -17,6 +17,14 @@ impl Store {
         Some(shard.slot(id).to_item(self.config.use_cas))
     }
 
+    /// Reads an item without counting a hit or marking it accessed: for protocol replies that
+    /// report the state a write left (the binary protocol's CAS after a store, meta's `c` flag).
+    pub fn peek(&self, key: &[u8], now: RelTime) -> Option<Item> {
+        let (mut shard, _, hash, ctx) = self.locked(key, now);
+        let id = shard.find_live(hash, key, &ctx)?;
+        Some(shard.slot(id).to_item(self.config.use_cas))
+    }
+
     /// `gat`/`gats`: get and set a new exptime; the CAS id stays. memcached 1.6.18 counts these
     /// as touches only: after `gat 100 k` on a hit, `stats` shows cmd_touch 1, touch_hits 1,
     /// get_hits 0, cmd_get 0; on a miss touch_misses 1 and get_misses 0 (cmd_* are the server's).

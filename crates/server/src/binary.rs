@@ -1,0 +1,423 @@
+//! The binary protocol's opcodes over the store, as memcached 1.6.18 answers them: statuses and
+//! error texts from `ferrocache_protocol::binary`, quiet variants silent on success (and `GETQ`
+//! on a miss), errors always answered.
+
+use ferrocache_protocol::binary::{opcode::*, response, status, BinaryRequest, Header};
+use ferrocache_store::{DeleteOutcome, DeltaOutcome, StoreMode, StoreOutcome};
+
+use crate::dispatch::{Ctx, Next};
+
+fn is_quiet(op: u8) -> bool {
+    matches!(
+        op,
+        GETQ | GETKQ
+            | SETQ
+            | ADDQ
+            | REPLACEQ
+            | DELETEQ
+            | INCREMENTQ
+            | DECREMENTQ
+            | QUITQ
+            | FLUSHQ
+            | APPENDQ
+            | PREPENDQ
+            | GATQ
+            | GATKQ
+    )
+}
+
+/// The non-quiet opcode a quiet one answers as.
+fn loud(op: u8) -> u8 {
+    match op {
+        GETQ => GET,
+        GETKQ => GETK,
+        SETQ => SET,
+        ADDQ => ADD,
+        REPLACEQ => REPLACE,
+        DELETEQ => DELETE,
+        INCREMENTQ => INCREMENT,
+        DECREMENTQ => DECREMENT,
+        QUITQ => QUIT,
+        FLUSHQ => FLUSH,
+        APPENDQ => APPEND,
+        PREPENDQ => PREPEND,
+        GATQ => GAT,
+        GATKQ => GATK,
+        other => other,
+    }
+}
+
+impl Ctx<'_> {
+    fn bin_error(&mut self, r: &BinaryRequest<'_>, code: u16) {
+        // memcached closes a binary connection after answering "Invalid arguments".
+        self.close_after_reply |= code == status::INVALID_ARGUMENTS;
+        let text = status::text(code);
+        let out = self.out.text();
+        response(
+            out,
+            Header {
+                opcode: r.opcode,
+                status: code,
+                opaque: r.opaque,
+                cas: 0,
+            },
+            &[],
+            &[],
+            text.len(),
+        );
+        out.extend_from_slice(text.as_bytes());
+    }
+
+    fn bin_ok(&mut self, r: &BinaryRequest<'_>, cas: u64, value: &[u8]) {
+        if is_quiet(r.opcode) {
+            return;
+        }
+        let out = self.out.text();
+        response(
+            out,
+            Header {
+                opcode: r.opcode,
+                status: status::OK,
+                opaque: r.opaque,
+                cas,
+            },
+            &[],
+            &[],
+            value.len(),
+        );
+        out.extend_from_slice(value);
+    }
+
+    /// A request whose body is over the item size limit (its body is being swallowed).
+    pub fn binary_too_large(&mut self, opcode: u8, opaque: u32) {
+        self.counters.store_too_large += 1;
+        let text = status::text(status::TOO_LARGE);
+        let out = self.out.text();
+        response(
+            out,
+            Header {
+                opcode,
+                status: status::TOO_LARGE,
+                opaque,
+                cas: 0,
+            },
+            &[],
+            &[],
+            text.len(),
+        );
+        out.extend_from_slice(text.as_bytes());
+    }
+
+    /// Handles one binary request.
+    pub fn binary(&mut self, r: BinaryRequest<'_>) -> Next {
+        let keyed = match loud(r.opcode) {
+            NOOP | VERSION | STAT | FLUSH | QUIT | VERBOSITY => false,
+            GET | GETK | GAT | GATK | TOUCH | SET | ADD | REPLACE | APPEND | PREPEND | DELETE
+            | INCREMENT | DECREMENT => true,
+            _ => {
+                self.bin_error(&r, status::UNKNOWN_COMMAND);
+                return Next::Continue;
+            }
+        };
+        if keyed && (r.key.is_empty() || r.key.len() > 250) {
+            self.bin_error(&r, status::INVALID_ARGUMENTS);
+            return Next::CloseAfterWrite;
+        }
+        let next = self.binary_op(&r);
+        if self.close_after_reply {
+            return Next::CloseAfterWrite;
+        }
+        next
+    }
+
+    fn binary_op(&mut self, r: &BinaryRequest<'_>) -> Next {
+        let r = *r;
+        let clock = &self.shared.clock;
+        let now = clock.now();
+        match loud(r.opcode) {
+            GET | GETK => self.bin_get(&r, None),
+            GAT | GATK => match r.extra_u32(0).filter(|_| r.extras.len() == 4) {
+                Some(exptime) => self.bin_get(&r, Some(clock.exptime_to_rel(exptime as i32))),
+                None => self.bin_error(&r, status::INVALID_ARGUMENTS),
+            },
+            TOUCH => match r.extra_u32(0).filter(|_| r.extras.len() == 4) {
+                Some(exptime) => self.bin_get(&r, Some(clock.exptime_to_rel(exptime as i32))),
+                None => self.bin_error(&r, status::INVALID_ARGUMENTS),
+            },
+            SET | ADD | REPLACE => self.bin_store(&r),
+            APPEND | PREPEND => self.bin_store(&r),
+            DELETE => self.bin_delete(&r),
+            INCREMENT | DECREMENT => self.bin_delta(&r),
+            QUIT => {
+                self.bin_ok(&r, 0, &[]);
+                return Next::CloseAfterWrite;
+            }
+            FLUSH => {
+                self.counters.cmd_flush += 1;
+                let delay = r.extra_u32(0).unwrap_or(0) as i32;
+                self.shared.store.flush_all(clock.flush_point(delay), now);
+                self.bin_ok(&r, 0, &[]);
+            }
+            NOOP => self.bin_ok(&r, 0, &[]),
+            VERSION => {
+                let version = crate::config::MEMCACHED_VERSION;
+                self.bin_ok(&r, 0, version.as_bytes());
+            }
+            VERBOSITY => self.bin_ok(&r, 0, &[]),
+            STAT => self.bin_stats(&r),
+            _ => self.bin_error(&r, status::UNKNOWN_COMMAND),
+        }
+        Next::Continue
+    }
+
+    fn bin_get(&mut self, r: &BinaryRequest<'_>, touch: Option<u32>) {
+        if !r.value.is_empty() || r.extras.len() != if touch.is_some() { 4 } else { 0 } {
+            self.bin_error(r, status::INVALID_ARGUMENTS);
+            return;
+        }
+        let now = self.shared.clock.now();
+        let item = match touch {
+            None => {
+                self.counters.cmd_get += 1;
+                self.shared.store.get(r.key, now)
+            }
+            Some(exptime) => {
+                self.counters.cmd_touch += 1;
+                self.shared.store.get_and_touch(r.key, exptime, now)
+            }
+        };
+        let with_key = matches!(loud(r.opcode), GETK | GATK);
+        match item {
+            Some(item) => {
+                let key: &[u8] = if with_key { r.key } else { &[] };
+                let flags = item.flags.to_be_bytes();
+                // TOUCH answers like a get without the value.
+                let value_len = if r.opcode == TOUCH {
+                    0
+                } else {
+                    item.value.len()
+                };
+                let out = self.out.text();
+                response(
+                    out,
+                    Header {
+                        opcode: r.opcode,
+                        status: status::OK,
+                        opaque: r.opaque,
+                        cas: item.cas,
+                    },
+                    &flags,
+                    key,
+                    value_len,
+                );
+                if value_len > 0 {
+                    self.out.value_raw(&item.value);
+                }
+            }
+            None if is_quiet(r.opcode) => {}
+            None if with_key => {
+                let out = self.out.text();
+                response(
+                    out,
+                    Header {
+                        opcode: r.opcode,
+                        status: status::KEY_NOT_FOUND,
+                        opaque: r.opaque,
+                        cas: 0,
+                    },
+                    &[],
+                    r.key,
+                    0,
+                );
+            }
+            None => self.bin_error(r, status::KEY_NOT_FOUND),
+        }
+    }
+
+    fn bin_store(&mut self, r: &BinaryRequest<'_>) {
+        let op = loud(r.opcode);
+        let appending = matches!(op, APPEND | PREPEND);
+        let (flags, exptime) = if appending {
+            if !r.extras.is_empty() {
+                self.bin_error(r, status::INVALID_ARGUMENTS);
+                return;
+            }
+            (0, 0)
+        } else {
+            match (r.extra_u32(0), r.extra_u32(4)) {
+                (Some(flags), Some(exptime)) if r.extras.len() == 8 => (flags, exptime as i32),
+                _ => {
+                    self.bin_error(r, status::INVALID_ARGUMENTS);
+                    return;
+                }
+            }
+        };
+        let config = &self.shared.config.store;
+        if !ferrocache_store::item_size_ok(
+            config.item_size_max,
+            config.use_cas,
+            r.key.len(),
+            flags,
+            r.value.len(),
+        ) {
+            self.counters.store_too_large += 1;
+            self.bin_error(r, status::TOO_LARGE);
+            return;
+        }
+        self.counters.cmd_set += 1;
+        let mode = match (op, r.cas) {
+            (SET, 0) => StoreMode::Set,
+            (ADD, _) => StoreMode::Add,
+            (APPEND, _) => StoreMode::Append,
+            (PREPEND, _) => StoreMode::Prepend,
+            (REPLACE, 0) => StoreMode::Replace,
+            // A non-zero CAS turns set and replace into compare-and-swap.
+            (_, cas) => StoreMode::Cas(cas),
+        };
+        let clock = &self.shared.clock;
+        let now = clock.now();
+        let outcome = self.shared.store.store(
+            mode,
+            r.key,
+            flags,
+            clock.exptime_to_rel(exptime),
+            r.value,
+            now,
+        );
+        match outcome {
+            StoreOutcome::Stored => {
+                let cas = self.shared.store.peek(r.key, now).map_or(0, |i| i.cas);
+                self.bin_ok(r, cas, &[]);
+            }
+            StoreOutcome::Exists => self.bin_error(r, status::KEY_EXISTS),
+            StoreOutcome::NotFound => self.bin_error(r, status::KEY_NOT_FOUND),
+            // memcached answers a failed add with EXISTS and a failed replace/append with
+            // NOT_FOUND... in the binary protocol: NOT_STORED for append/prepend, EXISTS for add.
+            StoreOutcome::NotStored => {
+                let code = match op {
+                    ADD => status::KEY_EXISTS,
+                    REPLACE => status::KEY_NOT_FOUND,
+                    _ => status::NOT_STORED,
+                };
+                self.bin_error(r, code);
+            }
+            StoreOutcome::TooLarge => self.bin_error(r, status::TOO_LARGE),
+            StoreOutcome::OutOfMemory => {
+                self.counters.store_no_memory += 1;
+                self.bin_error(r, status::OUT_OF_MEMORY);
+            }
+        }
+    }
+
+    fn bin_delete(&mut self, r: &BinaryRequest<'_>) {
+        if !r.extras.is_empty() || !r.value.is_empty() {
+            self.bin_error(r, status::INVALID_ARGUMENTS);
+            return;
+        }
+        let store = &self.shared.store;
+        let now = self.shared.clock.now();
+        if r.cas != 0 {
+            match store.peek(r.key, now) {
+                Some(item) if item.cas != r.cas => {
+                    self.bin_error(r, status::KEY_EXISTS);
+                    return;
+                }
+                _ => {}
+            }
+        }
+        match store.delete(r.key, now) {
+            DeleteOutcome::Deleted => self.bin_ok(r, 0, &[]),
+            DeleteOutcome::NotFound => self.bin_error(r, status::KEY_NOT_FOUND),
+        }
+    }
+
+    fn bin_delta(&mut self, r: &BinaryRequest<'_>) {
+        let (Some(delta), Some(initial), Some(exptime)) =
+            (r.extra_u64(0), r.extra_u64(8), r.extra_u32(16))
+        else {
+            self.bin_error(r, status::INVALID_ARGUMENTS);
+            return;
+        };
+        if r.extras.len() != 20 || !r.value.is_empty() {
+            self.bin_error(r, status::INVALID_ARGUMENTS);
+            return;
+        }
+        let incr = loud(r.opcode) == INCREMENT;
+        let store = &self.shared.store;
+        let clock = &self.shared.clock;
+        let now = clock.now();
+        let value = match store.delta(r.key, incr, delta, now) {
+            DeltaOutcome::Value(v) => v,
+            // 0xffffffff as exptime means "do not create".
+            DeltaOutcome::NotFound if exptime != u32::MAX => {
+                let text = initial.to_string();
+                let rel = clock.exptime_to_rel(exptime as i32);
+                match store.store(StoreMode::Add, r.key, 0, rel, text.as_bytes(), now) {
+                    StoreOutcome::Stored => initial,
+                    _ => {
+                        self.bin_error(r, status::KEY_EXISTS);
+                        return;
+                    }
+                }
+            }
+            DeltaOutcome::NotFound => {
+                self.bin_error(r, status::KEY_NOT_FOUND);
+                return;
+            }
+            DeltaOutcome::NonNumeric => {
+                self.bin_error(r, status::NON_NUMERIC);
+                return;
+            }
+            DeltaOutcome::OutOfMemory => {
+                self.bin_error(r, status::OUT_OF_MEMORY);
+                return;
+            }
+        };
+        let cas = store.peek(r.key, now).map_or(0, |i| i.cas);
+        self.bin_ok(r, cas, &value.to_be_bytes());
+    }
+
+    /// `STAT [group]`: one response per statistic, then an empty one.
+    fn bin_stats(&mut self, r: &BinaryRequest<'_>) {
+        let mut text = Vec::new();
+        let group = String::from_utf8_lossy(r.key).into_owned();
+        if !self.stats_text(&mut text, group.as_bytes()) {
+            self.bin_error(r, status::KEY_NOT_FOUND);
+            return;
+        }
+        let out = self.out.text();
+        for line in text.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let Some(stat) = line.strip_prefix(b"STAT ") else {
+                continue;
+            };
+            let split = stat.iter().position(|&b| b == b' ').unwrap_or(stat.len());
+            let (name, value) = (&stat[..split], stat.get(split + 1..).unwrap_or(&[]));
+            response(
+                out,
+                Header {
+                    opcode: r.opcode,
+                    status: status::OK,
+                    opaque: r.opaque,
+                    cas: 0,
+                },
+                &[],
+                name,
+                value.len(),
+            );
+            out.extend_from_slice(value);
+        }
+        response(
+            out,
+            Header {
+                opcode: r.opcode,
+                status: status::OK,
+                opaque: r.opaque,
+                cas: 0,
+            },
+            &[],
+            &[],
+            0,
+        );
+    }
+}
