@@ -202,8 +202,11 @@ fn incomplete_line(buf: &[u8]) -> Parse<'_> {
     Parse::Incomplete(None)
 }
 
+/// Bytes the data block of an incomplete storage command will take: its length is token 4 of
+/// `set`-like commands and token 2 of `ms`.
 fn data_len_hint(tokens: &Tokens<'_>) -> usize {
-    parse_i32_like_strtol(tokens.get(4))
+    let length_token = if tokens.get(0) == b"ms" { 2 } else { 4 };
+    parse_i32_like_strtol(tokens.get(length_token))
         .and_then(|n| usize::try_from(n).ok())
         .map_or(0, |n| n + 2)
 }
@@ -609,6 +612,18 @@ mod tests {
                 let keys: Vec<_> = keys.collect();
                 assert_eq!(keys, vec![Ok(&b"a"[..])]);
             }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Found by `cargo fuzz` (fuzz/fuzz_targets/text_parser.rs): an incomplete `ms` got the hint
+    /// of a `set` (its length is token 2, not 4), so the hint said the request already fit.
+    #[test]
+    fn incomplete_meta_set_hints_its_data_length() {
+        let input =
+            b"ms tfoo1\x14  300 F5 q O1 k\r\nbar\r\nmg foo v f s t c \xf5\r\nma n N0 mn\x14\n";
+        match parse(input, &CONFIG) {
+            Parse::Incomplete(Some(total)) => assert_eq!(total, 26 + 302),
             other => panic!("{other:?}"),
         }
     }
