@@ -47,24 +47,23 @@ fn loud(op: u8) -> u8 {
     }
 }
 
+/// The response header for request `r`: same opcode and opaque.
+fn header(r: &BinaryRequest<'_>, status: u16, cas: u64) -> Header {
+    Header {
+        opcode: r.opcode,
+        status,
+        opaque: r.opaque,
+        cas,
+    }
+}
+
 impl Ctx<'_> {
     fn bin_error(&mut self, r: &BinaryRequest<'_>, code: u16) {
         // memcached closes a binary connection after answering "Invalid arguments".
         self.close_after_reply |= code == status::INVALID_ARGUMENTS;
         let text = status::text(code);
         let out = self.out.text();
-        response(
-            out,
-            Header {
-                opcode: r.opcode,
-                status: code,
-                opaque: r.opaque,
-                cas: 0,
-            },
-            &[],
-            &[],
-            text.len(),
-        );
+        response(out, header(r, code, 0), &[], &[], text.len());
         out.extend_from_slice(text.as_bytes());
     }
 
@@ -73,18 +72,7 @@ impl Ctx<'_> {
             return;
         }
         let out = self.out.text();
-        response(
-            out,
-            Header {
-                opcode: r.opcode,
-                status: status::OK,
-                opaque: r.opaque,
-                cas,
-            },
-            &[],
-            &[],
-            value.len(),
-        );
+        response(out, header(r, status::OK, cas), &[], &[], value.len());
         out.extend_from_slice(value);
     }
 
@@ -198,18 +186,7 @@ impl Ctx<'_> {
                     item.value.len()
                 };
                 let out = self.out.text();
-                response(
-                    out,
-                    Header {
-                        opcode: r.opcode,
-                        status: status::OK,
-                        opaque: r.opaque,
-                        cas: item.cas,
-                    },
-                    &flags,
-                    key,
-                    value_len,
-                );
+                response(out, header(r, status::OK, item.cas), &flags, key, value_len);
                 if value_len > 0 {
                     self.out.value_raw(&item.value);
                 }
@@ -217,18 +194,7 @@ impl Ctx<'_> {
             None if is_quiet(r.opcode) => {}
             None if with_key => {
                 let out = self.out.text();
-                response(
-                    out,
-                    Header {
-                        opcode: r.opcode,
-                        status: status::KEY_NOT_FOUND,
-                        opaque: r.opaque,
-                        cas: 0,
-                    },
-                    &[],
-                    r.key,
-                    0,
-                );
+                response(out, header(r, status::KEY_NOT_FOUND, 0), &[], r.key, 0);
             }
             None => self.bin_error(r, status::KEY_NOT_FOUND),
         }
@@ -393,31 +359,9 @@ impl Ctx<'_> {
             };
             let split = stat.iter().position(|&b| b == b' ').unwrap_or(stat.len());
             let (name, value) = (&stat[..split], stat.get(split + 1..).unwrap_or(&[]));
-            response(
-                out,
-                Header {
-                    opcode: r.opcode,
-                    status: status::OK,
-                    opaque: r.opaque,
-                    cas: 0,
-                },
-                &[],
-                name,
-                value.len(),
-            );
+            response(out, header(r, status::OK, 0), &[], name, value.len());
             out.extend_from_slice(value);
         }
-        response(
-            out,
-            Header {
-                opcode: r.opcode,
-                status: status::OK,
-                opaque: r.opaque,
-                cas: 0,
-            },
-            &[],
-            &[],
-            0,
-        );
+        response(out, header(r, status::OK, 0), &[], &[], 0);
     }
 }
