@@ -63,25 +63,23 @@ enum Spec {
     Existing { name: String, addr: String },
 }
 
+/// Splits `NAME=VALUE`, saying which flag wanted what when it is not.
+fn name_value<'a>(spec: &'a str, flag: &str, wants: &str) -> anyhow::Result<(String, String)> {
+    let (name, value) = spec
+        .split_once('=')
+        .ok_or_else(|| anyhow::anyhow!("{flag} wants NAME={wants}, got {spec}"))?;
+    Ok((name.to_string(), value.to_string()))
+}
+
 fn specs(cli: &Cli) -> anyhow::Result<Vec<Spec>> {
     let mut out = Vec::new();
     for spec in &cli.servers {
-        let (name, bin) = spec
-            .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("--server wants NAME=PATH, got {spec}"))?;
-        out.push(Spec::Start {
-            name: name.into(),
-            bin: bin.into(),
-        });
+        let (name, bin) = name_value(spec, "--server", "PATH")?;
+        out.push(Spec::Start { name, bin });
     }
     for spec in &cli.targets {
-        let (name, addr) = spec
-            .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("--target wants NAME=HOST:PORT, got {spec}"))?;
-        out.push(Spec::Existing {
-            name: name.into(),
-            addr: addr.into(),
-        });
+        let (name, addr) = name_value(spec, "--target", "HOST:PORT")?;
+        out.push(Spec::Existing { name, addr });
     }
     anyhow::ensure!(!out.is_empty(), "give at least one --server or --target");
     Ok(out)
