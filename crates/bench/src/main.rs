@@ -64,7 +64,7 @@ enum Spec {
 }
 
 /// Splits `NAME=VALUE`, saying which flag wanted what when it is not.
-fn name_value<'a>(spec: &'a str, flag: &str, wants: &str) -> anyhow::Result<(String, String)> {
+fn name_value(spec: &str, flag: &str, wants: &str) -> anyhow::Result<(String, String)> {
     let (name, value) = spec
         .split_once('=')
         .ok_or_else(|| anyhow::anyhow!("{flag} wants NAME={wants}, got {spec}"))?;
