@@ -125,11 +125,11 @@ impl Ctx<'_> {
         match loud(r.opcode) {
             GET | GETK => self.bin_get(&r, None),
             GAT | GATK => match r.extra_u32(0).filter(|_| r.extras.len() == 4) {
-                Some(exptime) => self.bin_get(&r, Some(clock.exptime_to_rel(exptime as i32))),
+                Some(exptime) => self.bin_get(&r, Some(clock.binary_exptime_to_rel(exptime))),
                 None => self.bin_error(&r, status::INVALID_ARGUMENTS),
             },
             TOUCH => match r.extra_u32(0).filter(|_| r.extras.len() == 4) {
-                Some(exptime) => self.bin_get(&r, Some(clock.exptime_to_rel(exptime as i32))),
+                Some(exptime) => self.bin_get(&r, Some(clock.binary_exptime_to_rel(exptime))),
                 None => self.bin_error(&r, status::INVALID_ARGUMENTS),
             },
             SET | ADD | REPLACE => self.bin_store(&r),
@@ -142,7 +142,7 @@ impl Ctx<'_> {
             }
             FLUSH => {
                 self.counters.cmd_flush += 1;
-                let delay = r.extra_u32(0).unwrap_or(0) as i32;
+                let delay = i64::from(r.extra_u32(0).unwrap_or(0));
                 self.shared.store.flush_all(clock.flush_point(delay), now);
                 self.bin_ok(&r, 0, &[]);
             }
@@ -211,7 +211,7 @@ impl Ctx<'_> {
             (0, 0)
         } else {
             match (r.extra_u32(0), r.extra_u32(4)) {
-                (Some(flags), Some(exptime)) if r.extras.len() == 8 => (flags, exptime as i32),
+                (Some(flags), Some(exptime)) if r.extras.len() == 8 => (flags, exptime),
                 _ => {
                     self.bin_error(r, status::INVALID_ARGUMENTS);
                     return;
@@ -246,7 +246,7 @@ impl Ctx<'_> {
             mode,
             r.key,
             flags,
-            clock.exptime_to_rel(exptime),
+            clock.binary_exptime_to_rel(exptime),
             r.value,
             now,
         );
@@ -317,7 +317,7 @@ impl Ctx<'_> {
             // 0xffffffff as exptime means "do not create".
             DeltaOutcome::NotFound if exptime != u32::MAX => {
                 let text = initial.to_string();
-                let rel = clock.exptime_to_rel(exptime as i32);
+                let rel = clock.binary_exptime_to_rel(exptime);
                 match store.store(StoreMode::Add, r.key, 0, rel, text.as_bytes(), now) {
                     StoreOutcome::Stored => initial,
                     _ => {

@@ -60,6 +60,12 @@ impl Clock {
         self.realtime(exptime)
     }
 
+    /// The binary protocol's exptime: memcached widens the unsigned 32-bit field to `time_t`, so
+    /// it is never negative; 0xffffffff is an absolute time in 2106, not "already expired".
+    pub fn binary_exptime_to_rel(&self, exptime: u32) -> RelTime {
+        self.realtime(i64::from(exptime))
+    }
+
     fn realtime(&self, exptime: i64) -> RelTime {
         if exptime == 0 {
             return 0;
@@ -74,9 +80,9 @@ impl Clock {
     }
 
     /// memcached's `flush_all [delay]`: the relative time from which items stored before are gone.
-    pub fn flush_point(&self, delay: i32) -> RelTime {
+    pub fn flush_point(&self, delay: i64) -> RelTime {
         if delay > 0 {
-            self.realtime(i64::from(delay))
+            self.realtime(delay)
         } else {
             self.now()
         }
@@ -109,5 +115,12 @@ mod tests {
         // An absolute time one hour ahead.
         let in_an_hour = clock.unix_now() + 3600;
         assert_eq!(clock.exptime_to_rel(in_an_hour as i32), now + 3600);
+        // The binary protocol's field is unsigned: all ones is far in the future.
+        assert_eq!(clock.binary_exptime_to_rel(0), 0);
+        assert_eq!(clock.binary_exptime_to_rel(10), now + 10);
+        assert_eq!(
+            clock.binary_exptime_to_rel(u32::MAX),
+            (i64::from(u32::MAX) - clock.process_started) as u32
+        );
     }
 }

@@ -95,7 +95,7 @@ impl Ctx<'_> {
                 let clock = &self.shared.clock;
                 self.shared
                     .store
-                    .flush_all(clock.flush_point(delay), clock.now());
+                    .flush_all(clock.flush_point(i64::from(delay)), clock.now());
                 self.reply(reply::OK, noreply);
                 Next::Continue
             }

@@ -19,11 +19,13 @@ succeeds() {
   local name="$1" out
   shift
   ran=$((ran + 1))
-  if out="$("$@" 2>&1)"; then
+  out="$("$@" 2>&1)"
+  local status=$?
+  if [ "$status" = 0 ]; then
     echo "ok $name"
   else
     failed=$((failed + 1))
-    echo "not ok $name: exit $? from $1: $(printf '%s' "$out" | tail -2 | tr '\n' ' ')"
+    echo "not ok $name: exit $status from $1: $(printf '%s' "$out" | tail -2 | tr '\n' ' ')"
   fi
 }
 
