@@ -167,11 +167,11 @@ impl Ctx<'_> {
         let item = match touch {
             None => {
                 self.counters.cmd_get += 1;
-                self.shared.store.get(r.key, now)
+                self.shared.store.get(r.key, true, now)
             }
             Some(exptime) => {
                 self.counters.cmd_touch += 1;
-                self.shared.store.get_and_touch(r.key, exptime, now)
+                self.shared.store.get_and_touch(r.key, exptime, true, now)
             }
         };
         let with_key = matches!(loud(r.opcode), GETK | GATK);

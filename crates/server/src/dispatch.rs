@@ -194,11 +194,11 @@ impl Ctx<'_> {
             let item = match touch {
                 None => {
                     self.counters.cmd_get += 1;
-                    store.get(key, now)
+                    store.get(key, cas, now)
                 }
                 Some(exptime) => {
                     self.counters.cmd_touch += 1;
-                    store.get_and_touch(key, exptime, now)
+                    store.get_and_touch(key, exptime, cas, now)
                 }
             };
             if let Some(item) = item {

@@ -31,6 +31,7 @@ pub fn run(config: ServerConfig) -> anyhow::Result<()> {
 async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let shared = Arc::new(Shared::new(config));
     let next_id = Arc::new(AtomicU64::new(1));
+    tokio::spawn(reclaim_expired(shared.clone()));
     let mut unix_path = None;
     match &shared.config.listen {
         Listen::Tcp { interfaces, port } => {
@@ -62,6 +63,25 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(path);
     }
     Ok(())
+}
+
+/// Once a second, frees the segments whose items have all expired (memcached's LRU crawler does
+/// this work in the background), so expired items do not hold memory until they are met. It
+/// looks at each segment's latest exptime, never at items of segments still holding a live one.
+async fn reclaim_expired(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let shared = shared.clone();
+        // Off the workers: it locks each shard in turn.
+        if tokio::task::spawn_blocking(move || shared.store.reclaim_expired(shared.clock.now()))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
 }
 
 async fn wait_for_shutdown(shared: &Shared) {

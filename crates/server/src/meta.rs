@@ -85,16 +85,17 @@ impl Ctx<'_> {
     fn meta_get(&mut self, key: &[u8], flags: &MetaFlags<'_>) {
         let clock = &self.shared.clock;
         let now = clock.now();
+        let shows_cas = flags.iter().any(|t| t[0] == b'c');
         let item = match flags.ttl {
             Some(ttl) => {
                 self.counters.cmd_touch += 1;
                 self.shared
                     .store
-                    .get_and_touch(key, clock.exptime_to_rel(ttl), now)
+                    .get_and_touch(key, clock.exptime_to_rel(ttl), shows_cas, now)
             }
             None => {
                 self.counters.cmd_get += 1;
-                self.shared.store.get(key, now)
+                self.shared.store.get(key, shows_cas, now)
             }
         };
         let out = self.out.text();
@@ -235,7 +236,7 @@ impl Ctx<'_> {
     fn meta_debug(&mut self, key: &[u8]) {
         let now = self.shared.clock.now();
         let out = self.out.text();
-        match self.shared.store.get(key, now) {
+        match self.shared.store.get(key, false, now) {
             None => reply::line(out, "EN"),
             Some(item) => {
                 out.extend_from_slice(b"ME ");

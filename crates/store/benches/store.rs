@@ -36,7 +36,7 @@ fn get_hit(c: &mut Criterion) {
     c.bench_function("get_hit_32B", |b| {
         b.iter(|| {
             i = (i + 1) % KEYS;
-            store.get(&keys[i], 100).expect("filled")
+            store.get(&keys[i], true, 100).expect("filled")
         })
     });
 }
@@ -84,7 +84,7 @@ fn parallel_gets(c: &mut Criterion) {
                         scope.spawn(move || {
                             for j in 0..per_thread {
                                 let key = &keys[(t * 31 + j * 13) % KEYS];
-                                store.get(key, 100).expect("filled");
+                                store.get(key, true, 100).expect("filled");
                             }
                         });
                     }

@@ -1,89 +1,233 @@
-//! Eviction, behind a small interface so that a segment-based engine can replace it: a shard
-//! frees one item with [`Shard::evict_one`], and [`Store::make_room`] reserves bytes from the
-//! shared budget, taking victims from the shards in turn.
+//! Eviction: S3-FIFO (SOSP '23) over segments.
 //!
-//! The policy is CLOCK (second-chance FIFO) over each shard's slot arena: a hit only sets the
-//! item's visited bit, with no list to update; the hand clears visited bits as it passes and
-//! evicts the first item without one. A freed slot is reused by the next store, just behind the
-//! hand, so a new item gets a full turn of the clock before it can be evicted. Dead (expired or
-//! flushed) items the hand meets are reclaimed first, and counted as memcached's LRU tail does
-//! (`reclaimed`, `expired_unfetched`), never as evictions.
+//! A shard evicts the oldest closed segment of its small queue while that queue holds more than a
+//! tenth of the shard's segments, else of its main queue. Each live item of the evicted segment
+//! is then dealt with on its own:
+//! - dead (expired, or flushed): dropped, counted as memcached counts a reclaimed item
+//!   (`reclaimed`, `expired_unfetched`);
+//! - from the small queue, read while there (freq > 0): moved to main, freq reset;
+//! - from the main queue, read since last kept: moved back into main, freq less one;
+//! - otherwise: evicted (`evictions`, `evicted_unfetched`); evicted from small, its fingerprint
+//!   goes to the ghost.
+//!
+//! A hit only bumps two bits in the index entry: no list to update, no lock but the shard's.
+//! Kept items are appended to main's open segment while it has room; the rest are compacted into
+//! the evicted segment's own buffer, which becomes main's open segment. So eviction never needs
+//! memory it does not already hold. With evictions off (`-M`) every live item is kept: only dead
+//! items and overwritten versions go, and a store that finds nothing to reclaim is refused.
 
 use std::sync::atomic::Ordering;
 
-use crate::item::{dead, VISITED};
-use crate::shard::{Ctx, Shard};
+use crate::index::Entry;
+use crate::layout::{self, Header, NewItem, HAS_CAS, HAS_EXPTIME};
+use crate::segment::{Queue, Segment};
+use crate::shard::{Ctx, Place, Shard};
 use crate::Store;
-
-/// With evictions off (`-M`), how many slots one attempt looks at for a dead item to reclaim
-/// (memcached searches 5 items at the LRU tail).
-const DEAD_SEARCH: usize = 16;
 
 /// How many passes over the shards a store makes looking for something to evict; a pass skips
 /// shards that are locked at that moment, so another pass follows only when one was busy.
 const REMOTE_PASSES: usize = 3;
 
+/// An item of a segment being evicted that stays.
+struct Kept {
+    hash: u64,
+    entry: Entry,
+    offset: usize,
+    header: Header,
+}
+
 impl Shard {
-    /// Frees one item: a dead one the hand meets, else (with evictions on) the CLOCK victim.
-    /// Returns false when there is nothing it may free. Without `second_turn` the hand goes round
-    /// once (clearing visited bits): a shard whose items were all used lately gives up nothing
-    /// and the caller looks elsewhere first.
-    pub fn evict_one(&mut self, ctx: &Ctx<'_>, second_turn: bool) -> bool {
-        if self.live_items() == 0 {
-            return false;
-        }
-        let len = self.slots.len();
-        let evictions = ctx.config.evictions;
-        // Two turns are enough: the first clears every visited bit.
-        let steps = if !evictions {
-            DEAD_SEARCH.min(len)
-        } else if second_turn {
-            2 * len + 1
-        } else {
-            len
-        };
-        for _ in 0..steps {
-            if self.hand >= len {
-                self.hand = 0;
+    /// Frees room by evicting one segment (see the module doc). False when there is nothing this
+    /// shard may free.
+    pub fn evict_one(&mut self, ctx: &Ctx<'_>) -> bool {
+        if !ctx.config.evictions {
+            // Nothing may be evicted: compact the segment with the most garbage first.
+            let most = self
+                .queues
+                .iter()
+                .flat_map(|q| q.closed.iter().copied())
+                .map(|id| (self.seg(id).garbage(), id))
+                .max();
+            if let Some((garbage, id)) = most {
+                if garbage > 0 {
+                    let queue = self.seg(id).queue;
+                    return self.evict_segment(queue, id, ctx);
+                }
             }
-            let id = self.hand as u32;
-            self.hand += 1;
-            let slot = &self.slots[id as usize];
-            if !slot.is_live() {
+        }
+        let small = self.queues[Queue::Small as usize].bytes;
+        let main = self.queues[Queue::Main as usize].bytes;
+        let order = if small * 10 > small + main {
+            [Queue::Small, Queue::Main]
+        } else {
+            [Queue::Main, Queue::Small]
+        };
+        for queue in order {
+            if let Some(&id) = self.queues[queue as usize].closed.front() {
+                if self.evict_segment(queue, id, ctx) {
+                    return true;
+                }
+            }
+        }
+        // Only open segments left: close one that holds something and evict it.
+        for queue in order {
+            let Some(id) = self.queues[queue as usize].open else {
+                continue;
+            };
+            if self.seg(id).len == 0 {
                 continue;
             }
-            let unfetched = !slot.was_fetched();
-            let is_dead = dead(slot, ctx.now, &ctx.flush).is_some();
-            if is_dead {
-                self.counters.reclaimed += 1;
-                self.counters.expired_unfetched += u64::from(unfetched);
-                self.unlink_slot(id, ctx);
+            if self.seal(queue, ctx.budget) || self.evict_segment(queue, id, ctx) {
                 return true;
             }
-            if !evictions {
-                continue;
-            }
-            let slot = &mut self.slots[id as usize];
-            if slot.state & VISITED != 0 {
-                slot.state &= !VISITED;
-                continue;
-            }
-            self.counters.evictions += 1;
-            self.counters.evicted_unfetched += u64::from(unfetched);
-            self.unlink_slot(id, ctx);
-            return true;
         }
         false
+    }
+
+    /// Evicts closed segment `id` of `queue` (its oldest, but for `-M` compaction). True when
+    /// room was made: the segment freed, or at least one item dropped from it.
+    fn evict_segment(&mut self, queue: Queue, id: u32, ctx: &Ctx<'_>) -> bool {
+        let closed = &mut self.queues[queue as usize].closed;
+        let Some(at) = closed.iter().position(|&x| x == id) else {
+            return false;
+        };
+        closed.remove(at);
+        let seg = self.take_segment(id);
+        self.queues[queue as usize].bytes -= seg.capacity();
+        let flushed = ctx.flush.flushes(&seg, ctx.now);
+        let evictions = ctx.config.evictions;
+        let mut kept = Vec::new();
+        let mut kept_bytes = 0;
+        for (offset, header) in layout::items(&seg.data, seg.len) {
+            let item = &seg.data[offset..];
+            let hash = ctx.hash(header.key(item));
+            let Some(entry) = self.entry_at(hash, id, offset) else {
+                continue; // an overwritten or deleted version
+            };
+            let expired = header.exptime != 0 && header.exptime <= ctx.now;
+            if flushed || expired {
+                self.drop_entry(hash, entry);
+                self.counters.reclaimed += 1;
+                self.counters.expired_unfetched += u64::from(!entry.fetched());
+            } else if !evictions || entry.freq() > 0 {
+                kept_bytes += header.total();
+                kept.push(Kept {
+                    hash,
+                    entry,
+                    offset,
+                    header,
+                });
+            } else {
+                self.drop_entry(hash, entry);
+                self.counters.evictions += 1;
+                self.counters.evicted_unfetched += u64::from(!entry.fetched());
+                if queue == Queue::Small {
+                    self.ghost.insert(hash);
+                }
+            }
+        }
+        let dropped_any = kept_bytes < seg.len;
+        let freq = |k: &Kept| match (evictions, queue) {
+            (false, _) => k.entry.freq(),
+            (true, Queue::Small) => 0,
+            (true, Queue::Main) => k.entry.freq() - 1,
+        };
+        let marked = ctx.flush.marks(&seg);
+        // Into main's open segment while it has room.
+        let mut moved = 0;
+        for k in &kept {
+            let item = kept_item(&seg, k);
+            let Some(dest) = self.open_fits(Queue::Main, item.len(), marked, &ctx.flush) else {
+                break;
+            };
+            let (dest, offset) = self
+                .write(Place::Open(dest), Queue::Main, &item, ctx)
+                .expect("an open segment takes what fits");
+            let new = k.entry.moved_to(dest, offset).with_freq(freq(k));
+            self.set_entry_at(k.hash, k.entry, new);
+            moved += 1;
+        }
+        if moved == kept.len() {
+            self.forget_segment(id, seg.capacity(), ctx.budget);
+            return true;
+        }
+        // The rest are compacted into this segment's own buffer, which becomes main's open
+        // segment with a fresh range of CAS ids (ids derived from places must never repeat).
+        let mut rest = Vec::with_capacity(kept_bytes);
+        let mut spans = Vec::with_capacity(kept.len() - moved);
+        for k in &kept[moved..] {
+            spans.push(rest.len());
+            rest.extend_from_slice(&seg.data[k.offset..k.offset + k.header.total()]);
+        }
+        let cas_ids: Vec<Option<u64>> = kept[moved..].iter().map(|k| kept_cas(&seg, k)).collect();
+        let mut seg = seg;
+        seg.len = 0;
+        seg.live = 0;
+        seg.live_bytes = 0;
+        seg.queue = Queue::Main;
+        seg.max_exptime = 0;
+        seg.seq_base = ctx.seq_range(seg.capacity());
+        self.seal(Queue::Main, ctx.budget);
+        let capacity = seg.capacity();
+        self.put_back_segment(id, seg);
+        let main = &mut self.queues[Queue::Main as usize];
+        main.open = Some(id);
+        main.bytes += capacity;
+        let mut dropped_any = dropped_any;
+        for ((k, &span), cas) in kept[moved..].iter().zip(&spans).zip(cas_ids) {
+            let bytes = &rest[span..];
+            let item = NewItem {
+                key: k.header.key(bytes),
+                value: k.header.value(bytes),
+                flags: k.header.flags,
+                exptime: k.header.exptime,
+                cas,
+                keep_exptime_field: k.header.bits & HAS_EXPTIME != 0,
+            };
+            if self.seg(id).room() < item.len() {
+                // Only when written-out CAS ids made the kept items outgrow the segment.
+                self.drop_entry(k.hash, k.entry);
+                self.counters.evictions += 1;
+                self.counters.evicted_unfetched += u64::from(!k.entry.fetched());
+                dropped_any = true;
+                continue;
+            }
+            let (_, offset) = self
+                .write(Place::Open(id), Queue::Main, &item, ctx)
+                .expect("room was checked");
+            let new = k.entry.moved_to(id, offset).with_freq(freq(k));
+            self.set_entry_at(k.hash, k.entry, new);
+        }
+        dropped_any
+    }
+}
+
+/// The CAS id a kept item must carry written out: its written one, or the one derived from its
+/// old place when a client may hold it. Otherwise the new place gives it a new one.
+fn kept_cas(seg: &Segment, k: &Kept) -> Option<u64> {
+    if k.header.bits & HAS_CAS != 0 {
+        Some(k.header.cas)
+    } else if k.entry.cas_seen() {
+        Some(seg.seq_base + k.offset as u64)
+    } else {
+        None
+    }
+}
+
+fn kept_item<'a>(seg: &'a Segment, k: &Kept) -> NewItem<'a> {
+    let bytes = &seg.data[k.offset..];
+    NewItem {
+        key: k.header.key(bytes),
+        value: k.header.value(bytes),
+        flags: k.header.flags,
+        exptime: k.header.exptime,
+        cas: kept_cas(seg, k),
+        keep_exptime_field: k.header.bits & HAS_EXPTIME != 0,
     }
 }
 
 impl Store {
-    /// Reserves `bytes` from the budget, evicting as needed. Victims are taken from the shards in
-    /// turn, following one cursor shared by all writers, so eviction pressure is spread evenly
-    /// (an approximation of one CLOCK over the whole cache): a shard that takes many writes does
-    /// not drain itself while others keep cold items. `own` is the caller's shard (number
-    /// `own_index`, already locked); others are only `try_lock`ed, so two stores that both need
-    /// room cannot deadlock, and a shard busy at that moment is skipped.
+    /// Reserves `bytes` from the budget, evicting as needed (see [`Store::evict_somewhere`]).
     pub(crate) fn make_room(
         &self,
         own: &mut Shard,
@@ -104,66 +248,102 @@ impl Store {
         }
     }
 
-    /// Frees one item from the next shard in turn that has one. The first pass only takes items
-    /// not used since the hand last passed; later ones take whatever CLOCK gives. False when a
-    /// later pass found nothing to evict, or [`REMOTE_PASSES`] passes met only busy shards.
+    /// Where an item of `len` bytes for `queue` goes, on the `marked` side of a pending flush:
+    /// the open segment if it has room, else a new segment (evicting to find its bytes); an item
+    /// larger than a segment gets one of its own. None when no room can be made.
+    pub(crate) fn place_for(
+        &self,
+        shard: &mut Shard,
+        own_index: usize,
+        queue: Queue,
+        len: usize,
+        marked: bool,
+        ctx: &Ctx<'_>,
+    ) -> Option<Place> {
+        if len > ctx.segment_size {
+            return self
+                .make_room(shard, own_index, len, ctx)
+                .then_some(Place::Large(len));
+        }
+        loop {
+            if let Some(id) = shard.open_fits(queue, len, marked, &ctx.flush) {
+                return Some(Place::Open(id));
+            }
+            if self.budget.try_reserve(ctx.segment_size) {
+                return shard
+                    .open_segment(queue, ctx.segment_size, ctx)
+                    .map(Place::Open);
+            }
+            if !self.evict_somewhere(shard, own_index, ctx) {
+                return None;
+            }
+        }
+    }
+
+    /// Gives back what `place_for` reserved when the item is not written after all.
+    pub(crate) fn abandon(&self, place: Place) {
+        if let Place::Large(bytes) = place {
+            self.budget.release(bytes);
+        }
+    }
+
+    /// Evicts one segment from the next shard in turn that has one, following one cursor shared
+    /// by all writers, so eviction pressure is spread evenly (an approximation of one FIFO over
+    /// the whole cache). `own` is the caller's shard (number `own_index`, already locked); others
+    /// are only `try_lock`ed, so two stores that both need room cannot deadlock, and a shard busy
+    /// at that moment is skipped. False when a pass found nothing to evict, or [`REMOTE_PASSES`]
+    /// passes met only busy shards.
     fn evict_somewhere(&self, own: &mut Shard, own_index: usize, ctx: &Ctx<'_>) -> bool {
         let count = self.shards.len();
         for pass in 0..REMOTE_PASSES {
-            let second_turn = pass > 0;
             let mut busy = false;
             for _ in 0..count {
                 let index = self.evict_cursor.fetch_add(1, Ordering::Relaxed) % count;
                 if index == own_index {
-                    if own.evict_one(ctx, second_turn) {
+                    if own.evict_one(ctx) {
                         return true;
                     }
                     continue;
                 }
                 match self.shards[index].try_lock() {
                     Some(mut shard) => {
-                        if shard.evict_one(ctx, second_turn) {
+                        if shard.evict_one(ctx) {
                             return true;
                         }
                     }
                     None => busy = true,
                 }
             }
-            if !busy && second_turn {
+            if !busy {
                 return false;
             }
-            if busy && pass + 1 < REMOTE_PASSES {
+            if pass + 1 < REMOTE_PASSES {
                 std::thread::yield_now();
             }
         }
         false
     }
 
-    /// Makes sure `shard` can link one more item: grows its arena and index, reserving their bytes
-    /// first. False when the bytes cannot be found.
-    pub(crate) fn make_slot(&self, shard: &mut Shard, own_index: usize, ctx: &Ctx<'_>) -> bool {
-        let arena = shard.arena_growth();
-        if arena > 0 {
-            if !self.make_room(shard, own_index, arena, ctx) {
-                return false;
-            }
-            // Making room may have freed a slot here; then the reserved bytes go back.
-            if shard.arena_growth() == 0 {
-                self.budget.release(arena);
-            } else {
-                shard.grow_arena(arena, &self.budget);
-            }
+    /// Makes sure `shard`'s index can take one more entry, reserving its growth first. False when
+    /// the bytes cannot be found.
+    pub(crate) fn make_index_room(
+        &self,
+        shard: &mut Shard,
+        own_index: usize,
+        ctx: &Ctx<'_>,
+    ) -> bool {
+        let growth = shard.index_growth();
+        if growth == 0 {
+            return true;
         }
-        let index = shard.index_growth();
-        if index > 0 {
-            if !self.make_room(shard, own_index, index, ctx) {
-                return false;
-            }
-            if shard.index_growth() == 0 {
-                self.budget.release(index);
-            } else {
-                shard.grow_index(index, ctx);
-            }
+        if !self.make_room(shard, own_index, growth, ctx) {
+            return false;
+        }
+        // Making room may have emptied entries; then the reserved bytes go back.
+        if shard.index_growth() == 0 {
+            self.budget.release(growth);
+        } else {
+            shard.grow_index(growth, ctx);
         }
         true
     }

@@ -1,11 +1,12 @@
-//! Items: the public read view ([`Item`]) and the stored form ([`Slot`]), with memcached's rules for
-//! when an item is dead (expired or flushed).
+//! The public read view of an item ([`Item`]) and memcached's rules for when an item is dead
+//! (expired or flushed), applied to whole segments where they can be.
 
 use bytes::Bytes;
 
+use crate::segment::Segment;
 use crate::RelTime;
 
-/// An item as read: the value bytes (shared, no copy), client flags and CAS id.
+/// An item as read: the value bytes (a copy: segments are reused), client flags and CAS id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Item {
     pub value: Bytes,
@@ -14,106 +15,8 @@ pub struct Item {
     /// When it expires on the server's relative clock (0: never); the meta protocol's `t` flag
     /// reports the time left.
     pub exptime: RelTime,
-}
-
-/// One stored item, 64 bytes:
-///
-/// | field    | bytes | why |
-/// |----------|-------|-----|
-/// | data     | 32    | key then value in one allocation; a `get` hands out a slice of it |
-/// | seq      | 8     | sequence number of this version: the CAS id (when CAS is on) and what `flush_all` compares |
-/// | key_len  | 4     | where the key ends in `data` |
-/// | flags    | 4     | client flags |
-/// | exptime  | 4     | 0 = never, else expired once `exptime <= now` |
-/// | time     | 4     | when it was stored (memcached's `it->time`), for `flush_all` with a delay |
-/// | state    | 1     | [`LIVE`], [`FETCHED`], [`VISITED`] bits (+7 padding) |
-///
-/// A free slot has `state == 0` and an empty `data` (no allocation).
-pub(crate) struct Slot {
-    pub data: Bytes,
-    pub seq: u64,
-    pub key_len: u32,
-    pub flags: u32,
-    pub exptime: RelTime,
-    pub time: RelTime,
-    pub state: u8,
-}
-
-/// The slot holds an item.
-pub(crate) const LIVE: u8 = 1;
-/// The item was read at least once (for `evicted_unfetched`/`expired_unfetched`).
-pub(crate) const FETCHED: u8 = 2;
-/// CLOCK bit: set on access, cleared when the eviction hand passes.
-pub(crate) const VISITED: u8 = 4;
-
-/// Heap bytes an item costs beyond its key and value, besides its [`Slot`] and index entry (which
-/// the arena and index capacities account for):
-/// - the data allocation's malloc header and rounding: glibc rounds `len + 8` up to 16, so 8 to 23
-///   bytes, about 16 on average;
-/// - the `bytes` crate's shared header (24 bytes, a 32-byte malloc chunk), allocated the first time
-///   the value is handed out to a reader.
-///
-/// Together with the 64-byte slot and about 6-11 bytes of hash index per item (4-byte slot id plus a
-/// control byte, at a 7/8 to 7/16 load factor) a small item costs about 120 bytes of overhead,
-/// where memcached 1.6 spends a 56-byte header plus slab-class rounding. `tests/overhead.rs` checks
-/// the accounting against the process's resident memory.
-pub const ITEM_OVERHEAD: usize = 48;
-
-impl Slot {
-    pub const FREE: Slot = Slot {
-        data: Bytes::new(),
-        seq: 0,
-        key_len: 0,
-        flags: 0,
-        exptime: 0,
-        time: 0,
-        state: 0,
-    };
-
-    pub fn key(&self) -> &[u8] {
-        &self.data[..self.key_len as usize]
-    }
-
-    pub fn value(&self) -> &[u8] {
-        &self.data[self.key_len as usize..]
-    }
-
-    pub fn is_live(&self) -> bool {
-        self.state & LIVE != 0
-    }
-
-    pub fn was_fetched(&self) -> bool {
-        self.state & FETCHED != 0
-    }
-
-    /// Bytes charged to the budget for this item.
-    pub fn charge(&self) -> usize {
-        charge(self.data.len())
-    }
-
-    /// The read view, sharing the value bytes.
-    pub fn to_item(&self, use_cas: bool) -> Item {
-        Item {
-            value: self.data.slice(self.key_len as usize..),
-            flags: self.flags,
-            cas: if use_cas { self.seq } else { 0 },
-            exptime: self.exptime,
-        }
-    }
-}
-
-/// Bytes charged for an item whose key and value together are `data_len` bytes.
-pub(crate) fn charge(data_len: usize) -> usize {
-    data_len.saturating_add(ITEM_OVERHEAD)
-}
-
-/// Key and value in one buffer, the way a [`Slot`] keeps them.
-pub(crate) fn join(key: &[u8], first: &[u8], second: &[u8]) -> Bytes {
-    let mut data = Vec::with_capacity(key.len() + first.len() + second.len());
-    data.extend_from_slice(key);
-    data.extend_from_slice(first);
-    data.extend_from_slice(second);
-    Bytes::from(data)
+    /// It had been read before this read (the meta protocol's `h` flag).
+    pub fetched: bool,
 }
 
 /// memcached's `settings.oldest_live` and `settings.oldest_cas`, set by `flush_all`, held as an
@@ -138,20 +41,39 @@ pub(crate) enum Dead {
 }
 
 impl FlushState {
-    /// memcached's `item_is_flushed`.
-    pub fn flushes(&self, slot: &Slot, now: RelTime) -> bool {
+    /// Would the latest flush_all take this segment's items, once in force? Every item of a
+    /// segment is on the same side: a segment opened before the flush's time (or before its
+    /// sequence number) holds only items written before it, because a write after that time
+    /// seals such a segment and opens a new one (see `Shard::place_for`).
+    pub fn marks(&self, seg: &Segment) -> bool {
         self.active
-            && self.effective_at <= now
-            && (u64::from(slot.time) < self.stored_before
-                || (self.oldest_seq != 0 && slot.seq < self.oldest_seq))
+            && (u64::from(seg.created) < self.stored_before
+                || (self.oldest_seq != 0 && seg.seq_base < self.oldest_seq))
+    }
+
+    /// Would an item written at `now` be taken by this flush (memcached's `item_is_flushed` for an
+    /// item whose time is `now` and whose CAS is new)?
+    pub fn marks_new_write(&self, now: RelTime) -> bool {
+        self.active && u64::from(now) < self.stored_before
+    }
+
+    /// memcached's `item_is_flushed`, for every item of the segment.
+    pub fn flushes(&self, seg: &Segment, now: RelTime) -> bool {
+        self.effective_at <= now && self.marks(seg)
     }
 }
 
-/// Is this live slot dead at `now`? Flushed is checked first, as memcached's `do_item_get` does.
-pub(crate) fn dead(slot: &Slot, now: RelTime, flush: &FlushState) -> Option<Dead> {
-    if flush.flushes(slot, now) {
+/// Is an item of `seg` with this exptime dead at `now`? Flushed is checked first, as memcached's
+/// `do_item_get` does.
+pub(crate) fn dead(
+    seg: &Segment,
+    exptime: RelTime,
+    now: RelTime,
+    flush: &FlushState,
+) -> Option<Dead> {
+    if flush.flushes(seg, now) {
         Some(Dead::Flushed)
-    } else if slot.exptime != 0 && slot.exptime <= now {
+    } else if exptime != 0 && exptime <= now {
         Some(Dead::Expired)
     } else {
         None

@@ -2,26 +2,24 @@
 //! with no sockets and no protocol. Time is passed in by the caller as `now`, in whole seconds on the
 //! server's relative clock (like memcached's `current_time`), which keeps every rule testable.
 //!
-//! # Layout (first engine; a segment-based one is to replace it)
+//! # Layout (see `docs/storage.md` for the costs in bytes)
 //! - **Shards.** The key space is split into [`SHARDS`] shards by key hash (SipHash with a random
 //!   key, so clients cannot aim many keys at one shard), each a `parking_lot::Mutex` around a
-//!   [`shard`]: a slot arena of 64-byte item records, a `hashbrown` index of 4-byte slot ids, and
-//!   the shard's counters. A command locks one shard for a hash lookup and a refcount bump: a `get`
-//!   returns the value as a `bytes::Bytes` slice of the stored buffer, never a copy.
-//! - **Memory.** One budget of `max_bytes` shared by all shards ([`budget`]). Every item is charged
-//!   its key, value and [`ITEM_OVERHEAD`] (allocator slack and the `Bytes` header); the slot arena
-//!   and index are charged by capacity, reserved before they grow. A store reserves its bytes
-//!   first (compare-and-swap: concurrent stores never overshoot together), so `stats().bytes` never
-//!   exceeds `max_bytes`. The largest item `item_size_ok` allows always fits, whatever its shard:
-//!   victims come from all shards (memcached itself refuses `-I` above half of `-m`).
-//! - **Eviction** ([`evict`]): CLOCK per shard, shards taking turns to give up a victim; a hit
-//!   sets a bit, no list update. Dead items the hand meets are reclaimed first. With evictions off (`-M`), a store that finds no dead item to
-//!   reclaim gets [`StoreOutcome::OutOfMemory`].
-//! - **Expiry** is lazy (on access and under the eviction hand), with memcached's rule: expired
-//!   when `exptime != 0 && exptime <= now`.
-//! - **CAS** ids come from one `AtomicU64`, starting at 1; every write (set/add/replace/append/
-//!   prepend/cas/incr/decr) takes a fresh one, touch and gat do not. The same sequence number
-//!   orders writes against `flush_all` (see [`ops::flush`]).
+//!   [`shard`]: its segments, a `hashbrown` index of 6-byte entries, a ghost, its counters.
+//! - **Segments** ([`segment`], [`layout`]). Items are appended to large buffers with a 3-byte
+//!   header in the common case (no per-item allocation, no slab rounding, CAS ids derived from the
+//!   place); a `get` copies the value out under the shard lock.
+//! - **Memory.** One budget of `max_bytes` shared by all shards ([`budget`]): segments, index and
+//!   ghost are charged by capacity before they are allocated, so `stats().bytes` never exceeds
+//!   `max_bytes`.
+//! - **Eviction** ([`evict`]): S3-FIFO over segments: a small and a main FIFO queue per shard and
+//!   a ghost of recently evicted keys; a hit bumps two bits, nothing moves until eviction. With
+//!   evictions off (`-M`), a store that finds nothing dead to reclaim gets
+//!   [`StoreOutcome::OutOfMemory`].
+//! - **Expiry** is lazy (on access and at eviction), plus [`Store::reclaim_expired`], which frees
+//!   segments whose items have all expired without looking at them one by one.
+//! - **CAS** ids: every version of an item gets a new one (its place; see [`layout`]); touch and
+//!   gat keep it.
 //!
 //! Behaviour is memcached 1.6.18's; where a rule was checked by running memcached, the comment
 //! beside the code says how.
@@ -29,9 +27,12 @@
 mod budget;
 mod config;
 mod evict;
+mod index;
 mod item;
+mod layout;
 mod numeric;
 mod ops;
+mod segment;
 mod shard;
 mod stats;
 
@@ -45,7 +46,7 @@ use ops::flush::FlushCell;
 use shard::{Ctx, Shard};
 
 pub use config::{item_size_ok, StoreConfig};
-pub use item::{Item, ITEM_OVERHEAD};
+pub use item::Item;
 pub use stats::StoreStats;
 
 /// Relative time in seconds since the server started (memcached's `rel_time_t`). 0 in an exptime
@@ -56,8 +57,25 @@ pub type RelTime = u32;
 pub const MAX_KEY_LENGTH: usize = 250;
 
 /// How many shards the key space is split into: enough that worker threads rarely meet on a lock
-/// (a power of two, so a shard is picked by masking the hash).
-pub const SHARDS: usize = 64;
+/// (a power of two, so a shard is picked by masking the hash), few enough that the open segments
+/// (two per shard, half full on average) cost little.
+pub const SHARDS: usize = 16;
+
+/// About how many segments a shard holds: the segment size is `max_bytes / (SHARDS * this)`,
+/// rounded down to a power of two between [`MIN_SEGMENT`] and [`MAX_SEGMENT`].
+const SEGMENTS_PER_SHARD: usize = 64;
+const MIN_SEGMENT: usize = 4 * 1024;
+const MAX_SEGMENT: usize = 1024 * 1024;
+
+/// The ghost remembers one key per this many bytes of `max_bytes` (2 bytes each: 1.6% of it).
+const GHOST_BYTES_PER_KEY: usize = 128;
+
+/// Bytes of one segment for a store of `max_bytes`.
+pub fn segment_size(max_bytes: usize) -> usize {
+    let per = (max_bytes / (SHARDS * SEGMENTS_PER_SHARD)).max(1);
+    let pow2 = 1usize << (usize::BITS - 1 - per.leading_zeros());
+    pow2.clamp(MIN_SEGMENT, MAX_SEGMENT)
+}
 
 /// Which storage command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,14 +137,22 @@ pub struct Store {
     evict_cursor: AtomicUsize,
     /// The latest `now` a command brought, for `stats` (which is not given one).
     last_now: AtomicU32,
+    segment_size: usize,
 }
 
 impl Store {
     /// Builds an empty store; nothing is allocated until items arrive.
     pub fn new(config: StoreConfig) -> Store {
-        let shards = (0..SHARDS).map(|_| Mutex::new(Shard::new())).collect();
+        let ghost_entries = (config.max_bytes / GHOST_BYTES_PER_KEY / SHARDS).max(16);
+        let shards: Box<[Mutex<Shard>]> = (0..SHARDS)
+            .map(|_| Mutex::new(Shard::new(ghost_entries)))
+            .collect();
+        let budget = Budget::new(config.max_bytes);
+        let ghost_bytes: usize = shards.iter().map(|s| s.lock().index_bytes()).sum();
+        budget.force(ghost_bytes);
         Store {
-            budget: Budget::new(config.max_bytes),
+            segment_size: segment_size(config.max_bytes),
+            budget,
             config,
             shards,
             hasher: std::collections::hash_map::RandomState::new(),
@@ -145,6 +171,7 @@ impl Store {
             hasher: &self.hasher,
             budget: &self.budget,
             next_seq: &self.next_seq,
+            segment_size: self.segment_size,
         }
     }
 
@@ -159,7 +186,7 @@ impl Store {
     fn locked(&self, key: &[u8], now: RelTime) -> (MutexGuard<'_, Shard>, usize, u64, Ctx<'_>) {
         self.saw_time(now);
         let hash = self.hasher.hash_one(key);
-        // The index uses the low bits and the top 7; the shard takes bits 32 and up.
+        // The index uses the low bits and the top 7; the shard takes bits 32-35.
         let index = (hash >> 32) as usize & (SHARDS - 1);
         (self.shards[index].lock(), index, hash, self.ctx(now))
     }
@@ -167,13 +194,16 @@ impl Store {
     /// Counters with memcached's names, and what is held. Sweeps the items of a `flush_all` that
     /// has taken effect first, so `curr_items` and `bytes` do not count them.
     pub fn stats(&self) -> StoreStats {
-        self.sweep_flushed(self.last_now.load(Ordering::Relaxed));
+        let now = self.last_now.load(Ordering::Relaxed);
+        self.sweep_flushed(now);
+        self.reclaim_expired(now);
         let mut total = StoreStats::default();
         for shard in self.shards.iter() {
             let shard = shard.lock();
             shard.counters.add_to(&mut total);
             total.curr_items += shard.live_items() as u64;
             total.index_bytes += shard.index_bytes() as u64;
+            total.ghost_bytes += shard.ghost_bytes() as u64;
         }
         total.bytes = self.budget.used() as u64;
         total
@@ -193,6 +223,33 @@ impl Store {
     /// How many shards the key space is split into.
     pub fn shard_count(&self) -> usize {
         self.shards.len()
+    }
+
+    /// Bytes of one segment (items larger than this get a segment of their own).
+    pub fn segment_bytes(&self) -> usize {
+        self.segment_size
+    }
+
+    /// Frees every closed segment whose items have all expired by `now`, without looking at items
+    /// in segments that still hold a live one: what memcached's LRU crawler does, at the cost of
+    /// a look at each segment's `max_exptime`. The server calls it once a second; `stats` too.
+    /// Counted as memcached counts reclaimed items (`reclaimed`, `expired_unfetched`).
+    pub fn reclaim_expired(&self, now: RelTime) {
+        self.saw_time(now);
+        for shard in self.shards.iter() {
+            let ctx = self.ctx(now);
+            let mut shard = shard.lock();
+            for id in shard.segment_ids() {
+                let seg = shard.seg(id);
+                let open = shard.queues[seg.queue as usize].open == Some(id);
+                if !open && seg.all_expired(now) {
+                    shard.drop_segment(id, &ctx, |c, fetched| {
+                        c.reclaimed += 1;
+                        c.expired_unfetched += u64::from(!fetched);
+                    });
+                }
+            }
+        }
     }
 }
 

@@ -1,11 +1,11 @@
-//! One shard of the store: a slot arena holding the items, a hash index of slot ids, the CLOCK
-//! hand (see `evict.rs`) and the counters of the operations that ran here. Everything happens
+//! One shard of the store: its segments (two S3-FIFO queues, see `segment.rs`), the hash index of
+//! its items, its ghost, and the counters of the operations that ran here. Everything happens
 //! under the shard's mutex.
 //!
-//! Memory held by the arena and the index is charged to the shared [`Budget`] by capacity, before
-//! it is allocated, so the bound covers the index too: a shard grows its arena by a quarter (not
-//! double, to keep the slack small) and its index when it is full, after reserving the bytes.
+//! Memory held by segments, the index and the ghost is charged to the shared [`Budget`] by
+//! capacity before it is allocated, so `-m` bounds all of it.
 
+use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -13,7 +13,10 @@ use bytes::Bytes;
 use hashbrown::HashTable;
 
 use crate::budget::Budget;
-use crate::item::{charge, dead, Dead, FlushState, Slot, FETCHED, LIVE, VISITED};
+use crate::index::{self, Entry, MAX_SEGMENTS};
+use crate::item::{dead, Dead, FlushState, Item};
+use crate::layout::{self, Header, NewItem, HAS_CAS, HAS_EXPTIME};
+use crate::segment::{Ghost, Queue, Segment};
 use crate::stats::Counters;
 use crate::{RelTime, StoreConfig};
 
@@ -25,67 +28,81 @@ pub(crate) struct Ctx<'a> {
     pub hasher: &'a std::collections::hash_map::RandomState,
     pub budget: &'a Budget,
     pub next_seq: &'a AtomicU64,
+    /// Bytes of a normal segment; a larger item gets a segment of its own.
+    pub segment_size: usize,
 }
 
 impl Ctx<'_> {
-    /// A fresh sequence number, which is also the CAS id when CAS is on. Starts at 1.
-    pub fn next_seq(&self) -> u64 {
-        self.next_seq.fetch_add(1, Ordering::Relaxed)
-    }
-
     pub fn hash(&self, key: &[u8]) -> u64 {
         self.hasher.hash_one(key)
     }
+
+    /// A fresh range of `len + 1` sequence numbers (CAS ids) for a segment of `len` bytes.
+    pub fn seq_range(&self, len: usize) -> u64 {
+        self.next_seq.fetch_add(len as u64 + 1, Ordering::Relaxed)
+    }
 }
 
-/// End of the free-slot list.
-const NO_SLOT: u32 = u32::MAX;
+/// Where the next item goes, found by `Store::place_for` (which may evict to find it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// At the end of this open segment, which has room.
+    Open(u32),
+    /// In a segment of its own, of exactly this many bytes (reserved from the budget).
+    Large(usize),
+}
+
+/// One S3-FIFO queue of a shard.
+#[derive(Default)]
+pub(crate) struct QueueState {
+    /// Closed segments, oldest first.
+    pub closed: VecDeque<u32>,
+    /// The segment new items are appended to.
+    pub open: Option<u32>,
+    /// Capacity of all its segments.
+    pub bytes: usize,
+}
 
 pub(crate) struct Shard {
-    /// Slot ids, hashed by their key.
-    index: HashTable<u32>,
+    index: HashTable<Entry>,
     /// Buckets of `index` (hashbrown's capacity is 7/8 of them), known after each growth.
     index_buckets: usize,
-    pub(crate) slots: Vec<Slot>,
-    /// Free slots, linked through their `seq` field.
-    free_head: u32,
-    /// CLOCK hand: the next slot the eviction scan looks at.
-    pub(crate) hand: usize,
-    live: usize,
-    /// Bytes reserved for `slots` and `index` (by capacity).
+    /// Bytes reserved for `index` (by capacity).
     index_bytes: usize,
+    segs: Vec<Option<Segment>>,
+    free_ids: Vec<u32>,
+    pub(crate) queues: [QueueState; 2],
+    pub(crate) ghost: Ghost,
+    ghost_bytes: usize,
+    live: usize,
     pub counters: Counters,
 }
 
-/// Heap bytes of a hashbrown table with this many buckets of `u32`: the buckets, a control byte
-/// each and a trailing group of 16 control bytes.
-fn table_bytes(buckets: usize) -> usize {
-    if buckets == 0 {
-        0
-    } else {
-        buckets * (std::mem::size_of::<u32>() + 1) + 16
-    }
+/// The item an entry names: its bytes from its start to the end of the segment.
+fn item_at(segs: &[Option<Segment>], e: Entry) -> &[u8] {
+    let seg = segs[e.segment() as usize]
+        .as_ref()
+        .expect("an index entry names a held segment");
+    &seg.data[e.offset()..]
 }
 
-/// hashbrown's bucket count for a table of this (full) capacity.
-fn buckets_for_capacity(capacity: usize) -> usize {
-    match capacity {
-        0 => 0,
-        1..=7 => capacity + 1,
-        _ => capacity / 7 * 8,
-    }
+fn key_at(segs: &[Option<Segment>], e: Entry) -> &[u8] {
+    let item = item_at(segs, e);
+    layout::parse(item).key(item)
 }
 
 impl Shard {
-    pub fn new() -> Shard {
+    pub fn new(ghost_entries: usize) -> Shard {
         Shard {
             index: HashTable::new(),
             index_buckets: 0,
-            slots: Vec::new(),
-            free_head: NO_SLOT,
-            hand: 0,
-            live: 0,
             index_bytes: 0,
+            segs: Vec::new(),
+            free_ids: Vec::new(),
+            queues: Default::default(),
+            ghost: Ghost::new(ghost_entries),
+            ghost_bytes: Ghost::bytes(ghost_entries),
+            live: 0,
             counters: Counters::default(),
         }
     }
@@ -94,215 +111,417 @@ impl Shard {
         self.live
     }
 
+    /// Bytes of the index and the ghost.
     pub fn index_bytes(&self) -> usize {
-        self.index_bytes
+        self.index_bytes + self.ghost_bytes
     }
 
-    pub fn slot(&self, id: u32) -> &Slot {
-        &self.slots[id as usize]
+    pub fn ghost_bytes(&self) -> usize {
+        self.ghost_bytes
     }
 
-    pub fn slot_mut(&mut self, id: u32) -> &mut Slot {
-        &mut self.slots[id as usize]
+    pub fn seg(&self, id: u32) -> &Segment {
+        self.segs[id as usize]
+            .as_ref()
+            .expect("a segment id in use names a held segment")
     }
 
-    /// The slot holding `key`, dead or alive.
-    pub fn lookup(&self, hash: u64, key: &[u8]) -> Option<u32> {
-        let slots = &self.slots;
-        self.index
-            .find(hash, |&id| slots[id as usize].key() == key)
-            .copied()
+    pub fn seg_mut(&mut self, id: u32) -> &mut Segment {
+        self.segs[id as usize]
+            .as_mut()
+            .expect("a segment id in use names a held segment")
     }
 
-    /// The live slot holding `key`. A dead item met here is unlinked and counted the way memcached's
-    /// `do_item_get` counts it (`get_expired`/`get_flushed`, whatever the command).
-    pub fn find_live(&mut self, hash: u64, key: &[u8], ctx: &Ctx<'_>) -> Option<u32> {
-        let id = self.lookup(hash, key)?;
-        match dead(self.slot(id), ctx.now, &ctx.flush) {
-            None => Some(id),
+    pub fn header(&self, e: Entry) -> Header {
+        layout::parse(item_at(&self.segs, e))
+    }
+
+    /// The entry of `key`, dead or alive.
+    pub fn lookup(&self, hash: u64, key: &[u8]) -> Option<Entry> {
+        let segs = &self.segs;
+        self.index.find(hash, |&e| key_at(segs, e) == key).copied()
+    }
+
+    /// The live entry of `key`, with its header. A dead item met here is removed and counted the
+    /// way memcached's `do_item_get` counts it (`get_expired`/`get_flushed`, whatever the command).
+    pub fn find_live(&mut self, hash: u64, key: &[u8], ctx: &Ctx<'_>) -> Option<(Entry, Header)> {
+        let e = self.lookup(hash, key)?;
+        let header = self.header(e);
+        match dead(self.seg(e.segment()), header.exptime, ctx.now, &ctx.flush) {
+            None => Some((e, header)),
             Some(why) => {
                 match why {
                     Dead::Expired => self.counters.get_expired += 1,
                     Dead::Flushed => self.counters.get_flushed += 1,
                 }
-                self.unlink(id, hash, ctx.budget);
+                self.remove(hash, e, ctx.budget);
                 None
             }
         }
     }
 
-    /// Marks a hit: fetched, and visited for CLOCK.
-    pub fn mark_accessed(&mut self, id: u32) {
-        self.slot_mut(id).state |= FETCHED | VISITED;
-    }
-
-    /// Removes the item in slot `id` (whose key hashes to `hash`) and gives its bytes back.
-    pub fn unlink(&mut self, id: u32, hash: u64, budget: &Budget) {
-        if let Ok(entry) = self.index.find_entry(hash, |&other| other == id) {
-            entry.remove();
+    /// Which queue a new version of `key` goes to: main if the current one is there or the ghost
+    /// remembers the key, else small.
+    /// Without evictions (`-M`) there is nothing to choose between: everything goes to main.
+    pub fn queue_for(&self, hash: u64, key: &[u8], evictions: bool) -> Queue {
+        if !evictions {
+            return Queue::Main;
         }
-        let slot = std::mem::replace(&mut self.slots[id as usize], Slot::FREE);
-        debug_assert!(slot.is_live());
-        budget.release(slot.charge());
-        self.live -= 1;
-        let free = &mut self.slots[id as usize];
-        free.seq = u64::from(self.free_head);
-        self.free_head = id;
-    }
-
-    /// Unlinks the item in slot `id`, hashing its key to find it in the index.
-    pub fn unlink_slot(&mut self, id: u32, ctx: &Ctx<'_>) {
-        let hash = ctx.hash(self.slot(id).key());
-        self.unlink(id, hash, ctx.budget);
-    }
-
-    /// Bytes the arena must grow by before one more item can be linked (0: there is room).
-    pub fn arena_growth(&self) -> usize {
-        if self.free_head != NO_SLOT || self.slots.len() < self.slots.capacity() {
-            return 0;
+        match self.lookup(hash, key) {
+            Some(e) if self.seg(e.segment()).queue == Queue::Main => Queue::Main,
+            _ if self.ghost.contains(hash) => Queue::Main,
+            _ => Queue::Small,
         }
-        let capacity = self.slots.capacity();
-        let grown = (capacity + capacity / 4).max(16);
-        (grown - capacity) * std::mem::size_of::<Slot>()
     }
 
-    /// Grows the arena by `bytes`, which the caller has reserved.
-    pub fn grow_arena(&mut self, bytes: usize, budget: &Budget) {
-        let before = self.slots.capacity();
-        self.slots
-            .reserve_exact(bytes / std::mem::size_of::<Slot>());
-        let actual = (self.slots.capacity() - before) * std::mem::size_of::<Slot>();
-        self.settle_growth(bytes, actual, budget);
-    }
-
-    /// Bytes the index may grow by before one more item can be inserted (an upper bound: hashbrown
-    /// may rehash in place instead, when deletions left tombstones).
-    pub fn index_growth(&self) -> usize {
-        if self.index.len() < self.index.capacity() {
-            return 0;
+    /// Replaces the index entry at `old`'s place with `new`.
+    fn set_entry(&mut self, hash: u64, old: Entry, new: Entry) {
+        if let Some(slot) = self.index.find_mut(hash, |x| x.same_place(old)) {
+            *slot = new;
         }
-        let wanted =
-            (self.index.len() + 1).max(buckets_for_capacity_inverse(self.index_buckets) + 1);
-        let buckets = if wanted < 4 {
-            4
-        } else if wanted < 8 {
-            8
+    }
+
+    /// Records a read of `e`: a hit for S3-FIFO, fetched, and whether the reply shows the CAS id.
+    pub fn mark_read(&mut self, hash: u64, e: Entry, shows_cas: bool) -> Entry {
+        let read = e.read(shows_cas);
+        self.set_entry(hash, e, read);
+        read
+    }
+
+    /// Records that `e`'s CAS id was reported (without counting a read).
+    pub fn mark_cas_seen(&mut self, hash: u64, e: Entry) -> Entry {
+        let seen = e.with_cas_seen();
+        self.set_entry(hash, e, seen);
+        seen
+    }
+
+    /// The CAS id of the item `e` names.
+    pub fn cas_of(&self, e: Entry, header: &Header) -> u64 {
+        if header.bits & HAS_CAS != 0 {
+            header.cas
         } else {
-            (wanted * 8 / 7).next_power_of_two()
+            self.seg(e.segment()).seq_base + e.offset() as u64
+        }
+    }
+
+    /// The read view of `e` (a copy of the value).
+    pub fn view(&self, e: Entry, header: &Header, use_cas: bool) -> Item {
+        let item = item_at(&self.segs, e);
+        Item {
+            value: Bytes::copy_from_slice(header.value(item)),
+            flags: header.flags,
+            cas: if use_cas { self.cas_of(e, header) } else { 0 },
+            exptime: header.exptime,
+            fetched: e.fetched(),
+        }
+    }
+
+    /// The key bytes of `e`.
+    pub fn lookup_key(&self, e: Entry) -> &[u8] {
+        key_at(&self.segs, e)
+    }
+
+    /// The value bytes of `e`.
+    pub fn value(&self, e: Entry, header: &Header) -> &[u8] {
+        header.value(item_at(&self.segs, e))
+    }
+
+    /// Removes the item `e` names (whose key hashes to `hash`) from the index; a closed segment
+    /// left without items is freed at once.
+    pub fn remove(&mut self, hash: u64, e: Entry, budget: &Budget) {
+        if let Ok(found) = self.index.find_entry(hash, |x| x.same_place(e)) {
+            found.remove();
+        }
+        self.live -= 1;
+        self.release_item(e, budget);
+    }
+
+    /// The item `e` names left its segment (removed, or replaced by a newer version).
+    fn release_item(&mut self, e: Entry, budget: &Budget) {
+        let id = e.segment();
+        let bytes = self.header(e).total();
+        let seg = self.seg_mut(id);
+        seg.live -= 1;
+        seg.live_bytes -= bytes;
+        let queue = seg.queue as usize;
+        if seg.live == 0 && self.queues[queue].open != Some(id) {
+            self.free_segment(id, budget);
+        }
+    }
+
+    /// Drops a held segment: out of its queue, its bytes back to the budget, its id reusable.
+    fn free_segment(&mut self, id: u32, budget: &Budget) {
+        let seg = self.segs[id as usize]
+            .take()
+            .expect("freeing a held segment");
+        let queue = &mut self.queues[seg.queue as usize];
+        if queue.open == Some(id) {
+            queue.open = None;
+        } else if let Some(at) = queue.closed.iter().position(|&x| x == id) {
+            queue.closed.remove(at);
+        }
+        queue.bytes -= seg.capacity();
+        budget.release(seg.capacity());
+        self.free_ids.push(id);
+    }
+
+    /// A segment id for a new segment, or None when the shard has used them all.
+    fn new_id(&mut self) -> Option<u32> {
+        if let Some(id) = self.free_ids.pop() {
+            return Some(id);
+        }
+        if self.segs.len() >= MAX_SEGMENTS {
+            return None;
+        }
+        self.segs.push(None);
+        Some((self.segs.len() - 1) as u32)
+    }
+
+    /// Closes `queue`'s open segment (freed if nothing in it is live). True when that freed it.
+    pub fn seal(&mut self, queue: Queue, budget: &Budget) -> bool {
+        let Some(id) = self.queues[queue as usize].open else {
+            return false;
         };
-        table_bytes(buckets).saturating_sub(table_bytes(self.index_buckets))
+        if self.seg(id).live == 0 {
+            self.free_segment(id, budget);
+            return true;
+        }
+        let q = &mut self.queues[queue as usize];
+        q.open = None;
+        q.closed.push_back(id);
+        false
+    }
+
+    /// Opens a new segment of `capacity` bytes (reserved by the caller) for `queue`, sealing the
+    /// open one. None (and the bytes given back) when the shard is out of segment ids.
+    pub fn open_segment(&mut self, queue: Queue, capacity: usize, ctx: &Ctx<'_>) -> Option<u32> {
+        let Some(id) = self.new_id() else {
+            ctx.budget.release(capacity);
+            return None;
+        };
+        self.seal(queue, ctx.budget);
+        let seg = Segment::new(capacity, queue, ctx.now, ctx.seq_range(capacity));
+        self.segs[id as usize] = Some(seg);
+        let q = &mut self.queues[queue as usize];
+        q.open = Some(id);
+        q.bytes += capacity;
+        Some(id)
+    }
+
+    /// Is `queue`'s open segment one an item of `len` bytes, on this side of a pending flush
+    /// (`marked`), can be appended to?
+    pub fn open_fits(
+        &self,
+        queue: Queue,
+        len: usize,
+        marked: bool,
+        flush: &FlushState,
+    ) -> Option<u32> {
+        let id = self.queues[queue as usize].open?;
+        let seg = self.seg(id);
+        (seg.room() >= len && len <= index::MAX_OFFSET && flush.marks(seg) == marked).then_some(id)
+    }
+
+    /// Writes `item` at `place` (found by `Store::place_for` for `queue`) and returns where it is,
+    /// as an entry with `state`'s bits (a fresh entry for a new version). The index is not
+    /// touched: see [`Shard::link`].
+    pub fn write(
+        &mut self,
+        place: Place,
+        queue: Queue,
+        item: &NewItem<'_>,
+        ctx: &Ctx<'_>,
+    ) -> Option<(u32, usize)> {
+        match place {
+            Place::Open(id) => {
+                let seg = self.seg_mut(id);
+                let offset = seg.len;
+                let written = item.write(&mut seg.data[offset..]);
+                seg.len += written;
+                seg.live_bytes += written;
+                seg.live += 1;
+                seg.saw_exptime(item.exptime);
+                Some((id, offset))
+            }
+            Place::Large(bytes) => {
+                let Some(id) = self.new_id() else {
+                    ctx.budget.release(bytes);
+                    return None;
+                };
+                let mut seg = Segment::new(bytes, queue, ctx.now, ctx.seq_range(bytes));
+                seg.len = item.write(&mut seg.data);
+                seg.live_bytes = seg.len;
+                seg.live = 1;
+                seg.saw_exptime(item.exptime);
+                self.segs[id as usize] = Some(seg);
+                let q = &mut self.queues[queue as usize];
+                q.closed.push_back(id);
+                q.bytes += bytes;
+                Some((id, 0))
+            }
+        }
+    }
+
+    /// Makes `new` the index entry of the key hashing to `hash`, replacing `old` (the previous
+    /// version's entry, looked up after any eviction) or inserting. The index has room (see
+    /// `Store::make_index_room`).
+    pub fn link(&mut self, hash: u64, new: Entry, old: Option<Entry>, ctx: &Ctx<'_>) {
+        match old {
+            Some(old) => {
+                self.set_entry(hash, old, new);
+                self.release_item(old, ctx.budget);
+            }
+            None => {
+                let segs = &self.segs;
+                let hasher = ctx.hasher;
+                self.index
+                    .insert_unique(hash, new, |&e| hasher.hash_one(key_at(segs, e)));
+                self.live += 1;
+            }
+        }
+    }
+
+    /// Writes a new version of a key at `place` and links it (a store: counts `total_items`).
+    pub fn put(
+        &mut self,
+        place: Place,
+        queue: Queue,
+        hash: u64,
+        item: &NewItem<'_>,
+        ctx: &Ctx<'_>,
+    ) -> bool {
+        let Some((id, offset)) = self.write(place, queue, item, ctx) else {
+            return false;
+        };
+        let old = self.lookup(hash, item.key);
+        self.link(hash, Entry::new(id, offset), old, ctx);
+        self.counters.total_items += 1;
+        true
+    }
+
+    /// Writes the same item again at `place` (a touch that adds an exptime): the entry keeps its
+    /// state bits.
+    pub fn rewrite(
+        &mut self,
+        place: Place,
+        queue: Queue,
+        hash: u64,
+        item: &NewItem<'_>,
+        ctx: &Ctx<'_>,
+    ) -> Option<Entry> {
+        let (id, offset) = self.write(place, queue, item, ctx)?;
+        let old = self.lookup(hash, item.key);
+        let new = match old {
+            Some(old) => old.moved_to(id, offset),
+            None => Entry::new(id, offset),
+        };
+        self.link(hash, new, old, ctx);
+        Some(new)
+    }
+
+    /// Sets the exptime of an item that has the field, in place.
+    pub fn set_exptime_in_place(&mut self, e: Entry, header: &Header, exptime: RelTime) {
+        debug_assert!(header.bits & HAS_EXPTIME != 0);
+        let seg = self.seg_mut(e.segment());
+        layout::set_exptime(&mut seg.data[e.offset()..], header, exptime);
+        seg.saw_exptime(exptime);
+    }
+
+    /// Rewrites the value of `e` in place (same length), with a new CAS id if it has the field.
+    pub fn set_value_in_place(
+        &mut self,
+        e: Entry,
+        header: &Header,
+        value: &[u8],
+        cas: Option<u64>,
+    ) {
+        let seg = self.seg_mut(e.segment());
+        layout::set_value(&mut seg.data[e.offset()..], header, value, cas);
+    }
+
+    /// Bytes the index must grow by before one more entry can be inserted (0: there is room).
+    pub fn index_growth(&self) -> usize {
+        index::growth_for(self.index.len(), self.index.capacity(), self.index_buckets)
     }
 
     /// Makes room in the index for one more entry; the caller has reserved `bytes`.
     pub fn grow_index(&mut self, bytes: usize, ctx: &Ctx<'_>) {
-        let slots = &self.slots;
+        let segs = &self.segs;
         let hasher = ctx.hasher;
-        self.index
-            .reserve(1, |&id| hasher.hash_one(slots[id as usize].key()));
-        let buckets = buckets_for_capacity(self.index.capacity());
-        let actual = table_bytes(buckets).saturating_sub(table_bytes(self.index_buckets));
+        self.index.reserve(1, |&e| hasher.hash_one(key_at(segs, e)));
+        let buckets = index::buckets_for_capacity(self.index.capacity());
+        let actual =
+            index::table_bytes(buckets).saturating_sub(index::table_bytes(self.index_buckets));
         self.index_buckets = buckets;
-        self.settle_growth(bytes, actual, ctx.budget);
-    }
-
-    /// Growth reserved `reserved` bytes and took `actual`: give back the difference (or, should an
-    /// estimate ever fall short, take the rest; the next store evicts it back under the bound).
-    fn settle_growth(&mut self, reserved: usize, actual: usize, budget: &Budget) {
-        if actual <= reserved {
-            budget.release(reserved - actual);
-        } else if !budget.try_reserve(actual - reserved) {
-            budget.force(actual - reserved);
+        if actual <= bytes {
+            ctx.budget.release(bytes - actual);
+        } else if !ctx.budget.try_reserve(actual - bytes) {
+            // Never expected (the estimate is exact); the next store evicts back under the bound.
+            ctx.budget.force(actual - bytes);
         }
         self.index_bytes += actual;
     }
 
-    /// Links a new item; its bytes are reserved and `arena_growth`/`index_growth` are 0.
-    #[allow(clippy::too_many_arguments)]
-    pub fn link(
+    /// Removes the index entry at `e`'s place without touching its segment (which the caller
+    /// holds out of the table).
+    pub(crate) fn drop_entry(&mut self, hash: u64, e: Entry) {
+        if let Ok(found) = self.index.find_entry(hash, |x| x.same_place(e)) {
+            found.remove();
+            self.live -= 1;
+        }
+    }
+
+    /// The live entry naming the item at (`id`, `offset`), whose key hashes to `hash`.
+    pub(crate) fn entry_at(&self, hash: u64, id: u32, offset: usize) -> Option<Entry> {
+        let here = Entry::new(id, offset);
+        self.index.find(hash, |x| x.same_place(here)).copied()
+    }
+
+    pub(crate) fn take_segment(&mut self, id: u32) -> Segment {
+        self.segs[id as usize]
+            .take()
+            .expect("taking a held segment")
+    }
+
+    pub(crate) fn put_back_segment(&mut self, id: u32, seg: Segment) {
+        self.segs[id as usize] = Some(seg);
+    }
+
+    pub(crate) fn forget_segment(&mut self, id: u32, capacity: usize, budget: &Budget) {
+        budget.release(capacity);
+        self.free_ids.push(id);
+    }
+
+    pub(crate) fn set_entry_at(&mut self, hash: u64, old: Entry, new: Entry) {
+        self.set_entry(hash, old, new);
+    }
+
+    /// Removes every item of segment `id` from the index and frees it, counting each item with
+    /// `count(fetched)` (used for segments that are dead whole: flushed or all expired).
+    pub fn drop_segment(
         &mut self,
-        hash: u64,
-        data: Bytes,
-        key_len: usize,
-        flags: u32,
-        exptime: RelTime,
-        seq: u64,
+        id: u32,
         ctx: &Ctx<'_>,
+        mut count: impl FnMut(&mut Counters, bool),
     ) {
-        let slot = Slot {
-            data,
-            seq,
-            key_len: key_len as u32,
-            flags,
-            exptime,
-            time: ctx.now,
-            state: LIVE,
-        };
-        let id = if self.free_head != NO_SLOT {
-            let id = self.free_head;
-            self.free_head = self.slots[id as usize].seq as u32;
-            self.slots[id as usize] = slot;
-            id
-        } else {
-            self.slots.push(slot);
-            (self.slots.len() - 1) as u32
-        };
-        let slots = &self.slots;
-        let hasher = ctx.hasher;
-        self.index
-            .insert_unique(hash, id, |&id| hasher.hash_one(slots[id as usize].key()));
-        self.live += 1;
-        self.counters.total_items += 1;
-    }
-
-    /// Replaces the value of a live item in place (same key, same size), with a new sequence number.
-    pub fn rewrite(&mut self, id: u32, data: Bytes, seq: u64) {
-        let slot = self.slot_mut(id);
-        debug_assert_eq!(charge(slot.data.len()), charge(data.len()));
-        slot.data = data;
-        slot.seq = seq;
-        slot.state |= VISITED;
-    }
-
-    /// Unlinks every item an effective `flush_all` has invalidated (what memcached's LRU crawler
-    /// does in the background shortly after a flush). Not counted.
-    pub fn sweep_flushed(&mut self, ctx: &Ctx<'_>) {
-        for id in 0..self.slots.len() as u32 {
-            let slot = self.slot(id);
-            if slot.is_live() && ctx.flush.flushes(slot, ctx.now) {
-                self.unlink_slot(id, ctx);
+        let seg = self.take_segment(id);
+        for (offset, header) in layout::items(&seg.data, seg.len) {
+            let item = &seg.data[offset..];
+            let hash = ctx.hash(header.key(item));
+            if let Some(e) = self.entry_at(hash, id, offset) {
+                self.drop_entry(hash, e);
+                count(&mut self.counters, e.fetched());
             }
         }
+        self.put_back_segment(id, seg);
+        self.free_segment(id, ctx.budget);
     }
-}
 
-/// The capacity hashbrown reports for a table of `buckets` buckets.
-fn buckets_for_capacity_inverse(buckets: usize) -> usize {
-    if buckets < 8 {
-        buckets.saturating_sub(1)
-    } else {
-        buckets / 8 * 7
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bucket_arithmetic_matches_hashbrown() {
-        let hasher = std::collections::hash_map::RandomState::new();
-        let mut table: HashTable<u32> = HashTable::new();
-        let mut seen = Vec::new();
-        for i in 0..10_000u32 {
-            if table.len() == table.capacity() {
-                table.reserve(1, |&x| hasher.hash_one(x));
-                let buckets = buckets_for_capacity(table.capacity());
-                assert_eq!(buckets_for_capacity_inverse(buckets), table.capacity());
-                assert!(buckets.is_power_of_two(), "{buckets}");
-                seen.push(buckets);
-            }
-            table.insert_unique(hasher.hash_one(i), i, |&x| hasher.hash_one(x));
-        }
-        assert_eq!(seen[..4], [4, 8, 16, 32]);
+    /// All segment ids held, open or closed.
+    pub fn segment_ids(&self) -> Vec<u32> {
+        self.queues
+            .iter()
+            .flat_map(|q| q.closed.iter().copied().chain(q.open))
+            .collect()
     }
 }

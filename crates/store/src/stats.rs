@@ -31,8 +31,10 @@ pub struct StoreStats {
     pub touch_misses: u64,
     /// Stores refused for lack of memory (with `-M`).
     pub outofmemory: u64,
-    /// Of `bytes`, what the index (hash table and slot arena, by capacity) holds.
+    /// Of `bytes`, what the index (hash tables, by capacity) and the ghost hold.
     pub index_bytes: u64,
+    /// Of `index_bytes`, the ghost's share (allocated up front, touched once evictions start).
+    pub ghost_bytes: u64,
 }
 
 /// The counters one shard bumps. `stats reset` zeroes all of them (memcached's `stats reset` zeroes

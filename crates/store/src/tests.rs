@@ -20,11 +20,11 @@ fn set_get_delete() {
         s.store(StoreMode::Set, b"k", 3, 0, b"v", 100),
         StoreOutcome::Stored
     );
-    let item = s.get(b"k", 100).expect("hit");
+    let item = s.get(b"k", true, 100).expect("hit");
     assert_eq!((&item.value[..], item.flags), (&b"v"[..], 3));
     assert_eq!(s.delete(b"k", 100), DeleteOutcome::Deleted);
     assert_eq!(s.delete(b"k", 100), DeleteOutcome::NotFound);
-    assert!(s.get(b"k", 100).is_none());
+    assert!(s.get(b"k", true, 100).is_none());
     let st = s.stats();
     assert_eq!(
         (st.get_hits, st.get_misses, st.delete_hits, st.delete_misses),
@@ -59,7 +59,7 @@ fn add_replace_append_prepend() {
         s.store(StoreMode::Prepend, b"k", 0, 0, b"a", 1),
         StoreOutcome::Stored
     );
-    let item = s.get(b"k", 1).expect("hit");
+    let item = s.get(b"k", true, 1).expect("hit");
     assert_eq!(&item.value[..], b"abz");
     assert_eq!(item.flags, 7, "append keeps the flags");
 }
@@ -68,7 +68,7 @@ fn add_replace_append_prepend() {
 fn cas_ids_change_with_every_write() {
     let s = small();
     s.store(StoreMode::Set, b"k", 0, 0, b"a", 1);
-    let first = s.get(b"k", 1).expect("hit").cas;
+    let first = s.get(b"k", true, 1).expect("hit").cas;
     assert_eq!(
         s.store(StoreMode::Cas(first + 1), b"k", 0, 0, b"b", 1),
         StoreOutcome::Exists
@@ -77,7 +77,7 @@ fn cas_ids_change_with_every_write() {
         s.store(StoreMode::Cas(first), b"k", 0, 0, b"b", 1),
         StoreOutcome::Stored
     );
-    let second = s.get(b"k", 1).expect("hit").cas;
+    let second = s.get(b"k", true, 1).expect("hit").cas;
     assert_ne!(first, second);
     assert_eq!(
         s.store(StoreMode::Cas(first), b"k", 0, 0, b"c", 1),
@@ -89,7 +89,7 @@ fn cas_ids_change_with_every_write() {
     );
     s.touch(b"k", 100, 1);
     assert_eq!(
-        s.get(b"k", 1).expect("hit").cas,
+        s.get(b"k", true, 1).expect("hit").cas,
         second,
         "touch keeps the CAS id"
     );
@@ -108,7 +108,7 @@ fn cas_ids_are_unique_across_threads() {
                     .map(|i| {
                         let key = format!("{t}-{i}");
                         s.store(StoreMode::Set, key.as_bytes(), 0, 0, b"v", 1);
-                        s.get(key.as_bytes(), 1).expect("hit").cas
+                        s.get(key.as_bytes(), true, 1).expect("hit").cas
                     })
                     .collect::<Vec<_>>()
             })
@@ -127,7 +127,7 @@ fn cas_ids_are_unique_across_threads() {
 fn disabled_cas_is_zero_and_cas_never_matches() {
     let s = store(64 * 1024 * 1024, true, false);
     s.store(StoreMode::Set, b"k", 0, 0, b"a", 1);
-    assert_eq!(s.get(b"k", 1).expect("hit").cas, 0);
+    assert_eq!(s.get(b"k", true, 1).expect("hit").cas, 0);
     assert_eq!(
         s.store(StoreMode::Cas(12345), b"k", 0, 0, b"b", 1),
         StoreOutcome::Exists
@@ -142,8 +142,11 @@ fn disabled_cas_is_zero_and_cas_never_matches() {
 fn expiry_boundary() {
     let s = small();
     s.store(StoreMode::Set, b"k", 0, 110, b"v", 100);
-    assert!(s.get(b"k", 109).is_some());
-    assert!(s.get(b"k", 110).is_none(), "expired when exptime <= now");
+    assert!(s.get(b"k", true, 109).is_some());
+    assert!(
+        s.get(b"k", true, 110).is_none(),
+        "expired when exptime <= now"
+    );
     assert_eq!(s.stats().get_expired, 1);
     assert_eq!(s.touch(b"k", 0, 110), TouchOutcome::NotFound);
 }
@@ -152,9 +155,9 @@ fn expiry_boundary() {
 fn gat_counts_touches_and_sets_exptime() {
     let s = small();
     s.store(StoreMode::Set, b"k", 0, 0, b"v", 100);
-    assert!(s.get_and_touch(b"k", 105, 100).is_some());
-    assert!(s.get_and_touch(b"x", 105, 100).is_none());
-    assert!(s.get(b"k", 105).is_none());
+    assert!(s.get_and_touch(b"k", 105, true, 100).is_some());
+    assert!(s.get_and_touch(b"x", 105, true, 100).is_none());
+    assert!(s.get(b"k", true, 105).is_none());
     let st = s.stats();
     assert_eq!((st.touch_hits, st.touch_misses, st.get_hits), (1, 1, 0));
 }
@@ -165,8 +168,8 @@ fn flush_now_spares_later_writes_in_the_same_second() {
     s.store(StoreMode::Set, b"old", 0, 0, b"v", 100);
     s.flush_all(100, 100);
     s.store(StoreMode::Set, b"new", 0, 0, b"v", 100);
-    assert!(s.get(b"old", 100).is_none());
-    assert!(s.get(b"new", 100).is_some());
+    assert!(s.get(b"old", true, 100).is_none());
+    assert!(s.get(b"new", true, 100).is_some());
     assert_eq!(s.stats().get_flushed, 1);
 }
 
@@ -175,10 +178,13 @@ fn delayed_flush() {
     let s = small();
     s.store(StoreMode::Set, b"a", 0, 0, b"v", 100);
     s.flush_all(110, 100);
-    assert!(s.get(b"a", 105).is_some(), "not yet");
+    assert!(s.get(b"a", true, 105).is_some(), "not yet");
     s.store(StoreMode::Set, b"b", 0, 0, b"v", 111);
-    assert!(s.get(b"a", 110).is_none(), "gone at the flush time");
-    assert!(s.get(b"b", 111).is_some(), "stored after the flush time");
+    assert!(s.get(b"a", true, 110).is_none(), "gone at the flush time");
+    assert!(
+        s.get(b"b", true, 111).is_some(),
+        "stored after the flush time"
+    );
 }
 
 #[test]
@@ -187,19 +193,19 @@ fn incr_decr_like_memcached() {
     s.store(StoreMode::Set, b"n", 5, 0, b"10", 1);
     assert_eq!(s.delta(b"n", false, 1, 1), DeltaOutcome::Value(9));
     assert_eq!(
-        &s.get(b"n", 1).expect("hit").value[..],
+        &s.get(b"n", true, 1).expect("hit").value[..],
         b"9 ",
         "padded in place"
     );
     assert_eq!(s.delta(b"n", true, 991, 1), DeltaOutcome::Value(1000));
-    assert_eq!(&s.get(b"n", 1).expect("hit").value[..], b"1000");
+    assert_eq!(&s.get(b"n", true, 1).expect("hit").value[..], b"1000");
     assert_eq!(s.delta(b"n", false, 5000, 1), DeltaOutcome::Value(0));
     s.store(StoreMode::Set, b"n", 0, 0, b"18446744073709551615", 1);
     assert_eq!(s.delta(b"n", true, 2, 1), DeltaOutcome::Value(1));
     s.store(StoreMode::Set, b"t", 0, 0, b"abc", 1);
     assert_eq!(s.delta(b"t", true, 1, 1), DeltaOutcome::NonNumeric);
     assert_eq!(s.delta(b"none", true, 1, 1), DeltaOutcome::NotFound);
-    assert_eq!(s.get(b"n", 1).expect("hit").flags, 0);
+    assert_eq!(s.get(b"n", true, 1).expect("hit").flags, 0);
 }
 
 #[test]
@@ -212,7 +218,7 @@ fn append_over_the_item_limit_is_too_large() {
         StoreOutcome::TooLarge
     );
     assert_eq!(
-        s.get(b"k", 1).expect("old value stays").value.len(),
+        s.get(b"k", true, 1).expect("old value stays").value.len(),
         half.len()
     );
 }
@@ -231,7 +237,10 @@ fn evicts_within_the_bound_and_m_refuses() {
     }
     let st = s.stats();
     assert!(st.evictions > 0 && st.evicted_unfetched > 0);
-    assert!(s.get(b"key9999", 1).is_some(), "the newest item survives");
+    assert!(
+        s.get(b"key9999", true, 1).is_some(),
+        "the newest item survives"
+    );
 
     let s = store(2 * 1024 * 1024, false, true);
     let mut refused = false;
@@ -248,17 +257,17 @@ fn evicts_within_the_bound_and_m_refuses() {
     }
     assert!(refused);
     assert_eq!(s.stats().evictions, 0);
-    assert!(s.get(b"key0", 1).is_some(), "-M keeps what it has");
+    assert!(s.get(b"key0", true, 1).is_some(), "-M keeps what it has");
 }
 
 #[test]
-fn clock_keeps_recently_read_items() {
+fn recently_read_items_survive_eviction() {
     let s = store(2 * 1024 * 1024, true, true);
     let value = vec![b'v'; 1000];
     s.store(StoreMode::Set, b"hot", 0, 0, &value, 1);
     for i in 0..10_000 {
         assert!(
-            s.get(b"hot", 1).is_some(),
+            s.get(b"hot", true, 1).is_some(),
             "hot item evicted after {i} sets"
         );
         s.store(
@@ -292,7 +301,7 @@ proptest::proptest! {
             match op {
                 0 => { s.store(StoreMode::Set, key.as_bytes(), 0, 0, &value, 1); }
                 1 => { s.store(StoreMode::Append, key.as_bytes(), 0, 0, &value, 1); }
-                2 => { s.get(key.as_bytes(), 1); }
+                2 => { s.get(key.as_bytes(), true, 1); }
                 _ => { s.delete(key.as_bytes(), 1); }
             }
             proptest::prop_assert!(s.stats().bytes <= 1024 * 1024);
@@ -337,7 +346,7 @@ fn is_send_and_sync() {
 }
 
 #[test]
-fn sixty_four_shards_even_for_tiny_memory() {
+fn sixteen_shards_even_for_tiny_memory() {
     assert_eq!(with(1024 * 1024, 512 * 1024, true).shard_count(), SHARDS);
 }
 
@@ -351,7 +360,10 @@ fn largest_item_fits_at_default_limits_and_tiny_memory() {
     let biggest = vec![b'x'; (1 << 20) - 48 - 4 - 2 - 8];
     assert!(item_size_ok(1 << 20, true, 3, 0, biggest.len()));
     assert_eq!(set(&s, "big", &biggest, 0, 1), StoreOutcome::Stored);
-    assert_eq!(s.get(b"big", 1).expect("hit").value.len(), biggest.len());
+    assert_eq!(
+        s.get(b"big", true, 1).expect("hit").value.len(),
+        biggest.len()
+    );
     // -m 1 -I 512k, the smallest pair memcached accepts, after filling with small items.
     let s = with(1 << 20, 512 << 10, true);
     for i in 0..20_000 {
@@ -359,7 +371,7 @@ fn largest_item_fits_at_default_limits_and_tiny_memory() {
     }
     let biggest = vec![b'x'; (512 << 10) - 48 - 4 - 2 - 8];
     assert_eq!(set(&s, "big", &biggest, 0, 1), StoreOutcome::Stored);
-    assert!(s.get(b"big", 1).is_some());
+    assert!(s.get(b"big", true, 1).is_some());
     assert!(s.stats().bytes <= 1 << 20);
     assert!(s.stats().evictions > 0);
 }
@@ -368,8 +380,8 @@ fn largest_item_fits_at_default_limits_and_tiny_memory() {
 fn odd_inputs_do_not_panic() {
     let s = with(1 << 20, 1 << 20, true);
     assert_eq!(set(&s, "", b"", u32::MAX, 0), StoreOutcome::Stored);
-    assert_eq!(s.get(b"", u32::MAX - 1).expect("hit").value.len(), 0);
-    assert!(s.get(b"", u32::MAX).is_none(), "expired at u32::MAX");
+    assert_eq!(s.get(b"", true, u32::MAX - 1).expect("hit").value.len(), 0);
+    assert!(s.get(b"", true, u32::MAX).is_none(), "expired at u32::MAX");
     let long_key = "k".repeat(10_000);
     assert_eq!(set(&s, &long_key, b"v", 0, 0), StoreOutcome::Stored);
     assert_eq!(
@@ -397,7 +409,7 @@ fn expired_items_are_reclaimed_by_eviction_not_evicted() {
     for i in 0..2000 {
         set(&s, &format!("old{i}"), &[b'x'; 400], 10, 1);
     }
-    s.get(b"old1", 1);
+    s.get(b"old1", true, 1);
     for i in 0..1000 {
         set(&s, &format!("new{i}"), &[b'x'; 400], 0, 20);
     }
@@ -410,7 +422,7 @@ fn expired_items_are_reclaimed_by_eviction_not_evicted() {
         "dead items go first: {st:?}"
     );
     for i in 0..1000 {
-        assert!(s.get(format!("new{i}").as_bytes(), 20).is_some());
+        assert!(s.get(format!("new{i}").as_bytes(), true, 20).is_some());
     }
 }
 
@@ -448,18 +460,19 @@ fn out_of_memory_comes_before_the_key_is_looked_at() {
     assert_eq!(out(StoreMode::Replace, "nokey"), StoreOutcome::OutOfMemory);
     assert_eq!(out(StoreMode::Cas(1), "nokey"), StoreOutcome::OutOfMemory);
     assert_eq!(s.stats().cas_misses, 0);
-    assert!(s.get(b"k1", 1).is_some());
+    assert!(s.get(b"k1", true, 1).is_some());
     assert_eq!(out(StoreMode::Set, "k1"), StoreOutcome::OutOfMemory);
     // The refused set must not have been a refusal for arena growth only.
-    assert!(s.get(b"k0", 1).is_some());
+    assert!(s.get(b"k0", true, 1).is_some());
     assert!(
-        s.get(b"k1", 1).is_none(),
+        s.get(b"k1", true, 1).is_none(),
         "a refused set unlinks the old value"
     );
-    // The unlink freed room for a small one.
+    // The unlink freed room for a small one (here room is per shard, so the same key: memcached
+    // would take any key there).
     assert_eq!(
-        s.store(StoreMode::Add, b"k0", 0, 0, b"x", 1),
-        StoreOutcome::NotStored
+        s.store(StoreMode::Add, b"k1", 0, 0, b"x", 1),
+        StoreOutcome::Stored
     );
 }
 
@@ -481,13 +494,13 @@ fn failed_add_keeps_the_item_warm() {
 fn append_prepend_keep_flags_exptime_and_take_a_new_cas() {
     let s = small();
     s.store(StoreMode::Set, b"k", 42, 50, b"mid", 1);
-    let before = s.get(b"k", 1).expect("hit").cas;
+    let before = s.get(b"k", true, 1).expect("hit").cas;
     s.store(StoreMode::Append, b"k", 7, 0, b">", 1);
     s.store(StoreMode::Prepend, b"k", 7, 0, b"<", 1);
-    let item = s.get(b"k", 1).expect("hit");
+    let item = s.get(b"k", true, 1).expect("hit");
     assert_eq!((&item.value[..], item.flags), (&b"<mid>"[..], 42));
     assert!(item.cas > before);
-    assert!(s.get(b"k", 50).is_none(), "kept the exptime");
+    assert!(s.get(b"k", true, 50).is_none(), "kept the exptime");
     assert_eq!(s.stats().total_items, 3);
 }
 
@@ -512,19 +525,19 @@ fn append_exactly_to_the_limit() {
 fn incr_counters_padding_and_growth() {
     let s = small();
     s.store(StoreMode::Set, b"n", 9, 30, b"99", 1);
-    let cas = s.get(b"n", 1).expect("hit").cas;
+    let cas = s.get(b"n", true, 1).expect("hit").cas;
     assert_eq!(s.delta(b"n", true, 1, 1), DeltaOutcome::Value(100));
-    let item = s.get(b"n", 1).expect("hit");
+    let item = s.get(b"n", true, 1).expect("hit");
     assert_eq!(
         (&item.value[..], item.flags),
         (&b"100"[..], 9),
         "new item, same flags"
     );
     assert!(item.cas > cas);
-    assert!(s.get(b"n", 30).is_none(), "same exptime");
+    assert!(s.get(b"n", true, 30).is_none(), "same exptime");
     s.store(StoreMode::Set, b"n", 0, 0, b"1000", 1);
     assert_eq!(s.delta(b"n", false, 995, 1), DeltaOutcome::Value(5));
-    assert_eq!(&s.get(b"n", 1).expect("hit").value[..], b"5   ");
+    assert_eq!(&s.get(b"n", true, 1).expect("hit").value[..], b"5   ");
     assert_eq!(s.delta(b"n", false, 6, 1), DeltaOutcome::Value(0));
     assert_eq!(s.delta(b"none", false, 1, 1), DeltaOutcome::NotFound);
     s.store(StoreMode::Set, b"e", 0, 0, b"", 1);
@@ -566,20 +579,20 @@ fn incr_out_of_memory_keeps_the_old_value() {
         "in place"
     );
     assert_eq!(s.delta(&key, true, 2, 1), DeltaOutcome::OutOfMemory);
-    assert_eq!(&s.get(&key, 1).expect("kept").value[..], b"8");
+    assert_eq!(&s.get(&key, true, 1).expect("kept").value[..], b"8");
 }
 
 #[test]
 fn touch_counts_and_keeps_cas() {
     let s = small();
     s.store(StoreMode::Set, b"k", 0, 10, b"v", 1);
-    let cas = s.get(b"k", 1).expect("hit").cas;
+    let cas = s.get(b"k", true, 1).expect("hit").cas;
     assert_eq!(s.touch(b"k", 0, 5), TouchOutcome::Touched);
     assert_eq!(s.touch(b"x", 0, 5), TouchOutcome::NotFound);
-    assert_eq!(s.get(b"k", 100).expect("no longer expires").cas, cas);
-    let item = s.get_and_touch(b"k", 200, 100).expect("hit");
+    assert_eq!(s.get(b"k", true, 100).expect("no longer expires").cas, cas);
+    let item = s.get_and_touch(b"k", 200, true, 100).expect("hit");
     assert_eq!(item.cas, cas, "gat keeps the CAS id");
-    assert!(s.get(b"k", 200).is_none());
+    assert!(s.get(b"k", true, 200).is_none());
     let st = s.stats();
     assert_eq!((st.touch_hits, st.touch_misses), (2, 1));
     assert_eq!((st.get_hits, st.get_misses, st.get_expired), (2, 1, 1));
@@ -591,10 +604,10 @@ fn flush_at_time_zero_and_immediately() {
         let s = small();
         s.store(StoreMode::Set, b"a", 0, 0, b"v", now);
         s.flush_all(0, now);
-        assert!(s.get(b"a", now).is_none(), "flush_all at now={now}");
+        assert!(s.get(b"a", true, now).is_none(), "flush_all at now={now}");
         s.store(StoreMode::Set, b"b", 0, 0, b"v", now);
         assert!(
-            s.get(b"b", now).is_some(),
+            s.get(b"b", true, now).is_some(),
             "stored after the flush at now={now}"
         );
     }
@@ -607,10 +620,10 @@ fn flush_without_cas_takes_the_whole_second() {
     s.store(StoreMode::Set, b"a", 0, 0, b"v", 100);
     s.flush_all(0, 100);
     s.store(StoreMode::Set, b"b", 0, 0, b"v", 100);
-    assert!(s.get(b"a", 100).is_none());
-    assert!(s.get(b"b", 100).is_none());
+    assert!(s.get(b"a", true, 100).is_none());
+    assert!(s.get(b"b", true, 100).is_none());
     s.store(StoreMode::Set, b"c", 0, 0, b"v", 101);
-    assert!(s.get(b"c", 101).is_some());
+    assert!(s.get(b"c", true, 101).is_some());
     assert_eq!(s.stats().get_flushed, 2);
 }
 
@@ -621,12 +634,12 @@ fn flushed_items_count_when_met_and_leave_curr_items_at_stats() {
         set(&s, &format!("k{i}"), b"v", 0, 100);
     }
     s.flush_all(0, 100);
-    assert!(s.get(b"k1", 100).is_none());
+    assert!(s.get(b"k1", true, 100).is_none());
     let st = s.stats();
     assert_eq!((st.get_flushed, st.get_misses), (1, 1));
     assert_eq!(st.curr_items, 0, "swept");
     assert_eq!(st.bytes, st.index_bytes, "only the index is left");
-    assert!(s.get(b"k2", 100).is_none());
+    assert!(s.get(b"k2", true, 100).is_none());
     assert_eq!(s.stats().get_flushed, 1, "swept items are simply absent");
 }
 
@@ -637,19 +650,19 @@ fn delayed_flush_takes_effect_a_second_early_like_memcached() {
     let s = small();
     s.store(StoreMode::Set, b"a", 0, 0, b"v", 100);
     s.flush_all(110, 100);
-    assert!(s.get(b"a", 108).is_some());
+    assert!(s.get(b"a", true, 108).is_some());
     assert_eq!(s.stats().curr_items, 1, "not swept before its time");
     s.store(StoreMode::Set, b"late", 0, 0, b"v", 110);
-    assert!(s.get(b"a", 109).is_none());
-    assert!(s.get(b"late", 110).is_some());
+    assert!(s.get(b"a", true, 109).is_none());
+    assert!(s.get(b"late", true, 110).is_some());
 }
 
 #[test]
 fn reset_zeroes_counters_not_contents() {
     let s = small();
     set(&s, "k", b"v", 0, 1);
-    s.get(b"k", 1);
-    s.get(b"x", 1);
+    s.get(b"k", true, 1);
+    s.get(b"x", true, 1);
     s.delete(b"x", 1);
     s.reset_stats();
     let st = s.stats();
@@ -661,13 +674,31 @@ fn reset_zeroes_counters_not_contents() {
 #[test]
 fn bytes_account_items_and_index() {
     let s = small();
-    assert_eq!(s.stats().bytes, 0, "nothing allocated up front");
+    let st = s.stats();
+    assert_eq!(st.bytes, st.index_bytes, "only the ghost up front");
+    assert!(st.bytes <= 64 * 1024 * 1024 / 64);
     set(&s, "key", b"value", 0, 1);
     let st = s.stats();
-    assert_eq!(st.bytes - st.index_bytes, (3 + 5 + ITEM_OVERHEAD) as u64);
+    assert_eq!(
+        st.bytes - st.index_bytes,
+        s.segment_bytes() as u64,
+        "one segment"
+    );
+    assert!(
+        st.index_bytes > s.stats().bytes / 1000,
+        "the index is charged"
+    );
+    set(&s, "other", b"value", 0, 1);
+    let now = s.stats();
+    let grown = (now.bytes - now.index_bytes) - (st.bytes - st.index_bytes);
+    assert!(
+        grown == 0 || grown == s.segment_bytes() as u64,
+        "same segment, or one more"
+    );
     s.delete(b"key", 1);
+    s.delete(b"other", 1);
     let st = s.stats();
-    assert_eq!(st.bytes, st.index_bytes);
+    assert!(st.bytes - st.index_bytes <= 2 * s.segment_bytes() as u64);
 }
 
 #[test]
@@ -685,7 +716,7 @@ fn concurrent_writers_never_exceed_the_bound() {
                     let out = s.store(StoreMode::Set, key.as_bytes(), 0, 0, &value, 1);
                     assert_eq!(out, StoreOutcome::Stored);
                     if i % 3 == 0 {
-                        s.get(key.as_bytes(), 1);
+                        s.get(key.as_bytes(), true, 1);
                     }
                     assert!(s.stats().bytes <= max as u64);
                 }

@@ -14,8 +14,9 @@
 //! Every case runs against a fresh pair of servers. After the last write the tool reads until the
 //! server has been quiet for a moment or closes the connection; the transcript is the replies plus
 //! a `<closed>` marker. CAS ids in `VALUE` lines are renamed in order of first appearance (c1, c2,
-//! ...), so "same item, same id" and "changed item, new id" are still compared. `{cas}` in a write
-//! is replaced by the last CAS id that server sent.
+//! ...), so "same item, same id" and "changed item, new id" are still compared; so are the `c`
+//! flags of meta replies and the CAS field of binary responses. `{cas}` in a write is replaced by
+//! the last CAS id that server sent (in a `VALUE` line or a meta reply).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -113,16 +114,71 @@ fn expand(write: &str, last_cas: &str) -> anyhow::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// The CAS id of the last `VALUE key flags bytes cas` line in `reply`.
+/// The CAS id of the last `VALUE key flags bytes cas` line, or meta reply with a `c` flag, in
+/// `reply`.
 fn last_cas_in(reply: &[u8]) -> Option<String> {
     reply
         .split(|&b| b == b'\n')
         .filter_map(|line| {
             let line = std::str::from_utf8(line).ok()?.trim_end();
             let fields: Vec<&str> = line.split(' ').collect();
-            (fields.len() == 5 && fields[0] == "VALUE").then(|| fields[4].to_string())
+            if fields.len() == 5 && fields[0] == "VALUE" {
+                return Some(fields[4].to_string());
+            }
+            if !META_REPLIES.contains(&fields[0]) {
+                return None;
+            }
+            fields
+                .iter()
+                .skip(1)
+                .find_map(|f| meta_cas(f).map(str::to_string))
         })
         .next_back()
+}
+
+/// The first word of a meta reply line that may carry a `c<cas>` flag.
+const META_REPLIES: [&str; 8] = ["HD", "VA", "EN", "NF", "NS", "EX", "ME", "MN"];
+
+/// The CAS id in a meta reply token (`c123`, or `cas=123` in `me`'s line).
+fn meta_cas(token: &str) -> Option<&str> {
+    let digits = token
+        .strip_prefix("cas=")
+        .or_else(|| token.strip_prefix('c'))?;
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(digits)
+}
+
+/// Numbers CAS ids in order of first appearance (0 stays 0: "no CAS").
+#[derive(Default)]
+struct CasNames(Vec<String>);
+
+impl CasNames {
+    fn name(&mut self, cas: &str) -> usize {
+        if cas == "0" {
+            return 0;
+        }
+        match self.0.iter().position(|c| c == cas) {
+            Some(i) => i + 1,
+            None => {
+                self.0.push(cas.to_string());
+                self.0.len()
+            }
+        }
+    }
+}
+
+/// Binary protocol transcripts: the CAS field of each response header renamed like text ids.
+fn normalise_binary(transcript: &[u8]) -> Vec<u8> {
+    let mut names = CasNames::default();
+    let mut out = transcript.to_vec();
+    let mut at = 0;
+    while at + 24 <= out.len() && out[at] == 0x81 {
+        let body = u32::from_be_bytes(out[at + 8..at + 12].try_into().expect("4 bytes")) as usize;
+        let cas = u64::from_be_bytes(out[at + 16..at + 24].try_into().expect("8 bytes"));
+        let id = names.name(&cas.to_string()) as u64;
+        out[at + 16..at + 24].copy_from_slice(&id.to_be_bytes());
+        at += 24 + body;
+    }
+    out
 }
 
 /// Reads until nothing arrives for `quiet` or the peer closes.
@@ -181,7 +237,10 @@ fn run_case(case: &Case, bin: &Path) -> anyhow::Result<Vec<u8>> {
 
 /// Renames CAS ids, hides the version string, and keeps only the STAT lines the case compares.
 fn normalise(transcript: &[u8], stats: Option<&[String]>) -> Vec<u8> {
-    let mut ids: Vec<String> = Vec::new();
+    if transcript.first() == Some(&0x81) {
+        return normalise_binary(transcript);
+    }
+    let mut names = CasNames::default();
     let mut out = Vec::new();
     let mut rest = transcript;
     while !rest.is_empty() {
@@ -194,16 +253,22 @@ fn normalise(transcript: &[u8], stats: Option<&[String]>) -> Vec<u8> {
         let text = String::from_utf8_lossy(line);
         let fields: Vec<&str> = text.trim_end().split(' ').collect();
         if fields.len() == 5 && fields[0] == "VALUE" && fields[4].parse::<u64>().is_ok() {
-            let id = match ids.iter().position(|c| c == fields[4]) {
-                Some(i) => i + 1,
-                None => {
-                    ids.push(fields[4].to_string());
-                    ids.len()
-                }
-            };
+            let id = names.name(fields[4]);
             out.extend_from_slice(
                 format!("VALUE {} {} {} c{id}\r\n", fields[1], fields[2], fields[3]).as_bytes(),
             );
+        } else if META_REPLIES.contains(&fields[0]) && fields.iter().any(|f| meta_cas(f).is_some())
+        {
+            let renamed: Vec<String> = fields
+                .iter()
+                .map(|f| match meta_cas(f) {
+                    Some(cas) if f.starts_with("cas=") => format!("cas=c{}", names.name(cas)),
+                    Some(cas) => format!("c#{}", names.name(cas)),
+                    None => f.to_string(),
+                })
+                .collect();
+            out.extend_from_slice(renamed.join(" ").as_bytes());
+            out.extend_from_slice(b"\r\n");
         } else if fields[0] == "VERSION" && fields.len() == 2 {
             out.extend_from_slice(b"VERSION <version>\r\n");
         } else if fields[0] == "STAT" && fields.len() >= 3 {

@@ -7,8 +7,8 @@ impl Store {
     pub fn delete(&self, key: &[u8], now: RelTime) -> DeleteOutcome {
         let (mut shard, _, hash, ctx) = self.locked(key, now);
         match shard.find_live(hash, key, &ctx) {
-            Some(id) => {
-                shard.unlink(id, hash, &self.budget);
+            Some((e, _)) => {
+                shard.remove(hash, e, &self.budget);
                 shard.counters.delete_hits += 1;
                 DeleteOutcome::Deleted
             }
@@ -23,8 +23,8 @@ impl Store {
     /// too large, so that the old value does not outlive the failed write).
     pub fn unlink(&self, key: &[u8], now: RelTime) {
         let (mut shard, _, hash, _) = self.locked(key, now);
-        if let Some(id) = shard.lookup(hash, key) {
-            shard.unlink(id, hash, &self.budget);
+        if let Some(e) = shard.lookup(hash, key) {
+            shard.remove(hash, e, &self.budget);
         }
     }
 }

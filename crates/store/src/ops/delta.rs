@@ -1,7 +1,7 @@
 //! `incr` and `decr`, as memcached's `do_add_delta`.
 
 use crate::config::{memcached_item_size, SLAB_CHUNK_MAX};
-use crate::item::{charge, join};
+use crate::layout::{NewItem, HAS_CAS, HAS_EXPTIME};
 use crate::numeric::parse_counter;
 use crate::{DeltaOutcome, RelTime, Store};
 
@@ -9,14 +9,14 @@ impl Store {
     /// `incr` (`incr == true`) or `decr`: incr wraps at 2^64, decr stops at 0. Counts
     /// incr/decr hits and misses; a non-numeric value counts neither (as in memcached).
     ///
-    /// The new number replaces the value in place when it is not longer than the old one, padded
-    /// with spaces to the old length: memcached 1.6.18, `set n 0 0 2` `10`, `decr n 1`, `get n`
-    /// answers "9 " (2 bytes). A longer number makes a new item with the same flags and exptime.
-    /// Either way the CAS id is new.
+    /// A number not longer than the old value is padded with spaces to the old length, as
+    /// memcached rewrites in place: memcached 1.6.18, `set n 0 0 2` `10`, `decr n 1`, `get n`
+    /// answers "9 " (2 bytes). A longer number makes a longer value with the same flags and
+    /// exptime. Either way the new version is written like any other, with a new CAS id.
     pub fn delta(&self, key: &[u8], incr: bool, delta: u64, now: RelTime) -> DeltaOutcome {
         let (mut shard, index, hash, ctx) = self.locked(key, now);
         let shard = &mut *shard;
-        let Some(id) = shard.find_live(hash, key, &ctx) else {
+        let Some((e, header)) = shard.find_live(hash, key, &ctx) else {
             if incr {
                 shard.counters.incr_misses += 1;
             } else {
@@ -24,17 +24,15 @@ impl Store {
             }
             return DeltaOutcome::NotFound;
         };
-        let slot = shard.slot(id);
-        let old_len = slot.value().len();
+        let old_len = header.value_len;
         // memcached refuses to count in a chunked (over 512 KiB) item, whatever it holds.
-        let size = memcached_item_size(self.config.use_cas, key.len(), slot.flags, old_len);
+        let size = memcached_item_size(self.config.use_cas, key.len(), header.flags, old_len);
         if size > SLAB_CHUNK_MAX {
             return DeltaOutcome::NonNumeric;
         }
-        let Some(current) = parse_counter(slot.value()) else {
+        let Some(current) = parse_counter(shard.value(e, &header)) else {
             return DeltaOutcome::NonNumeric;
         };
-        let (flags, exptime) = (slot.flags, slot.exptime);
         let new = if incr {
             current.wrapping_add(delta)
         } else {
@@ -47,28 +45,47 @@ impl Store {
         }
         let mut digits = itoa::Buffer::new();
         let text = digits.format(new).as_bytes();
-        if text.len() <= old_len {
-            const SPACES: [u8; 20] = [b' '; 20];
-            let mut data = Vec::with_capacity(key.len() + old_len);
-            data.extend_from_slice(key);
-            data.extend_from_slice(text);
-            let mut pad = old_len - text.len();
-            while pad > 0 {
-                let n = pad.min(SPACES.len());
-                data.extend_from_slice(&SPACES[..n]);
-                pad -= n;
-            }
-            shard.rewrite(id, data.into(), ctx.next_seq());
+        let mut value = Vec::with_capacity(old_len.max(text.len()));
+        value.extend_from_slice(text);
+        if text.len() < old_len {
+            value.resize(old_len, b' ');
+        }
+        // In place, as memcached does, when the number fits and the CAS id can change there
+        // (always with -M, where every item has the field, so an incr never needs room).
+        let cas_in_place = header.bits & HAS_CAS != 0;
+        if text.len() <= old_len && (cas_in_place || !self.config.use_cas) {
+            let cas = self.config.use_cas.then(|| ctx.seq_range(0));
+            shard.set_value_in_place(e, &header, &value, cas);
+            shard.mark_read(hash, e, false);
             return DeltaOutcome::Value(new);
         }
-        let data = join(key, text, &[]);
-        if !self.make_room(shard, index, charge(data.len()), &ctx) {
-            shard.counters.outofmemory += 1;
-            return DeltaOutcome::OutOfMemory;
+        let item = NewItem {
+            key,
+            value: &value,
+            flags: header.flags,
+            exptime: header.exptime,
+            cas: cas_in_place.then(|| ctx.seq_range(0)),
+            keep_exptime_field: header.bits & HAS_EXPTIME != 0,
+        };
+        let queue = shard.seg(e.segment()).queue;
+        let marked = ctx.flush.marks_new_write(now);
+        let place = if self.make_index_room(shard, index, &ctx) {
+            self.place_for(shard, index, queue, item.len(), marked, &ctx)
+        } else {
+            None
+        };
+        match place {
+            Some(place) if shard.put(place, queue, hash, &item, &ctx) => {
+                if text.len() <= old_len {
+                    // memcached rewrites this in place: no new item for total_items.
+                    shard.counters.total_items -= 1;
+                }
+                DeltaOutcome::Value(new)
+            }
+            _ => {
+                shard.counters.outofmemory += 1;
+                DeltaOutcome::OutOfMemory
+            }
         }
-        if !self.link_reserved(shard, index, hash, key.len(), flags, exptime, data, &ctx) {
-            return DeltaOutcome::OutOfMemory;
-        }
-        DeltaOutcome::Value(new)
     }
 }

@@ -7,10 +7,12 @@
 //! memcached 1.6.18 -C answers `set a`, `flush_all`, `set b`, `get a b` with no value at all
 //! (without -C it returns b). We reproduce both.
 //!
-//! Flushed items are invisible at once and removed lazily: the first command to meet one counts
-//! `get_flushed`, as memcached's does. memcached's LRU crawler then empties the rest within about
-//! a second (`curr_items` drops to 0); here `Store::stats` sweeps them once, so `stats` after a
-//! flush shows what memcached's shows a moment later.
+//! A flush is judged per segment (`FlushState::marks`): a write that would land on the other side
+//! of a flush than its open segment opens a new one. Flushed items are invisible at once and
+//! removed lazily: the first command to meet one counts `get_flushed`, as memcached's does.
+//! memcached's LRU crawler then empties the rest within about a second (`curr_items` drops to 0);
+//! here `Store::stats` frees the flushed segments once, so `stats` after a flush shows what
+//! memcached's shows a moment later.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -67,7 +69,7 @@ impl Store {
         cell.unswept.store(true, Ordering::Relaxed);
     }
 
-    /// Removes the items of a flush that has taken effect by `now`, once per flush.
+    /// Frees the segments of a flush that has taken effect by `now`, once per flush. Not counted.
     pub(crate) fn sweep_flushed(&self, now: RelTime) {
         let flush = self.flush.load();
         if !self.flush.unswept.load(Ordering::Relaxed) || !flush.active || flush.effective_at > now
@@ -79,7 +81,12 @@ impl Store {
         }
         for shard in self.shards.iter() {
             let ctx = self.ctx(now);
-            shard.lock().sweep_flushed(&ctx);
+            let mut shard = shard.lock();
+            for id in shard.segment_ids() {
+                if ctx.flush.flushes(shard.seg(id), now) {
+                    shard.drop_segment(id, &ctx, |_, _| {});
+                }
+            }
         }
     }
 }

@@ -1,57 +1,119 @@
 //! `get`/`gets`, `gat`/`gats` and `touch`.
 
-use crate::item::{Item, FETCHED, VISITED};
-use crate::{RelTime, Store, TouchOutcome};
+use crate::index::Entry;
+use crate::layout::{Header, NewItem, HAS_EXPTIME};
+use crate::shard::{Ctx, Shard};
+use crate::{Item, RelTime, Store, TouchOutcome};
 
 impl Store {
     /// `get`/`gets`: counts get_hits/get_misses (and get_expired/get_flushed when the item found
-    /// is dead, which is then removed).
-    pub fn get(&self, key: &[u8], now: RelTime) -> Option<Item> {
+    /// is dead, which is then removed). `shows_cas`: the reply reports the CAS id (`gets`, the
+    /// binary protocol, meta's `c`), which the store must then keep for the item (see `layout.rs`).
+    pub fn get(&self, key: &[u8], shows_cas: bool, now: RelTime) -> Option<Item> {
         let (mut shard, _, hash, ctx) = self.locked(key, now);
-        let Some(id) = shard.find_live(hash, key, &ctx) else {
+        let Some((e, header)) = shard.find_live(hash, key, &ctx) else {
             shard.counters.get_misses += 1;
             return None;
         };
         shard.counters.get_hits += 1;
-        shard.mark_accessed(id);
-        Some(shard.slot(id).to_item(self.config.use_cas))
+        let mut item = shard.view(e, &header, self.config.use_cas);
+        shard.mark_read(hash, e, shows_cas && self.config.use_cas);
+        item.fetched = e.fetched();
+        Some(item)
     }
 
     /// Reads an item without counting a hit or marking it accessed: for protocol replies that
     /// report the state a write left (the binary protocol's CAS after a store, meta's `c` flag).
     pub fn peek(&self, key: &[u8], now: RelTime) -> Option<Item> {
         let (mut shard, _, hash, ctx) = self.locked(key, now);
-        let id = shard.find_live(hash, key, &ctx)?;
-        Some(shard.slot(id).to_item(self.config.use_cas))
+        let (e, header) = shard.find_live(hash, key, &ctx)?;
+        if self.config.use_cas {
+            shard.mark_cas_seen(hash, e);
+        }
+        Some(shard.view(e, &header, self.config.use_cas))
     }
 
     /// `gat`/`gats`: get and set a new exptime; the CAS id stays. memcached 1.6.18 counts these
     /// as touches only: after `gat 100 k` on a hit, `stats` shows cmd_touch 1, touch_hits 1,
     /// get_hits 0, cmd_get 0; on a miss touch_misses 1 and get_misses 0 (cmd_* are the server's).
-    pub fn get_and_touch(&self, key: &[u8], exptime: RelTime, now: RelTime) -> Option<Item> {
-        let (mut shard, _, hash, ctx) = self.locked(key, now);
-        let Some(id) = shard.find_live(hash, key, &ctx) else {
+    pub fn get_and_touch(
+        &self,
+        key: &[u8],
+        exptime: RelTime,
+        shows_cas: bool,
+        now: RelTime,
+    ) -> Option<Item> {
+        let (mut shard, index, hash, ctx) = self.locked(key, now);
+        let shard = &mut *shard;
+        let Some((e, header)) = shard.find_live(hash, key, &ctx) else {
             shard.counters.touch_misses += 1;
             return None;
         };
         shard.counters.touch_hits += 1;
-        let slot = shard.slot_mut(id);
-        slot.exptime = exptime;
-        slot.state |= FETCHED | VISITED;
-        Some(slot.to_item(self.config.use_cas))
+        let (e, header) = self.set_exptime(shard, index, hash, e, header, exptime, &ctx);
+        let mut item = shard.view(e, &header, self.config.use_cas);
+        shard.mark_read(hash, e, shows_cas && self.config.use_cas);
+        item.fetched = e.fetched();
+        Some(item)
     }
 
     /// `touch`: a new exptime, CAS id unchanged. Counts touch_hits/touch_misses.
     pub fn touch(&self, key: &[u8], exptime: RelTime, now: RelTime) -> TouchOutcome {
-        let (mut shard, _, hash, ctx) = self.locked(key, now);
-        let Some(id) = shard.find_live(hash, key, &ctx) else {
+        let (mut shard, index, hash, ctx) = self.locked(key, now);
+        let shard = &mut *shard;
+        let Some((e, header)) = shard.find_live(hash, key, &ctx) else {
             shard.counters.touch_misses += 1;
             return TouchOutcome::NotFound;
         };
         shard.counters.touch_hits += 1;
-        let slot = shard.slot_mut(id);
-        slot.exptime = exptime;
-        slot.state |= FETCHED | VISITED;
+        let (e, _) = self.set_exptime(shard, index, hash, e, header, exptime, &ctx);
+        shard.mark_read(hash, e, false);
         TouchOutcome::Touched
+    }
+
+    /// Gives the live item `e` a new exptime: in place when it has the field, else by writing it
+    /// again with the field (and its CAS id written out if a client may hold it). Should no room
+    /// be found for that (only with `-M` and a full cache), the exptime is not changed.
+    #[allow(clippy::too_many_arguments)]
+    fn set_exptime(
+        &self,
+        shard: &mut Shard,
+        index: usize,
+        hash: u64,
+        e: Entry,
+        header: Header,
+        exptime: RelTime,
+        ctx: &Ctx<'_>,
+    ) -> (Entry, Header) {
+        if header.bits & HAS_EXPTIME != 0 {
+            shard.set_exptime_in_place(e, &header, exptime);
+            return (e, shard.header(e));
+        }
+        if exptime == 0 {
+            return (e, header);
+        }
+        let cas = e.cas_seen().then(|| shard.cas_of(e, &header));
+        let value = shard.value(e, &header).to_vec();
+        let queue = shard.seg(e.segment()).queue;
+        let key = {
+            let item_key = shard.lookup_key(e);
+            item_key.to_vec()
+        };
+        let item = NewItem {
+            key: &key,
+            value: &value,
+            flags: header.flags,
+            exptime,
+            cas,
+            keep_exptime_field: true,
+        };
+        let marked = ctx.flush.marks(shard.seg(e.segment()));
+        let Some(place) = self.place_for(shard, index, queue, item.len(), marked, ctx) else {
+            return (e, header);
+        };
+        match shard.rewrite(place, queue, hash, &item, ctx) {
+            Some(new) => (new, shard.header(new)),
+            None => (e, header),
+        }
     }
 }

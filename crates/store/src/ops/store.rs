@@ -1,15 +1,12 @@
 //! The storage commands: set, add, replace, append, prepend, cas.
 //!
-//! The order of checks is memcached's: the new item is allocated (here: its bytes reserved) before
-//! the key is looked at, so with `-M` and a full cache even an `add` of an existing key or a `cas`
-//! of a missing one answers out of memory. Append and prepend then need the combined item as
-//! well, with the old item's flags checked against `item_size_max` (NOT_STORED in memcached; we
-//! return [`StoreOutcome::TooLarge`] and the server answers NOT_STORED).
+//! The order of checks is memcached's: room for the new item is found (evicting if need be)
+//! before the key is looked at, so with `-M` and a full cache even an `add` of an existing key or
+//! a `cas` of a missing one answers out of memory. Append and prepend then need room for the
+//! combined item as well, with the old item's flags checked against `item_size_max` (NOT_STORED
+//! in memcached; we return [`StoreOutcome::TooLarge`] and the server answers NOT_STORED).
 
-use bytes::Bytes;
-
-use crate::item::{charge, join, VISITED};
-use crate::shard::{Ctx, Shard};
+use crate::layout::{NewItem, HAS_EXPTIME};
 use crate::{item_size_ok, RelTime, Store, StoreMode, StoreOutcome};
 
 impl Store {
@@ -36,38 +33,50 @@ impl Store {
         }
         let (mut shard, index, hash, ctx) = self.locked(key, now);
         let shard = &mut *shard;
-        let reserved = charge(key.len() + value.len());
-        if !self.make_room(shard, index, reserved, &ctx) {
+        let queue = shard.queue_for(hash, key, self.config.evictions);
+        let marked = ctx.flush.marks_new_write(now);
+        let item = NewItem {
+            key,
+            value,
+            flags,
+            exptime,
+            // Without evictions, touch and incr must never need room: every item has the
+            // fields they rewrite in place.
+            cas: (!self.config.evictions && use_cas).then(|| ctx.seq_range(0)),
+            keep_exptime_field: !self.config.evictions,
+        };
+        let place = if self.make_index_room(shard, index, &ctx) {
+            self.place_for(shard, index, queue, item.len(), marked, &ctx)
+        } else {
+            None
+        };
+        let Some(place) = place else {
             shard.counters.outofmemory += 1;
             if mode == StoreMode::Set {
                 // memcached unlinks the old value when a set fails for memory, so that a client
                 // that could not write never reads stale data.
-                if let Some(id) = shard.lookup(hash, key) {
-                    shard.unlink(id, hash, &self.budget);
+                if let Some(e) = shard.lookup(hash, key) {
+                    shard.remove(hash, e, &self.budget);
                 }
             }
             return StoreOutcome::OutOfMemory;
-        }
+        };
         let existing = shard.find_live(hash, key, &ctx);
         let refuse = |outcome| {
-            self.budget.release(reserved);
+            self.abandon(place);
             outcome
         };
-        let (flags, exptime, data): (u32, RelTime, Bytes) = match (mode, existing) {
-            (StoreMode::Set, _) => (flags, exptime, join(key, value, &[])),
-            (StoreMode::Add, Some(id)) => {
+        match (mode, existing) {
+            (StoreMode::Add, Some((e, _))) => {
                 // memcached bumps the existing item on a failed add.
-                shard.slot_mut(id).state |= VISITED;
+                shard.mark_read(hash, e, false);
                 return refuse(StoreOutcome::NotStored);
             }
-            (StoreMode::Add, None) => (flags, exptime, join(key, value, &[])),
-            (StoreMode::Replace, Some(_)) => (flags, exptime, join(key, value, &[])),
             (StoreMode::Replace | StoreMode::Append | StoreMode::Prepend, None) => {
                 return refuse(StoreOutcome::NotStored);
             }
-            (StoreMode::Append | StoreMode::Prepend, Some(id)) => {
-                let old = shard.slot(id);
-                let total = old.value().len() + value.len();
+            (StoreMode::Append | StoreMode::Prepend, Some((e, old))) => {
+                let total = old.value_len + value.len();
                 if !item_size_ok(
                     self.config.item_size_max,
                     use_cas,
@@ -77,72 +86,53 @@ impl Store {
                 ) {
                     return refuse(StoreOutcome::TooLarge);
                 }
-                let data = if mode == StoreMode::Append {
-                    join(key, old.value(), value)
+                let old_value = shard.value(e, &old);
+                let mut combined = Vec::with_capacity(total);
+                if mode == StoreMode::Append {
+                    combined.extend_from_slice(old_value);
+                    combined.extend_from_slice(value);
                 } else {
-                    join(key, value, old.value())
+                    combined.extend_from_slice(value);
+                    combined.extend_from_slice(old_value);
+                }
+                let item = NewItem {
+                    value: &combined,
+                    flags: old.flags,
+                    exptime: old.exptime,
+                    keep_exptime_field: item.keep_exptime_field || old.bits & HAS_EXPTIME != 0,
+                    ..item
                 };
-                (old.flags, old.exptime, data)
+                // The combined item is placed while the raw one's place is still held, as
+                // memcached allocates the second item before freeing the first.
+                let second = self.place_for(shard, index, queue, item.len(), marked, &ctx);
+                self.abandon(place);
+                let Some(second) = second else {
+                    shard.counters.outofmemory += 1;
+                    return StoreOutcome::OutOfMemory;
+                };
+                shard.put(second, queue, hash, &item, &ctx);
+                return StoreOutcome::Stored;
             }
             (StoreMode::Cas(_), None) => {
                 shard.counters.cas_misses += 1;
                 return refuse(StoreOutcome::NotFound);
             }
-            (StoreMode::Cas(expected), Some(id)) => {
+            (StoreMode::Cas(expected), Some((e, header))) => {
                 // With -C memcached 1.6.18 answers EXISTS to every cas of an existing item, even
                 // `cas k 0 0 1 0` (the item's CAS is 0 but a cas of 0 never matches), and
                 // NOT_FOUND for a missing one. Reproduced by never matching when CAS is off.
-                if !use_cas || shard.slot(id).seq != expected {
+                if !use_cas || shard.cas_of(e, &header) != expected {
                     shard.counters.cas_badval += 1;
                     return refuse(StoreOutcome::Exists);
                 }
-                (flags, exptime, join(key, value, &[]))
+                shard.counters.cas_hits += 1;
             }
-        };
-        // Append/prepend: the combined item is reserved while the raw one is still held, as
-        // memcached allocates the second item before freeing the first.
-        let needed = charge(data.len());
-        if needed != reserved {
-            let ok = self.make_room(shard, index, needed, &ctx);
-            self.budget.release(reserved);
-            if !ok {
-                shard.counters.outofmemory += 1;
-                return StoreOutcome::OutOfMemory;
-            }
+            (StoreMode::Set | StoreMode::Add | StoreMode::Replace, _) => {}
         }
-        if !self.link_reserved(shard, index, hash, key.len(), flags, exptime, data, &ctx) {
+        if !shard.put(place, queue, hash, &item, &ctx) {
+            shard.counters.outofmemory += 1;
             return StoreOutcome::OutOfMemory;
         }
-        if let StoreMode::Cas(_) = mode {
-            shard.counters.cas_hits += 1;
-        }
         StoreOutcome::Stored
-    }
-
-    /// Links a new version of the key whose data bytes are reserved: finds a slot (which may need
-    /// more memory), unlinks the old version, links the new one with a fresh sequence number.
-    /// On failure the reservation is given back, the old version stays, and false is returned.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn link_reserved(
-        &self,
-        shard: &mut Shard,
-        index: usize,
-        hash: u64,
-        key_len: usize,
-        flags: u32,
-        exptime: RelTime,
-        data: Bytes,
-        ctx: &Ctx<'_>,
-    ) -> bool {
-        if !self.make_slot(shard, index, ctx) {
-            self.budget.release(charge(data.len()));
-            shard.counters.outofmemory += 1;
-            return false;
-        }
-        if let Some(old) = shard.lookup(hash, &data[..key_len]) {
-            shard.unlink(old, hash, &self.budget);
-        }
-        shard.link(hash, data, key_len, flags, exptime, ctx.next_seq(), ctx);
-        true
     }
 }

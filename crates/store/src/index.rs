@@ -1,0 +1,181 @@
+//! The hash index: one `hashbrown` table per shard of 6-byte [`Entry`]s, each naming a place in
+//! a segment plus a few bits of state. hashbrown keeps a control byte per bucket holding 7 bits of
+//! the hash, so a lookup compares keys (in the segment) only on a 1-in-128 false match; an entry
+//! therefore costs 7 bytes per bucket, at a load between 7/16 and 7/8.
+
+/// One index entry, 48 bits:
+///
+/// | bits  | field    | why |
+/// |-------|----------|-----|
+/// | 0-23  | offset   | where the item starts in its segment (segments are at most 16 MiB, or hold one item) |
+/// | 24-43 | segment  | the segment's id in its shard (up to 2^20 segments per shard) |
+/// | 44-45 | freq     | hits since written or last kept, capped at 3 (S3-FIFO) |
+/// | 46    | fetched  | read at least once (`evicted_unfetched`, meta `h`) |
+/// | 47    | cas_seen | the item's CAS id was reported to a client (see `layout.rs`) |
+///
+/// Held as three `u16` so the table's buckets are 6 bytes with 2-byte alignment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Entry([u16; 3]);
+
+const OFFSET_BITS: u32 = 24;
+const SEGMENT_BITS: u32 = 20;
+/// Offsets must be below this (an item at a larger offset would not fit an entry).
+pub(crate) const MAX_OFFSET: usize = (1 << OFFSET_BITS) - 1;
+/// Segment ids per shard.
+pub(crate) const MAX_SEGMENTS: usize = 1 << SEGMENT_BITS;
+const FREQ_SHIFT: u32 = OFFSET_BITS + SEGMENT_BITS;
+const FETCHED: u64 = 1 << 46;
+const CAS_SEEN: u64 = 1 << 47;
+const PLACE_MASK: u64 = (1 << FREQ_SHIFT) - 1;
+
+impl Entry {
+    fn from_bits(v: u64) -> Entry {
+        Entry([v as u16, (v >> 16) as u16, (v >> 32) as u16])
+    }
+
+    fn bits(self) -> u64 {
+        u64::from(self.0[0]) | u64::from(self.0[1]) << 16 | u64::from(self.0[2]) << 32
+    }
+
+    /// A fresh entry: not fetched, frequency 0.
+    pub fn new(segment: u32, offset: usize) -> Entry {
+        debug_assert!(offset <= MAX_OFFSET && (segment as usize) < MAX_SEGMENTS);
+        Entry::from_bits(offset as u64 | u64::from(segment) << OFFSET_BITS)
+    }
+
+    pub fn segment(self) -> u32 {
+        ((self.bits() >> OFFSET_BITS) & ((1 << SEGMENT_BITS) - 1)) as u32
+    }
+
+    pub fn offset(self) -> usize {
+        (self.bits() & ((1 << OFFSET_BITS) - 1)) as usize
+    }
+
+    /// Same item place (state bits aside).
+    pub fn same_place(self, other: Entry) -> bool {
+        self.bits() & PLACE_MASK == other.bits() & PLACE_MASK
+    }
+
+    /// This entry's state at another place.
+    pub fn moved_to(self, segment: u32, offset: usize) -> Entry {
+        Entry::from_bits(self.bits() & !PLACE_MASK | Entry::new(segment, offset).bits())
+    }
+
+    pub fn freq(self) -> u8 {
+        ((self.bits() >> FREQ_SHIFT) & 3) as u8
+    }
+
+    pub fn with_freq(self, freq: u8) -> Entry {
+        let freq = u64::from(freq.min(3));
+        Entry::from_bits(self.bits() & !(3 << FREQ_SHIFT) | freq << FREQ_SHIFT)
+    }
+
+    pub fn fetched(self) -> bool {
+        self.bits() & FETCHED != 0
+    }
+
+    pub fn cas_seen(self) -> bool {
+        self.bits() & CAS_SEEN != 0
+    }
+
+    /// Marks a read: fetched, one more hit, and (when the reply shows it) the CAS id seen.
+    pub fn read(self, shows_cas: bool) -> Entry {
+        let e = self.with_freq(self.freq().saturating_add(1));
+        let mut bits = e.bits() | FETCHED;
+        if shows_cas {
+            bits |= CAS_SEEN;
+        }
+        Entry::from_bits(bits)
+    }
+
+    pub fn with_cas_seen(self) -> Entry {
+        Entry::from_bits(self.bits() | CAS_SEEN)
+    }
+}
+
+/// Heap bytes of a hashbrown table of entries with this many buckets: the buckets, a control byte
+/// each and a trailing group of 16 control bytes.
+pub(crate) fn table_bytes(buckets: usize) -> usize {
+    if buckets == 0 {
+        0
+    } else {
+        buckets * (std::mem::size_of::<Entry>() + 1) + 16
+    }
+}
+
+/// hashbrown's bucket count for a table of this (full) capacity.
+pub(crate) fn buckets_for_capacity(capacity: usize) -> usize {
+    match capacity {
+        0 => 0,
+        1..=7 => capacity + 1,
+        _ => capacity / 7 * 8,
+    }
+}
+
+/// The capacity hashbrown reports for a table of `buckets` buckets.
+pub(crate) fn capacity_of_buckets(buckets: usize) -> usize {
+    if buckets < 8 {
+        buckets.saturating_sub(1)
+    } else {
+        buckets / 8 * 7
+    }
+}
+
+/// Bytes a table at `len` entries, `buckets` buckets, must grow by to take one more entry.
+pub(crate) fn growth_for(len: usize, capacity: usize, buckets: usize) -> usize {
+    if len < capacity {
+        return 0;
+    }
+    let wanted = (len + 1).max(capacity_of_buckets(buckets) + 1);
+    let new_buckets = if wanted < 4 {
+        4
+    } else if wanted < 8 {
+        8
+    } else {
+        (wanted * 8 / 7).next_power_of_two()
+    };
+    table_bytes(new_buckets).saturating_sub(table_bytes(buckets))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hashbrown::HashTable;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn entries_pack_six_bytes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 6);
+        let e = Entry::new(MAX_SEGMENTS as u32 - 1, MAX_OFFSET);
+        assert_eq!(e.segment(), MAX_SEGMENTS as u32 - 1);
+        assert_eq!(e.offset(), MAX_OFFSET);
+        assert_eq!(e.freq(), 0);
+        assert!(!e.fetched() && !e.cas_seen());
+        let r = e.read(false).read(true).read(false).read(false);
+        assert_eq!(r.freq(), 3, "capped");
+        assert!(r.fetched() && r.cas_seen());
+        assert!(r.same_place(e));
+        let m = r.moved_to(7, 100);
+        assert_eq!((m.segment(), m.offset(), m.freq()), (7, 100, 3));
+        assert!(m.fetched() && m.cas_seen() && !m.same_place(r));
+        assert_eq!(m.with_freq(1).freq(), 1);
+    }
+
+    #[test]
+    fn bucket_arithmetic_matches_hashbrown() {
+        let hasher = std::collections::hash_map::RandomState::new();
+        let mut table: HashTable<u32> = HashTable::new();
+        let mut seen = Vec::new();
+        for i in 0..10_000u32 {
+            if table.len() == table.capacity() {
+                table.reserve(1, |&x| hasher.hash_one(x));
+                let buckets = buckets_for_capacity(table.capacity());
+                assert_eq!(capacity_of_buckets(buckets), table.capacity());
+                assert!(buckets.is_power_of_two(), "{buckets}");
+                seen.push(buckets);
+            }
+            table.insert_unique(hasher.hash_one(i), i, |&x| hasher.hash_one(x));
+        }
+        assert_eq!(seen[..4], [4, 8, 16, 32]);
+    }
+}
