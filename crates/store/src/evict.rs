@@ -324,15 +324,16 @@ impl Store {
         false
     }
 
-    /// Makes sure `shard`'s index can take one more entry, reserving its growth first. False when
-    /// the bytes cannot be found.
+    /// Makes sure `shard`'s index can take one more entry with this hash, reserving its growth
+    /// first. False when the bytes cannot be found.
     pub(crate) fn make_index_room(
         &self,
         shard: &mut Shard,
         own_index: usize,
+        hash: u64,
         ctx: &Ctx<'_>,
     ) -> bool {
-        let growth = shard.index_growth();
+        let growth = shard.index_growth(hash);
         if growth == 0 {
             return true;
         }
@@ -340,10 +341,10 @@ impl Store {
             return false;
         }
         // Making room may have emptied entries; then the reserved bytes go back.
-        if shard.index_growth() == 0 {
+        if shard.index_growth(hash) == 0 {
             self.budget.release(growth);
         } else {
-            shard.grow_index(growth, ctx);
+            shard.grow_index(hash, growth, ctx);
         }
         true
     }

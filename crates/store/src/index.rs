@@ -1,7 +1,15 @@
-//! The hash index: one `hashbrown` table per shard of 6-byte [`Entry`]s, each naming a place in
-//! a segment plus a few bits of state. hashbrown keeps a control byte per bucket holding 7 bits of
-//! the hash, so a lookup compares keys (in the segment) only on a 1-in-128 false match; an entry
-//! therefore costs 7 bytes per bucket, at a load between 7/16 and 7/8.
+//! The hash index: `hashbrown` tables of 6-byte [`Entry`]s, each naming a place in a segment plus
+//! a few bits of state. hashbrown keeps a control byte per bucket holding 7 bits of the hash, so a
+//! lookup compares keys (in the segment) only on a 1-in-128 false match; an entry therefore costs
+//! 7 bytes per bucket, at a load between 7/16 and 7/8.
+//!
+//! A table doubles when it is 7/8 full. Had a shard one table, or several of equal share, the
+//! whole index would double at once, and the bytes per item would swing between 8 and 16 with the
+//! number of items (so would the items that fit in `-m`). Each shard therefore splits its keys
+//! over [`SUBTABLES`] tables whose shares of the key space are spread over one octave (table `k`
+//! takes a share proportional to `2^(k/SUBTABLES)`): they reach their doubling points at different
+//! sizes, the index grows in small steps, and costs about 11.5 bytes per item whatever the count
+//! (7 bytes at the mean load of a table growing log-uniformly through an octave, 7/8 / 1.44).
 
 /// One index entry, 48 bits:
 ///
@@ -93,6 +101,42 @@ impl Entry {
     }
 }
 
+/// Tables per shard (see the module doc).
+pub(crate) const SUBTABLES: usize = 16;
+/// Hash bits that choose the table: bits 40 and up (not those that choose the shard, 32-35, nor
+/// hashbrown's, the lowest and the top 7).
+const ROUTE_BITS: u32 = 10;
+const ROUTE_SHIFT: u32 = 40;
+
+/// Which table of a shard each of the `2^ROUTE_BITS` route values goes to, shares spread over an
+/// octave.
+pub(crate) fn route_table() -> Box<[u8]> {
+    let weights: Vec<f64> = (0..SUBTABLES)
+        .map(|k| 2f64.powf(k as f64 / SUBTABLES as f64))
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let slots = 1usize << ROUTE_BITS;
+    let mut route = Vec::with_capacity(slots);
+    let mut cumulative = 0.0;
+    for (k, w) in weights.iter().enumerate() {
+        cumulative += w / total;
+        let end = if k + 1 == SUBTABLES {
+            slots
+        } else {
+            (cumulative * slots as f64).round() as usize
+        };
+        while route.len() < end {
+            route.push(k as u8);
+        }
+    }
+    route.into_boxed_slice()
+}
+
+/// The table of a shard a key with this hash belongs to.
+pub(crate) fn route(route: &[u8], hash: u64) -> usize {
+    usize::from(route[((hash >> ROUTE_SHIFT) as usize) & ((1 << ROUTE_BITS) - 1)])
+}
+
 /// Heap bytes of a hashbrown table of entries with this many buckets: the buckets, a control byte
 /// each and a trailing group of 16 control bytes.
 pub(crate) fn table_bytes(buckets: usize) -> usize {
@@ -159,6 +203,21 @@ mod tests {
         assert_eq!((m.segment(), m.offset(), m.freq()), (7, 100, 3));
         assert!(m.fetched() && m.cas_seen() && !m.same_place(r));
         assert_eq!(m.with_freq(1).freq(), 1);
+    }
+
+    #[test]
+    fn route_shares_span_an_octave() {
+        let table = route_table();
+        assert_eq!(table.len(), 1 << ROUTE_BITS);
+        let mut counts = [0usize; SUBTABLES];
+        for &k in table.iter() {
+            counts[usize::from(k)] += 1;
+        }
+        assert!(counts.windows(2).all(|w| w[0] <= w[1] + 1), "{counts:?}");
+        let ratio = counts[SUBTABLES - 1] as f64 / counts[0] as f64;
+        assert!((1.7..2.1).contains(&ratio), "{counts:?}");
+        assert_eq!(route(&table, u64::MAX), SUBTABLES - 1);
+        assert_eq!(route(&table, 0), 0);
     }
 
     #[test]

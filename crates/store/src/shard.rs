@@ -63,11 +63,20 @@ pub(crate) struct QueueState {
     pub bytes: usize,
 }
 
+/// One of a shard's index tables.
+#[derive(Default)]
+struct Table {
+    entries: HashTable<Entry>,
+    /// Buckets of `entries` (hashbrown's capacity is 7/8 of them), known after each growth.
+    buckets: usize,
+}
+
 pub(crate) struct Shard {
-    index: HashTable<Entry>,
-    /// Buckets of `index` (hashbrown's capacity is 7/8 of them), known after each growth.
-    index_buckets: usize,
-    /// Bytes reserved for `index` (by capacity).
+    /// The index, split over tables that grow at different sizes (see `index.rs`).
+    tables: Box<[Table]>,
+    /// Which table a hash goes to.
+    route: Box<[u8]>,
+    /// Bytes reserved for the tables (by capacity).
     index_bytes: usize,
     segs: Vec<Option<Segment>>,
     free_ids: Vec<u32>,
@@ -94,8 +103,8 @@ fn key_at(segs: &[Option<Segment>], e: Entry) -> &[u8] {
 impl Shard {
     pub fn new(ghost_entries: usize) -> Shard {
         Shard {
-            index: HashTable::new(),
-            index_buckets: 0,
+            tables: (0..index::SUBTABLES).map(|_| Table::default()).collect(),
+            route: index::route_table(),
             index_bytes: 0,
             segs: Vec::new(),
             free_ids: Vec::new(),
@@ -105,6 +114,14 @@ impl Shard {
             live: 0,
             counters: Counters::default(),
         }
+    }
+
+    fn table(&self, hash: u64) -> &HashTable<Entry> {
+        &self.tables[index::route(&self.route, hash)].entries
+    }
+
+    fn table_mut(&mut self, hash: u64) -> &mut HashTable<Entry> {
+        &mut self.tables[index::route(&self.route, hash)].entries
     }
 
     pub fn live_items(&self) -> usize {
@@ -139,7 +156,9 @@ impl Shard {
     /// The entry of `key`, dead or alive.
     pub fn lookup(&self, hash: u64, key: &[u8]) -> Option<Entry> {
         let segs = &self.segs;
-        self.index.find(hash, |&e| key_at(segs, e) == key).copied()
+        self.table(hash)
+            .find(hash, |&e| key_at(segs, e) == key)
+            .copied()
     }
 
     /// The live entry of `key`, with its header. A dead item met here is removed and counted the
@@ -176,7 +195,7 @@ impl Shard {
 
     /// Replaces the index entry at `old`'s place with `new`.
     fn set_entry(&mut self, hash: u64, old: Entry, new: Entry) {
-        if let Some(slot) = self.index.find_mut(hash, |x| x.same_place(old)) {
+        if let Some(slot) = self.table_mut(hash).find_mut(hash, |x| x.same_place(old)) {
             *slot = new;
         }
     }
@@ -229,7 +248,7 @@ impl Shard {
     /// Removes the item `e` names (whose key hashes to `hash`) from the index; a closed segment
     /// left without items is freed at once.
     pub fn remove(&mut self, hash: u64, e: Entry, budget: &Budget) {
-        if let Ok(found) = self.index.find_entry(hash, |x| x.same_place(e)) {
+        if let Ok(found) = self.table_mut(hash).find_entry(hash, |x| x.same_place(e)) {
             found.remove();
         }
         self.live -= 1;
@@ -374,7 +393,8 @@ impl Shard {
             None => {
                 let segs = &self.segs;
                 let hasher = ctx.hasher;
-                self.index
+                self.tables[index::route(&self.route, hash)]
+                    .entries
                     .insert_unique(hash, new, |&e| hasher.hash_one(key_at(segs, e)));
                 self.live += 1;
             }
@@ -439,20 +459,24 @@ impl Shard {
         layout::set_value(&mut seg.data[e.offset()..], header, value, cas);
     }
 
-    /// Bytes the index must grow by before one more entry can be inserted (0: there is room).
-    pub fn index_growth(&self) -> usize {
-        index::growth_for(self.index.len(), self.index.capacity(), self.index_buckets)
+    /// Bytes the index must grow by before one more entry with this hash can be inserted (0:
+    /// there is room).
+    pub fn index_growth(&self, hash: u64) -> usize {
+        let table = &self.tables[index::route(&self.route, hash)];
+        index::growth_for(table.entries.len(), table.entries.capacity(), table.buckets)
     }
 
-    /// Makes room in the index for one more entry; the caller has reserved `bytes`.
-    pub fn grow_index(&mut self, bytes: usize, ctx: &Ctx<'_>) {
+    /// Makes room in the index for one more entry with this hash; the caller has reserved `bytes`.
+    pub fn grow_index(&mut self, hash: u64, bytes: usize, ctx: &Ctx<'_>) {
         let segs = &self.segs;
         let hasher = ctx.hasher;
-        self.index.reserve(1, |&e| hasher.hash_one(key_at(segs, e)));
-        let buckets = index::buckets_for_capacity(self.index.capacity());
-        let actual =
-            index::table_bytes(buckets).saturating_sub(index::table_bytes(self.index_buckets));
-        self.index_buckets = buckets;
+        let table = &mut self.tables[index::route(&self.route, hash)];
+        table
+            .entries
+            .reserve(1, |&e| hasher.hash_one(key_at(segs, e)));
+        let buckets = index::buckets_for_capacity(table.entries.capacity());
+        let actual = index::table_bytes(buckets).saturating_sub(index::table_bytes(table.buckets));
+        table.buckets = buckets;
         if actual <= bytes {
             ctx.budget.release(bytes - actual);
         } else if !ctx.budget.try_reserve(actual - bytes) {
@@ -465,7 +489,7 @@ impl Shard {
     /// Removes the index entry at `e`'s place without touching its segment (which the caller
     /// holds out of the table).
     pub(crate) fn drop_entry(&mut self, hash: u64, e: Entry) {
-        if let Ok(found) = self.index.find_entry(hash, |x| x.same_place(e)) {
+        if let Ok(found) = self.table_mut(hash).find_entry(hash, |x| x.same_place(e)) {
             found.remove();
             self.live -= 1;
         }
@@ -474,7 +498,7 @@ impl Shard {
     /// The live entry naming the item at (`id`, `offset`), whose key hashes to `hash`.
     pub(crate) fn entry_at(&self, hash: u64, id: u32, offset: usize) -> Option<Entry> {
         let here = Entry::new(id, offset);
-        self.index.find(hash, |x| x.same_place(here)).copied()
+        self.table(hash).find(hash, |x| x.same_place(here)).copied()
     }
 
     pub(crate) fn take_segment(&mut self, id: u32) -> Segment {

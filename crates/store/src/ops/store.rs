@@ -45,7 +45,7 @@ impl Store {
             cas: (!self.config.evictions && use_cas).then(|| ctx.seq_range(0)),
             keep_exptime_field: !self.config.evictions,
         };
-        let place = if self.make_index_room(shard, index, &ctx) {
+        let place = if self.make_index_room(shard, index, hash, &ctx) {
             self.place_for(shard, index, queue, item.len(), marked, &ctx)
         } else {
             None
