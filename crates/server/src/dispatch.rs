@@ -2,7 +2,9 @@
 //! family; the reply strings come from `ferrocache_protocol::text::reply`.
 
 use ferrocache_protocol::text::{reply, GetKeys, Request, StoreCommand};
-use ferrocache_store::{DeleteOutcome, DeltaOutcome, StoreMode, StoreOutcome, TouchOutcome};
+use ferrocache_store::{
+    DeleteOutcome, DeltaOutcome, ItemRef, StoreMode, StoreOutcome, TouchOutcome,
+};
 
 use crate::out::Output;
 use crate::stats::{self, ConnCounters};
@@ -191,20 +193,22 @@ impl Ctx<'_> {
                 reply::line(self.out.text(), reply::CLIENT_ERROR_BAD_FORMAT);
                 return Next::Continue;
             };
-            let item = match touch {
+            // The reply is written under the shard's lock, straight from the segment.
+            let out = &mut self.out;
+            let write = |item: &ItemRef<'_>| {
+                let shown = cas.then_some(item.cas);
+                reply::value_header(out.text(), key, item.flags, item.value.len(), shown);
+                out.value_slice(item.value);
+            };
+            match touch {
                 None => {
                     self.counters.cmd_get += 1;
-                    store.get(key, cas, now)
+                    store.get_with(key, cas, now, write);
                 }
                 Some(exptime) => {
                     self.counters.cmd_touch += 1;
-                    store.get_and_touch(key, exptime, cas, now)
+                    store.get_and_touch_with(key, exptime, cas, now, write);
                 }
-            };
-            if let Some(item) = item {
-                let cas = cas.then_some(item.cas);
-                reply::value_header(self.out.text(), key, item.flags, item.value.len(), cas);
-                self.out.value(&item.value);
             }
         }
         reply::line(self.out.text(), reply::END);

@@ -34,6 +34,17 @@ impl Output {
         self.tail.extend_from_slice(b"\r\n");
     }
 
+    /// Queues a value and its "\r\n" from a borrowed slice (read under a store lock): small ones
+    /// are copied into the pending text, large ones into a buffer of their own.
+    pub fn value_slice(&mut self, value: &[u8]) {
+        if value.len() >= BY_REFERENCE {
+            self.value(&Bytes::copy_from_slice(value));
+        } else {
+            self.tail.extend_from_slice(value);
+            self.tail.extend_from_slice(b"\r\n");
+        }
+    }
+
     /// Queues raw value bytes (the binary protocol has no line ending after a value).
     pub fn value_raw(&mut self, value: &Bytes) {
         if value.len() >= BY_REFERENCE {

@@ -19,6 +19,31 @@ pub struct Item {
     pub fetched: bool,
 }
 
+/// An item as read under its shard's lock: the value borrowed from its segment, so a reply can be
+/// written from it without a copy in between (see `Store::get_with`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ItemRef<'a> {
+    pub value: &'a [u8],
+    pub flags: u32,
+    pub cas: u64,
+    pub exptime: RelTime,
+    /// It had been read before this read.
+    pub fetched: bool,
+}
+
+impl ItemRef<'_> {
+    /// An owned copy.
+    pub fn to_item(&self) -> Item {
+        Item {
+            value: Bytes::copy_from_slice(self.value),
+            flags: self.flags,
+            cas: self.cas,
+            exptime: self.exptime,
+            fetched: self.fetched,
+        }
+    }
+}
+
 /// memcached's `settings.oldest_live` and `settings.oldest_cas`, set by `flush_all`, held as an
 /// exclusive bound so that a flush at relative time 0 needs no `0 - 1` (memcached keeps
 /// `oldest_live` and uses 0 for "no flush", which would misread a flush in the first second).

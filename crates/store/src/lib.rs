@@ -46,7 +46,7 @@ use ops::flush::FlushCell;
 use shard::{Ctx, Shard};
 
 pub use config::{item_size_ok, StoreConfig};
-pub use item::Item;
+pub use item::{Item, ItemRef};
 pub use stats::StoreStats;
 
 /// Relative time in seconds since the server started (memcached's `rel_time_t`). 0 in an exptime

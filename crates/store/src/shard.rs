@@ -9,12 +9,11 @@ use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
 use hashbrown::HashTable;
 
 use crate::budget::Budget;
 use crate::index::{self, Entry, MAX_SEGMENTS};
-use crate::item::{dead, Dead, FlushState, Item};
+use crate::item::{dead, Dead, FlushState, ItemRef};
 use crate::layout::{self, Header, NewItem, HAS_CAS, HAS_EXPTIME};
 use crate::segment::{Ghost, Queue, Segment};
 use crate::stats::Counters;
@@ -223,11 +222,11 @@ impl Shard {
         }
     }
 
-    /// The read view of `e` (a copy of the value).
-    pub fn view(&self, e: Entry, header: &Header, use_cas: bool) -> Item {
+    /// The read view of `e`, borrowing the value.
+    pub fn view(&self, e: Entry, header: &Header, use_cas: bool) -> ItemRef<'_> {
         let item = item_at(&self.segs, e);
-        Item {
-            value: Bytes::copy_from_slice(header.value(item)),
+        ItemRef {
+            value: header.value(item),
             flags: header.flags,
             cas: if use_cas { self.cas_of(e, header) } else { 0 },
             exptime: header.exptime,

@@ -729,3 +729,56 @@ fn concurrent_writers_never_exceed_the_bound() {
     let st = s.stats();
     assert!(st.bytes <= max as u64 && st.evictions > 0, "{st:?}");
 }
+
+#[test]
+fn a_cas_id_a_client_saw_survives_eviction_moves() {
+    // A hot item is kept by eviction, which moves it: a CAS id reported by `gets` must still
+    // match afterwards (it is written out with the item), so a client's `cas` still succeeds.
+    let s = with(1 << 20, 64 << 10, true);
+    set(&s, "hot", b"v1", 0, 1);
+    let seen = s.get(b"hot", true, 1).expect("hit").cas;
+    let mut moved = false;
+    for i in 0..20_000 {
+        set(&s, &format!("cold{i}"), &[b'x'; 100], 0, 1);
+        // Read without showing the CAS: keeps it hot, and must not lose the seen id.
+        let now = s.get(b"hot", false, 1).expect("hot stays");
+        moved |= s.stats().evictions > 0;
+        assert_eq!(now.cas, seen, "after {i} sets");
+    }
+    assert!(moved, "evictions happened");
+    assert_eq!(
+        s.store(StoreMode::Cas(seen), b"hot", 0, 0, b"v2", 1),
+        StoreOutcome::Stored
+    );
+    assert_ne!(
+        s.get(b"hot", true, 1).expect("hit").cas,
+        seen,
+        "a new version"
+    );
+}
+
+#[test]
+fn segments_whose_items_all_expired_are_reclaimed_without_being_met() {
+    // 4 KiB segments: most items end up in closed ones.
+    let s = with(2 << 20, 64 << 10, true);
+    assert_eq!(s.segment_bytes(), 4096);
+    for i in 0..5_000 {
+        set(&s, &format!("short{i}"), &[b'x'; 100], 10, 1);
+    }
+    set(&s, "forever", b"v", 0, 1);
+    let before = s.stats();
+    assert_eq!(before.curr_items, 5_001);
+    s.reclaim_expired(5);
+    assert_eq!(s.stats().curr_items, 5_001, "nothing expired yet");
+    // Items are dead at 10; closed segments holding only them are freed whole. The open segments
+    // (one per shard and queue) wait until they close or are met.
+    s.reclaim_expired(10);
+    let after = s.stats();
+    assert!(after.reclaimed > 4_000, "{after:?}");
+    assert!(
+        after.curr_items < 1_000 && after.bytes < before.bytes,
+        "{after:?}"
+    );
+    assert!(s.get(b"forever", true, 10).is_some());
+    assert_eq!(after.get_expired, 0, "none was met by a command");
+}

@@ -3,23 +3,34 @@
 use crate::index::Entry;
 use crate::layout::{Header, NewItem, HAS_EXPTIME};
 use crate::shard::{Ctx, Shard};
-use crate::{Item, RelTime, Store, TouchOutcome};
+use crate::{Item, ItemRef, RelTime, Store, TouchOutcome};
 
 impl Store {
     /// `get`/`gets`: counts get_hits/get_misses (and get_expired/get_flushed when the item found
     /// is dead, which is then removed). `shows_cas`: the reply reports the CAS id (`gets`, the
     /// binary protocol, meta's `c`), which the store must then keep for the item (see `layout.rs`).
     pub fn get(&self, key: &[u8], shows_cas: bool, now: RelTime) -> Option<Item> {
+        self.get_with(key, shows_cas, now, |item| item.to_item())
+    }
+
+    /// `get` that hands the item to `read` under the shard's lock, value borrowed from its
+    /// segment: a reply is written straight from it, with no copy in between. `read` must be
+    /// quick (the shard is locked).
+    pub fn get_with<R>(
+        &self,
+        key: &[u8],
+        shows_cas: bool,
+        now: RelTime,
+        read: impl FnOnce(&ItemRef<'_>) -> R,
+    ) -> Option<R> {
         let (mut shard, _, hash, ctx) = self.locked(key, now);
         let Some((e, header)) = shard.find_live(hash, key, &ctx) else {
             shard.counters.get_misses += 1;
             return None;
         };
         shard.counters.get_hits += 1;
-        let mut item = shard.view(e, &header, self.config.use_cas);
         shard.mark_read(hash, e, shows_cas && self.config.use_cas);
-        item.fetched = e.fetched();
-        Some(item)
+        Some(read(&shard.view(e, &header, self.config.use_cas)))
     }
 
     /// Reads an item without counting a hit or marking it accessed: for protocol replies that
@@ -30,7 +41,7 @@ impl Store {
         if self.config.use_cas {
             shard.mark_cas_seen(hash, e);
         }
-        Some(shard.view(e, &header, self.config.use_cas))
+        Some(shard.view(e, &header, self.config.use_cas).to_item())
     }
 
     /// `gat`/`gats`: get and set a new exptime; the CAS id stays. memcached 1.6.18 counts these
@@ -43,6 +54,18 @@ impl Store {
         shows_cas: bool,
         now: RelTime,
     ) -> Option<Item> {
+        self.get_and_touch_with(key, exptime, shows_cas, now, |item| item.to_item())
+    }
+
+    /// `get_and_touch` that hands the item to `read` under the shard's lock (see `get_with`).
+    pub fn get_and_touch_with<R>(
+        &self,
+        key: &[u8],
+        exptime: RelTime,
+        shows_cas: bool,
+        now: RelTime,
+        read: impl FnOnce(&ItemRef<'_>) -> R,
+    ) -> Option<R> {
         let (mut shard, index, hash, ctx) = self.locked(key, now);
         let shard = &mut *shard;
         let Some((e, header)) = shard.find_live(hash, key, &ctx) else {
@@ -51,10 +74,8 @@ impl Store {
         };
         shard.counters.touch_hits += 1;
         let (e, header) = self.set_exptime(shard, index, hash, e, header, exptime, &ctx);
-        let mut item = shard.view(e, &header, self.config.use_cas);
         shard.mark_read(hash, e, shows_cas && self.config.use_cas);
-        item.fetched = e.fetched();
-        Some(item)
+        Some(read(&shard.view(e, &header, self.config.use_cas)))
     }
 
     /// `touch`: a new exptime, CAS id unchanged. Counts touch_hits/touch_misses.
