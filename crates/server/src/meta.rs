@@ -15,6 +15,10 @@ struct Known {
     /// Seconds left, -1 for never.
     ttl: Option<i64>,
     cas: Option<u64>,
+    /// Read before this command (`h`).
+    fetched: Option<bool>,
+    /// Seconds since written (`l`: memcached's is since last access; we keep no access time).
+    idle: Option<u32>,
 }
 
 impl Known {
@@ -24,6 +28,8 @@ impl Known {
             size: Some(item.value.len()),
             ttl: Some(ttl_left(item.exptime, now)),
             cas: Some(item.cas),
+            fetched: Some(item.fetched),
+            idle: Some(now.saturating_sub(item.time)),
         }
     }
 }
@@ -55,6 +61,8 @@ fn status(out: &mut Vec<u8>, code: &str, flags: &MetaFlags<'_>, key: &[u8], know
             b's' => known.size.map(|v| format!(" s{v}")),
             b't' => known.ttl.map(|v| format!(" t{v}")),
             b'c' => known.cas.map(|v| format!(" c{v}")),
+            b'h' => known.fetched.map(|v| format!(" h{}", u8::from(v))),
+            b'l' => known.idle.map(|v| format!(" l{v}")),
             _ => None,
         };
         if let Some(text) = text {
@@ -104,10 +112,11 @@ impl Ctx<'_> {
             None => status(out, "EN", flags, key, &Known::default()),
             Some(item) => {
                 let known = Known::of(&item, now);
+                // q hides only EN: memcached 1.6.18 answers `mg k q` on a hit with HD.
                 if flags.value {
                     status(out, &format!("VA {}", item.value.len()), flags, key, &known);
                     self.out.value(&item.value);
-                } else if !flags.quiet {
+                } else {
                     status(out, "HD", flags, key, &known);
                 }
             }
@@ -137,9 +146,26 @@ impl Ctx<'_> {
             data,
             clock.now(),
         );
+        // `c` reports the new CAS id, 0 when nothing was stored (memcached 1.6.18: `NS c0`).
+        let known = Known {
+            cas: Some(0),
+            ..Known::default()
+        };
         let code = match outcome {
             StoreOutcome::Stored if flags.quiet => return,
-            StoreOutcome::Stored => "HD",
+            StoreOutcome::Stored => {
+                let cas = self
+                    .shared
+                    .store
+                    .peek(key, clock.now())
+                    .map_or(0, |i| i.cas);
+                let known = Known {
+                    cas: Some(cas),
+                    ..Known::default()
+                };
+                status(self.out.text(), "HD", flags, key, &known);
+                return;
+            }
             StoreOutcome::NotStored | StoreOutcome::TooLarge => "NS",
             StoreOutcome::Exists => "EX",
             StoreOutcome::NotFound => "NF",
@@ -149,7 +175,7 @@ impl Ctx<'_> {
                 return;
             }
         };
-        status(self.out.text(), code, flags, key, &Known::default());
+        status(self.out.text(), code, flags, key, &known);
     }
 
     fn meta_delete(&mut self, key: &[u8], flags: &MetaFlags<'_>) {
@@ -181,6 +207,19 @@ impl Ctx<'_> {
         let clock = &self.shared.clock;
         let now = clock.now();
         let incr = !matches!(flags.mode, Some(b'D' | b'd' | b'-'));
+        // The CAS is compared before the value is read (memcached 1.6.18: `ma k C1` on a
+        // non-numeric value with another CAS answers EX).
+        if let Some(cas) = flags.compare_cas {
+            let code = match store.peek(key, now) {
+                None => Some("NF"),
+                Some(item) if item.cas != cas => Some("EX"),
+                Some(_) => None,
+            };
+            if let Some(code) = code {
+                status(self.out.text(), code, flags, key, &Known::default());
+                return;
+            }
+        }
         let value = match store.delta(key, incr, flags.delta.unwrap_or(1), now) {
             DeltaOutcome::Value(v) => v,
             DeltaOutcome::NotFound => match flags.vivify {
@@ -231,21 +270,34 @@ impl Ctx<'_> {
         }
     }
 
-    /// `me`: memcached's debug line. Fields that describe its slab allocator (cls, size) are
-    /// reported for our layout: one class, key + value size.
+    /// `me`: memcached's debug line. `size` is what memcached's item would take (its
+    /// `ITEM_ntotal`), `cls` is always 1 (no slab classes here), `la` the time since written.
     fn meta_debug(&mut self, key: &[u8]) {
         let now = self.shared.clock.now();
         let out = self.out.text();
-        match self.shared.store.get(key, false, now) {
+        // Looks without bumping, as memcached's `me` does (`fetch=` stays what it was).
+        match self.shared.store.peek(key, now) {
             None => reply::line(out, "EN"),
             Some(item) => {
                 out.extend_from_slice(b"ME ");
                 out.extend_from_slice(key);
                 let line = format!(
-                    " exp={} la=0 cas={} fetch=yes cls=1 size={}",
-                    ttl_left(item.exptime, now),
+                    " exp={} la={} cas={} fetch={} cls=1 size={}",
+                    // memcached prints `current_time - exptime`: negative while it lives.
+                    if item.exptime == 0 {
+                        -1
+                    } else {
+                        i64::from(now) - i64::from(item.exptime)
+                    },
+                    now.saturating_sub(item.time),
                     item.cas,
-                    key.len() + item.value.len()
+                    if item.fetched { "yes" } else { "no" },
+                    ferrocache_store::memcached_item_size(
+                        self.shared.config.store.use_cas,
+                        key.len(),
+                        item.flags,
+                        item.value.len()
+                    )
                 );
                 reply::line(out, &line);
             }

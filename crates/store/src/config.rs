@@ -14,13 +14,8 @@ pub struct StoreConfig {
 }
 
 /// memcached's `ITEM_ntotal`: a 48-byte header, key + 1, 4 bytes of flags when non-zero, the value
-/// plus "\r\n", and 8 bytes of CAS when CAS is on.
-pub(crate) fn memcached_item_size(
-    use_cas: bool,
-    key_len: usize,
-    flags: u32,
-    value_len: usize,
-) -> usize {
+/// plus "\r\n", and 8 bytes of CAS when CAS is on. (Also what memcached's `me` reports as `size`.)
+pub fn memcached_item_size(use_cas: bool, key_len: usize, flags: u32, value_len: usize) -> usize {
     48usize
         .saturating_add(key_len)
         .saturating_add(1)

@@ -17,6 +17,9 @@ pub struct Item {
     pub exptime: RelTime,
     /// It had been read before this read (the meta protocol's `h` flag).
     pub fetched: bool,
+    /// When this version was written, to within its segment's lifetime: the time its segment
+    /// opened (the meta protocol's `l` flag; there is no per-item access time).
+    pub time: RelTime,
 }
 
 /// An item as read under its shard's lock: the value borrowed from its segment, so a reply can be
@@ -29,6 +32,8 @@ pub struct ItemRef<'a> {
     pub exptime: RelTime,
     /// It had been read before this read.
     pub fetched: bool,
+    /// See [`Item::time`].
+    pub time: RelTime,
 }
 
 impl ItemRef<'_> {
@@ -40,6 +45,7 @@ impl ItemRef<'_> {
             cas: self.cas,
             exptime: self.exptime,
             fetched: self.fetched,
+            time: self.time,
         }
     }
 }

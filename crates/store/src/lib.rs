@@ -45,7 +45,7 @@ use budget::Budget;
 use ops::flush::FlushCell;
 use shard::{Ctx, Shard};
 
-pub use config::{item_size_ok, StoreConfig};
+pub use config::{item_size_ok, memcached_item_size, StoreConfig};
 pub use item::{Item, ItemRef};
 pub use stats::StoreStats;
 

@@ -231,6 +231,7 @@ impl Shard {
             cas: if use_cas { self.cas_of(e, header) } else { 0 },
             exptime: header.exptime,
             fetched: e.fetched(),
+            time: self.seg(e.segment()).created,
         }
     }
 

@@ -66,9 +66,6 @@ fn parse_flags<'a>(line: &'a [u8]) -> Result<MetaFlags<'a>, &'static str> {
             }
             b'F' => flags.client_flags = Some(parse_u32_like_strtoul(arg).ok_or(BAD_TOKEN)?),
             b'C' => flags.compare_cas = Some(parse_u64_like_strtoull(arg).ok_or(BAD_TOKEN)?),
-            b'E' => {
-                parse_u64_like_strtoull(arg).ok_or(BAD_TOKEN)?;
-            }
             b'M' => flags.mode = Some(arg.first().copied().unwrap_or(0)),
             b'J' => {
                 flags.initial = Some(
@@ -83,8 +80,8 @@ fn parse_flags<'a>(line: &'a [u8]) -> Result<MetaFlags<'a>, &'static str> {
             b'O' => flags.opaque = Some(token),
             b'q' => flags.quiet = true,
             b'v' => flags.value = true,
-            b'P' | b'L' | b'k' | b's' | b't' | b'c' | b'f' | b'h' | b'l' | b'u' | b'I' | b'x'
-            | b'S' => {}
+            // memcached 1.6.18 knows no E, x or S flag: `ms k 1 E5` is an invalid flag there.
+            b'P' | b'L' | b'k' | b's' | b't' | b'c' | b'f' | b'h' | b'l' | b'u' | b'I' => {}
             _ => return Err("CLIENT_ERROR invalid flag"),
         }
     }
@@ -180,6 +177,11 @@ pub(super) fn parse_meta<'a>(
     }
     let flags = match parse_flags(tokens.line_from(2)) {
         Ok(flags) => flags,
+        // md and ma answer every flag error with one string (memcached 1.6.18: `md k x`,
+        // `ma k E1` and `md k b` with a key that is not base64 all give it).
+        Err(_) if matches!(command, MetaCommand::Delete | MetaCommand::Arith) => {
+            return error("CLIENT_ERROR invalid or duplicate flag")
+        }
         Err(e) => return error(e),
     };
     if command == MetaCommand::Arith {
