@@ -2,8 +2,12 @@
 //! `HD VA EN NS EX NF MN`, return flags echoed in request order, and `q` hiding the nominal
 //! replies (HD, and EN for mg) but never errors.
 
+use base64::Engine as _;
 use ferrocache_protocol::text::{reply, MetaCommand, MetaFlags};
-use ferrocache_store::{DeleteOutcome, DeltaOutcome, Item, StoreMode, StoreOutcome};
+use ferrocache_store::{
+    DeleteOutcome, DeltaOutcome, InvalidateOutcome, Item, MetaGet, StoreMode, StoreOutcome,
+    WriteOptions,
+};
 
 use crate::dispatch::{Ctx, Next};
 
@@ -19,6 +23,12 @@ struct Known {
     fetched: Option<bool>,
     /// Seconds since written (`l`: memcached's is since last access; we keep no access time).
     idle: Option<u32>,
+    /// The key is binary: `k` returns it base64-encoded, followed by a `b` flag.
+    binary_key: bool,
+    /// The win/stale flags memcached appends after the return flags: Z, X, W.
+    already_won: bool,
+    stale: bool,
+    won: bool,
 }
 
 impl Known {
@@ -30,6 +40,16 @@ impl Known {
             cas: Some(item.cas),
             fetched: Some(item.fetched),
             idle: Some(now.saturating_sub(item.time)),
+            binary_key: item.meta.binary_key,
+            ..Known::default()
+        }
+    }
+
+    /// What a reply without an item can still say: the key as sent (`b` included).
+    fn key_only(flags: &MetaFlags<'_>) -> Known {
+        Known {
+            binary_key: flags.base64_key,
+            ..Known::default()
         }
     }
 }
@@ -54,7 +74,13 @@ fn status(out: &mut Vec<u8>, code: &str, flags: &MetaFlags<'_>, key: &[u8], know
             }
             b'k' => {
                 out.extend_from_slice(b" k");
-                out.extend_from_slice(key);
+                if known.binary_key {
+                    let encoded = base64::engine::general_purpose::STANDARD.encode(key);
+                    out.extend_from_slice(encoded.as_bytes());
+                    out.extend_from_slice(b" b");
+                } else {
+                    out.extend_from_slice(key);
+                }
                 continue;
             }
             b'f' => known.flags.map(|v| format!(" f{v}")),
@@ -69,6 +95,15 @@ fn status(out: &mut Vec<u8>, code: &str, flags: &MetaFlags<'_>, key: &[u8], know
             out.extend_from_slice(text.as_bytes());
         }
     }
+    for (set, flag) in [
+        (known.already_won, b" Z"),
+        (known.stale, b" X"),
+        (known.won, b" W"),
+    ] {
+        if set {
+            out.extend_from_slice(flag);
+        }
+    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -80,6 +115,28 @@ impl Ctx<'_> {
         flags: MetaFlags<'_>,
         data: &[u8],
     ) -> Next {
+        let decoded;
+        let key = if flags.base64_key {
+            match base64::engine::general_purpose::STANDARD.decode(key) {
+                Ok(bytes) => {
+                    decoded = bytes;
+                    &decoded[..]
+                }
+                Err(_) => {
+                    // md and ma answer every flag problem with one string (see the parser).
+                    let error = match command {
+                        MetaCommand::Delete | MetaCommand::Arith => {
+                            "CLIENT_ERROR invalid or duplicate flag"
+                        }
+                        _ => "CLIENT_ERROR error decoding key",
+                    };
+                    reply::line(self.out.text(), error);
+                    return Next::Continue;
+                }
+            }
+        } else {
+            key
+        };
         match command {
             MetaCommand::Get => self.meta_get(key, &flags),
             MetaCommand::Set => self.meta_set(key, &flags, data),
@@ -93,25 +150,32 @@ impl Ctx<'_> {
     fn meta_get(&mut self, key: &[u8], flags: &MetaFlags<'_>) {
         let clock = &self.shared.clock;
         let now = clock.now();
-        let shows_cas = flags.iter().any(|t| t[0] == b'c');
-        let item = match flags.ttl {
-            Some(ttl) => {
-                self.counters.cmd_touch += 1;
-                self.shared
-                    .store
-                    .get_and_touch(key, clock.exptime_to_rel(ttl), shows_cas, now)
-            }
-            None => {
-                self.counters.cmd_get += 1;
-                self.shared.store.get(key, shows_cas, now)
-            }
+        let request = MetaGet {
+            shows_cas: flags.iter().any(|t| t[0] == b'c'),
+            bump: !flags.no_bump,
+            touch: flags.ttl.map(|ttl| clock.exptime_to_rel(ttl)),
+            vivify: flags.vivify.map(|ttl| clock.exptime_to_rel(ttl)),
+            recache_before: flags.recache.map(|ttl| clock.exptime_to_rel(ttl)),
+            binary_key: flags.base64_key,
         };
+        if request.touch.is_some() {
+            self.counters.cmd_touch += 1;
+        } else {
+            self.counters.cmd_get += 1;
+        }
+        let hit = self.shared.store.meta_get(key, &request, now);
         let out = self.out.text();
-        match item {
+        match hit {
             None if flags.quiet => {}
-            None => status(out, "EN", flags, key, &Known::default()),
-            Some(item) => {
-                let known = Known::of(&item, now);
+            None => status(out, "EN", flags, key, &Known::key_only(flags)),
+            Some(hit) => {
+                let item = &hit.item;
+                let known = Known {
+                    already_won: item.meta.token_sent,
+                    stale: item.meta.stale,
+                    won: hit.won,
+                    ..Known::of(item, now)
+                };
                 // q hides only EN: memcached 1.6.18 answers `mg k q` on a hit with HD.
                 if flags.value {
                     status(out, &format!("VA {}", item.value.len()), flags, key, &known);
@@ -138,18 +202,23 @@ impl Ctx<'_> {
         };
         let clock = &self.shared.clock;
         let exptime = clock.exptime_to_rel(flags.ttl.unwrap_or(0));
-        let outcome = self.shared.store.store(
+        let options = WriteOptions {
+            binary_key: flags.base64_key,
+            invalidate: flags.invalidate,
+        };
+        let outcome = self.shared.store.store_with(
             mode,
             key,
             flags.client_flags.unwrap_or(0),
             exptime,
             data,
             clock.now(),
+            options,
         );
         // `c` reports the new CAS id, 0 when nothing was stored (memcached 1.6.18: `NS c0`).
         let known = Known {
             cas: Some(0),
-            ..Known::default()
+            ..Known::key_only(flags)
         };
         let code = match outcome {
             StoreOutcome::Stored if flags.quiet => return,
@@ -161,7 +230,7 @@ impl Ctx<'_> {
                     .map_or(0, |i| i.cas);
                 let known = Known {
                     cas: Some(cas),
-                    ..Known::default()
+                    ..Known::key_only(flags)
                 };
                 status(self.out.text(), "HD", flags, key, &known);
                 return;
@@ -181,14 +250,25 @@ impl Ctx<'_> {
     fn meta_delete(&mut self, key: &[u8], flags: &MetaFlags<'_>) {
         let store = &self.shared.store;
         let now = self.shared.clock.now();
+        if flags.invalidate {
+            let ttl = flags.ttl.map(|ttl| self.shared.clock.exptime_to_rel(ttl));
+            let code = match store.meta_invalidate(key, flags.compare_cas, ttl, now) {
+                InvalidateOutcome::Invalidated if flags.quiet => return,
+                InvalidateOutcome::Invalidated => "HD",
+                InvalidateOutcome::NotFound => "NF",
+                InvalidateOutcome::Exists => "EX",
+            };
+            status(self.out.text(), code, flags, key, &Known::key_only(flags));
+            return;
+        }
         if let Some(cas) = flags.compare_cas {
             match store.peek(key, now) {
                 None => {
-                    status(self.out.text(), "NF", flags, key, &Known::default());
+                    status(self.out.text(), "NF", flags, key, &Known::key_only(flags));
                     return;
                 }
                 Some(item) if item.cas != cas => {
-                    status(self.out.text(), "EX", flags, key, &Known::default());
+                    status(self.out.text(), "EX", flags, key, &Known::key_only(flags));
                     return;
                 }
                 Some(_) => {}
@@ -199,7 +279,7 @@ impl Ctx<'_> {
             DeleteOutcome::Deleted => "HD",
             DeleteOutcome::NotFound => "NF",
         };
-        status(self.out.text(), code, flags, key, &Known::default());
+        status(self.out.text(), code, flags, key, &Known::key_only(flags));
     }
 
     fn meta_arith(&mut self, key: &[u8], flags: &MetaFlags<'_>) {
@@ -216,7 +296,7 @@ impl Ctx<'_> {
                 Some(_) => None,
             };
             if let Some(code) = code {
-                status(self.out.text(), code, flags, key, &Known::default());
+                status(self.out.text(), code, flags, key, &Known::key_only(flags));
                 return;
             }
         }
@@ -231,13 +311,13 @@ impl Ctx<'_> {
                     match store.store(StoreMode::Add, key, 0, exptime, text.as_bytes(), now) {
                         StoreOutcome::Stored => initial,
                         _ => {
-                            status(self.out.text(), "NS", flags, key, &Known::default());
+                            status(self.out.text(), "NS", flags, key, &Known::key_only(flags));
                             return;
                         }
                     }
                 }
                 None => {
-                    status(self.out.text(), "NF", flags, key, &Known::default());
+                    status(self.out.text(), "NF", flags, key, &Known::key_only(flags));
                     return;
                 }
             },
@@ -255,9 +335,9 @@ impl Ctx<'_> {
             Some(item) => Known {
                 ttl: Some(ttl_left(item.exptime, now)),
                 cas: Some(item.cas),
-                ..Known::default()
+                ..Known::key_only(flags)
             },
-            None => Known::default(),
+            None => Known::key_only(flags),
         };
         let text = value.to_string();
         let out = self.out.text();

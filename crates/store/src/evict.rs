@@ -19,7 +19,7 @@
 use std::sync::atomic::Ordering;
 
 use crate::index::Entry;
-use crate::layout::{self, Header, NewItem, HAS_CAS, HAS_EXPTIME};
+use crate::layout::{self, Header, NewItem, BINARY_KEY, HAS_CAS, HAS_EXPTIME};
 use crate::segment::{Queue, Segment};
 use crate::shard::{Ctx, Place, Shard};
 use crate::Store;
@@ -183,6 +183,7 @@ impl Shard {
                 exptime: k.header.exptime,
                 cas,
                 keep_exptime_field: k.header.bits & HAS_EXPTIME != 0,
+                binary_key: k.header.bits & BINARY_KEY != 0,
             };
             if self.seg(id).room() < item.len() {
                 // Only when written-out CAS ids made the kept items outgrow the segment.
@@ -223,6 +224,7 @@ fn kept_item<'a>(seg: &'a Segment, k: &Kept) -> NewItem<'a> {
         exptime: k.header.exptime,
         cas: kept_cas(seg, k),
         keep_exptime_field: k.header.bits & HAS_EXPTIME != 0,
+        binary_key: k.header.bits & BINARY_KEY != 0,
     }
 }
 

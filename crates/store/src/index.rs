@@ -15,25 +15,29 @@
 ///
 /// | bits  | field    | why |
 /// |-------|----------|-----|
-/// | 0-23  | offset   | where the item starts in its segment (segments are at most 16 MiB, or hold one item) |
-/// | 24-43 | segment  | the segment's id in its shard (up to 2^20 segments per shard) |
-/// | 44-45 | freq     | hits since written or last kept, capped at 3 (S3-FIFO) |
-/// | 46    | fetched  | read at least once (`evicted_unfetched`, meta `h`) |
-/// | 47    | cas_seen | the item's CAS id was reported to a client (see `layout.rs`) |
+/// | 0-19  | offset   | where the item starts in its segment (segments are at most 1 MiB, or hold one item) |
+/// | 20-39 | segment  | the segment's id in its shard (up to 2^20 segments per shard) |
+/// | 40-41 | freq     | hits since written or last kept, capped at 3 (S3-FIFO) |
+/// | 42    | fetched  | read at least once (`evicted_unfetched`, meta `h`) |
+/// | 43    | cas_seen | the item's CAS id was reported to a client (see `layout.rs`) |
+/// | 44    | stale    | marked stale by meta `md I` / `ms I` (meta `X`) |
+/// | 45    | token    | a meta client was told it won the right to recache it (meta `W`, then `Z`) |
 ///
 /// Held as three `u16` so the table's buckets are 6 bytes with 2-byte alignment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Entry([u16; 3]);
 
-const OFFSET_BITS: u32 = 24;
+const OFFSET_BITS: u32 = 20;
 const SEGMENT_BITS: u32 = 20;
 /// Offsets must be below this (an item at a larger offset would not fit an entry).
 pub(crate) const MAX_OFFSET: usize = (1 << OFFSET_BITS) - 1;
 /// Segment ids per shard.
 pub(crate) const MAX_SEGMENTS: usize = 1 << SEGMENT_BITS;
 const FREQ_SHIFT: u32 = OFFSET_BITS + SEGMENT_BITS;
-const FETCHED: u64 = 1 << 46;
-const CAS_SEEN: u64 = 1 << 47;
+const FETCHED: u64 = 1 << 42;
+const CAS_SEEN: u64 = 1 << 43;
+const STALE: u64 = 1 << 44;
+const TOKEN_SENT: u64 = 1 << 45;
 const PLACE_MASK: u64 = (1 << FREQ_SHIFT) - 1;
 
 impl Entry {
@@ -98,6 +102,31 @@ impl Entry {
 
     pub fn with_cas_seen(self) -> Entry {
         Entry::from_bits(self.bits() | CAS_SEEN)
+    }
+
+    pub fn stale(self) -> bool {
+        self.bits() & STALE != 0
+    }
+
+    pub fn token_sent(self) -> bool {
+        self.bits() & TOKEN_SENT != 0
+    }
+
+    pub fn with_stale(self, stale: bool) -> Entry {
+        Entry::from_bits(if stale {
+            self.bits() | STALE
+        } else {
+            self.bits() & !STALE
+        })
+    }
+
+    pub fn with_token_sent(self, sent: bool) -> Entry {
+        let bits = self.bits();
+        Entry::from_bits(if sent {
+            bits | TOKEN_SENT
+        } else {
+            bits & !TOKEN_SENT
+        })
     }
 }
 
@@ -203,6 +232,12 @@ mod tests {
         assert_eq!((m.segment(), m.offset(), m.freq()), (7, 100, 3));
         assert!(m.fetched() && m.cas_seen() && !m.same_place(r));
         assert_eq!(m.with_freq(1).freq(), 1);
+        let marked = m.with_stale(true).with_token_sent(true);
+        assert!(marked.stale() && marked.token_sent() && marked.same_place(m));
+        assert_eq!(marked.freq(), 3);
+        assert!(
+            !marked.with_token_sent(false).token_sent() && marked.with_token_sent(false).stale()
+        );
     }
 
     #[test]

@@ -20,6 +20,17 @@ pub struct Item {
     /// When this version was written, to within its segment's lifetime: the time its segment
     /// opened (the meta protocol's `l` flag; there is no per-item access time).
     pub time: RelTime,
+    /// Meta protocol state: the key was sent base64-encoded, the item is marked stale, a client
+    /// was told it won the right to recache it.
+    pub meta: MetaState,
+}
+
+/// Meta protocol state of an item (see [`Item::meta`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MetaState {
+    pub binary_key: bool,
+    pub stale: bool,
+    pub token_sent: bool,
 }
 
 /// An item as read under its shard's lock: the value borrowed from its segment, so a reply can be
@@ -34,6 +45,8 @@ pub struct ItemRef<'a> {
     pub fetched: bool,
     /// See [`Item::time`].
     pub time: RelTime,
+    /// See [`Item::meta`].
+    pub meta: MetaState,
 }
 
 impl ItemRef<'_> {
@@ -46,6 +59,7 @@ impl ItemRef<'_> {
             exptime: self.exptime,
             fetched: self.fetched,
             time: self.time,
+            meta: self.meta,
         }
     }
 }

@@ -28,6 +28,8 @@ pub(crate) const HAS_FLAGS: u8 = 1;
 pub(crate) const HAS_EXPTIME: u8 = 2;
 /// The item's CAS id is written, not derived from its place.
 pub(crate) const HAS_CAS: u8 = 4;
+/// The key was sent base64-encoded (meta `b`): it is binary, and returned encoded.
+pub(crate) const BINARY_KEY: u8 = 8;
 
 /// An item's header, read from its bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +106,8 @@ pub(crate) struct NewItem<'a> {
     pub cas: Option<u64>,
     /// Write the exptime field even when it is 0 (a touched item keeps its field).
     pub keep_exptime_field: bool,
+    /// The key is binary ([`BINARY_KEY`]).
+    pub binary_key: bool,
 }
 
 impl NewItem<'_> {
@@ -117,6 +121,9 @@ impl NewItem<'_> {
         }
         if self.cas.is_some() {
             bits |= HAS_CAS;
+        }
+        if self.binary_key {
+            bits |= BINARY_KEY;
         }
         bits
     }
@@ -236,6 +243,7 @@ mod tests {
             exptime,
             cas: None,
             keep_exptime_field: false,
+            binary_key: false,
         }
     }
 

@@ -46,7 +46,9 @@ use ops::flush::FlushCell;
 use shard::{Ctx, Shard};
 
 pub use config::{item_size_ok, memcached_item_size, StoreConfig};
-pub use item::{Item, ItemRef};
+pub use item::{Item, ItemRef, MetaState};
+pub use ops::meta::{InvalidateOutcome, MetaGet, MetaGetHit};
+pub use ops::store::WriteOptions;
 pub use stats::StoreStats;
 
 /// Relative time in seconds since the server started (memcached's `rel_time_t`). 0 in an exptime

@@ -13,8 +13,8 @@ use hashbrown::HashTable;
 
 use crate::budget::Budget;
 use crate::index::{self, Entry, MAX_SEGMENTS};
-use crate::item::{dead, Dead, FlushState, ItemRef};
-use crate::layout::{self, Header, NewItem, HAS_CAS, HAS_EXPTIME};
+use crate::item::{dead, Dead, FlushState, ItemRef, MetaState};
+use crate::layout::{self, Header, NewItem, BINARY_KEY, HAS_CAS, HAS_EXPTIME};
 use crate::segment::{Ghost, Queue, Segment};
 use crate::stats::Counters;
 use crate::{RelTime, StoreConfig};
@@ -199,6 +199,11 @@ impl Shard {
         }
     }
 
+    /// Replaces the entry at `old`'s place with `new` (meta marks: stale, token sent).
+    pub fn update_entry(&mut self, hash: u64, old: Entry, new: Entry) {
+        self.set_entry(hash, old, new);
+    }
+
     /// Records a read of `e`: a hit for S3-FIFO, fetched, and whether the reply shows the CAS id.
     pub fn mark_read(&mut self, hash: u64, e: Entry, shows_cas: bool) -> Entry {
         let read = e.read(shows_cas);
@@ -232,6 +237,11 @@ impl Shard {
             exptime: header.exptime,
             fetched: e.fetched(),
             time: self.seg(e.segment()).created,
+            meta: MetaState {
+                binary_key: header.bits & BINARY_KEY != 0,
+                stale: e.stale(),
+                token_sent: e.token_sent(),
+            },
         }
     }
 

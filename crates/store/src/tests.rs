@@ -782,3 +782,37 @@ fn segments_whose_items_all_expired_are_reclaimed_without_being_met() {
     assert!(s.get(b"forever", true, 10).is_some());
     assert_eq!(after.get_expired, 0, "none was met by a command");
 }
+
+#[test]
+fn meta_states_follow_an_item_through_eviction_moves() {
+    use crate::{InvalidateOutcome, MetaGet};
+    let s = with(1 << 20, 64 << 10, true);
+    set(&s, "hot", b"v1", 0, 1);
+    assert_eq!(
+        s.meta_invalidate(b"hot", None, None, 1),
+        InvalidateOutcome::Invalidated
+    );
+    let read = MetaGet {
+        bump: true,
+        ..MetaGet::default()
+    };
+    let first = s.meta_get(b"hot", &read, 1).expect("hit");
+    assert!(first.won && first.item.meta.stale && !first.item.meta.token_sent);
+    for i in 0..20_000 {
+        set(&s, &format!("cold{i}"), &[b'x'; 100], 0, 1);
+        s.get(b"hot", false, 1).expect("hot stays");
+    }
+    assert!(s.stats().evictions > 0);
+    let later = s.meta_get(b"hot", &read, 1).expect("hit");
+    assert!(!later.won && later.item.meta.stale && later.item.meta.token_sent);
+    // A vivified miss wins once.
+    let vivify = MetaGet {
+        vivify: Some(100),
+        bump: true,
+        ..MetaGet::default()
+    };
+    let made = s.meta_get(b"new", &vivify, 1).expect("vivified");
+    assert!(made.created && made.won && made.item.value.is_empty());
+    let again = s.meta_get(b"new", &vivify, 1).expect("hit");
+    assert!(!again.created && !again.won && again.item.meta.token_sent);
+}

@@ -33,6 +33,14 @@ pub struct MetaFlags<'a> {
     pub mode: Option<u8>,
     pub delta: Option<u64>,
     pub initial: Option<u64>,
+    /// `b`: the key is base64-encoded binary (decoded by the caller).
+    pub base64_key: bool,
+    /// `R`: win the recache when the item expires before this exptime.
+    pub recache: Option<i32>,
+    /// `u`: do not bump the item.
+    pub no_bump: bool,
+    /// `I`: invalidate (mark stale) instead of deleting / store an older CAS as stale.
+    pub invalidate: bool,
 }
 
 impl<'a> MetaFlags<'a> {
@@ -58,12 +66,10 @@ fn parse_flags<'a>(line: &'a [u8]) -> Result<MetaFlags<'a>, &'static str> {
         seen[usize::from(letter)] = true;
         let arg = &token[1..];
         match letter {
-            b'b' => return Err("CLIENT_ERROR error decoding key"),
+            b'b' => flags.base64_key = true,
             b'N' => flags.vivify = Some(parse_i32_like_strtol(arg).ok_or(BAD_TOKEN)?),
             b'T' => flags.ttl = Some(parse_i32_like_strtol(arg).ok_or(BAD_TOKEN)?),
-            b'R' => {
-                parse_i32_like_strtol(arg).ok_or(BAD_TOKEN)?;
-            }
+            b'R' => flags.recache = Some(parse_i32_like_strtol(arg).ok_or(BAD_TOKEN)?),
             b'F' => flags.client_flags = Some(parse_u32_like_strtoul(arg).ok_or(BAD_TOKEN)?),
             b'C' => flags.compare_cas = Some(parse_u64_like_strtoull(arg).ok_or(BAD_TOKEN)?),
             b'M' => flags.mode = Some(arg.first().copied().unwrap_or(0)),
@@ -81,7 +87,9 @@ fn parse_flags<'a>(line: &'a [u8]) -> Result<MetaFlags<'a>, &'static str> {
             b'q' => flags.quiet = true,
             b'v' => flags.value = true,
             // memcached 1.6.18 knows no E, x or S flag: `ms k 1 E5` is an invalid flag there.
-            b'P' | b'L' | b'k' | b's' | b't' | b'c' | b'f' | b'h' | b'l' | b'u' | b'I' => {}
+            b'u' => flags.no_bump = true,
+            b'I' => flags.invalidate = true,
+            b'P' | b'L' | b'k' | b's' | b't' | b'c' | b'f' | b'h' | b'l' => {}
             _ => return Err("CLIENT_ERROR invalid flag"),
         }
     }

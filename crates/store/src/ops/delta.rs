@@ -1,7 +1,7 @@
 //! `incr` and `decr`, as memcached's `do_add_delta`.
 
 use crate::config::{memcached_item_size, SLAB_CHUNK_MAX};
-use crate::layout::{NewItem, HAS_CAS, HAS_EXPTIME};
+use crate::layout::{NewItem, BINARY_KEY, HAS_CAS, HAS_EXPTIME};
 use crate::numeric::parse_counter;
 use crate::{DeltaOutcome, RelTime, Store};
 
@@ -66,6 +66,7 @@ impl Store {
             exptime: header.exptime,
             cas: cas_in_place.then(|| ctx.seq_range(0)),
             keep_exptime_field: header.bits & HAS_EXPTIME != 0,
+            binary_key: header.bits & BINARY_KEY != 0,
         };
         let queue = shard.seg(e.segment()).queue;
         let marked = ctx.flush.marks_new_write(now);

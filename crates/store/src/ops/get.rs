@@ -1,7 +1,7 @@
 //! `get`/`gets`, `gat`/`gats` and `touch`.
 
 use crate::index::Entry;
-use crate::layout::{Header, NewItem, HAS_EXPTIME};
+use crate::layout::{Header, NewItem, BINARY_KEY, HAS_EXPTIME};
 use crate::shard::{Ctx, Shard};
 use crate::{Item, ItemRef, RelTime, Store, TouchOutcome};
 
@@ -96,7 +96,7 @@ impl Store {
     /// again with the field (and its CAS id written out if a client may hold it). Should no room
     /// be found for that (only with `-M` and a full cache), the exptime is not changed.
     #[allow(clippy::too_many_arguments)]
-    fn set_exptime(
+    pub(crate) fn set_exptime(
         &self,
         shard: &mut Shard,
         index: usize,
@@ -127,6 +127,7 @@ impl Store {
             exptime,
             cas,
             keep_exptime_field: true,
+            binary_key: header.bits & BINARY_KEY != 0,
         };
         let marked = ctx.flush.marks(shard.seg(e.segment()));
         let Some(place) = self.place_for(shard, index, queue, item.len(), marked, ctx) else {

@@ -6,4 +6,5 @@ mod delete;
 mod delta;
 pub(crate) mod flush;
 mod get;
-mod store;
+pub(crate) mod meta;
+pub(crate) mod store;

@@ -9,6 +9,16 @@
 use crate::layout::{NewItem, HAS_EXPTIME};
 use crate::{item_size_ok, RelTime, Store, StoreMode, StoreOutcome};
 
+/// What the meta protocol's `ms` adds to a store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// The key was sent base64-encoded (`b`): it is stored as binary and returned encoded.
+    pub binary_key: bool,
+    /// `I` with a compare-and-swap: a CAS id *older* than the item's still stores, and the new
+    /// version is marked stale (memcached's `set_stale`).
+    pub invalidate: bool,
+}
+
 impl Store {
     /// Runs one storage command. `total_items` counts the items stored; cas_hits/cas_misses/
     /// cas_badval count `cas` outcomes; `outofmemory` counts refusals for lack of room.
@@ -20,6 +30,29 @@ impl Store {
         exptime: RelTime,
         value: &[u8],
         now: RelTime,
+    ) -> StoreOutcome {
+        self.store_with(
+            mode,
+            key,
+            flags,
+            exptime,
+            value,
+            now,
+            WriteOptions::default(),
+        )
+    }
+
+    /// [`Store::store`] with the meta protocol's options.
+    #[allow(clippy::too_many_arguments)]
+    pub fn store_with(
+        &self,
+        mode: StoreMode,
+        key: &[u8],
+        flags: u32,
+        exptime: RelTime,
+        value: &[u8],
+        now: RelTime,
+        options: WriteOptions,
     ) -> StoreOutcome {
         let use_cas = self.config.use_cas;
         if !item_size_ok(
@@ -44,6 +77,7 @@ impl Store {
             // fields they rewrite in place.
             cas: (!self.config.evictions && use_cas).then(|| ctx.seq_range(0)),
             keep_exptime_field: !self.config.evictions,
+            binary_key: options.binary_key,
         };
         let place = if self.make_index_room(shard, index, hash, &ctx) {
             self.place_for(shard, index, queue, item.len(), marked, &ctx)
@@ -121,7 +155,23 @@ impl Store {
                 // With -C memcached 1.6.18 answers EXISTS to every cas of an existing item, even
                 // `cas k 0 0 1 0` (the item's CAS is 0 but a cas of 0 never matches), and
                 // NOT_FOUND for a missing one. Reproduced by never matching when CAS is off.
-                if !use_cas || shard.cas_of(e, &header) != expected {
+                let current = shard.cas_of(e, &header);
+                if options.invalidate && use_cas && expected < current {
+                    // memcached 1.6.18's do_store_item: stored, and marked stale.
+                    shard.counters.cas_hits += 1;
+                    if !shard.put(place, queue, hash, &item, &ctx) {
+                        shard.counters.outofmemory += 1;
+                        return StoreOutcome::OutOfMemory;
+                    }
+                    // The new version is stale and keeps the old one's win token (memcached
+                    // 1.6.18: `mg` right after answers `Z X` if someone had won).
+                    if let Some(new) = shard.lookup(hash, key) {
+                        let marked = new.with_stale(true).with_token_sent(e.token_sent());
+                        shard.update_entry(hash, new, marked);
+                    }
+                    return StoreOutcome::Stored;
+                }
+                if !use_cas || current != expected {
                     shard.counters.cas_badval += 1;
                     return refuse(StoreOutcome::Exists);
                 }

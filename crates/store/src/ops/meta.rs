@@ -1,0 +1,200 @@
+//! The meta protocol's item states, as memcached 1.6.18's `process_mget_command` and
+//! `process_mdelete_command` keep them: `mg` with vivify on miss (`N`), early recache (`R`), the
+//! win/stale/already-won answers (`W X Z`) and reads that do not bump (`u`); `md` with `I`, which
+//! marks an item stale instead of deleting it.
+
+use crate::layout::{NewItem, BINARY_KEY, HAS_CAS, HAS_EXPTIME};
+use crate::shard::Shard;
+use crate::{Item, RelTime, Store};
+
+/// What an `mg` asks besides the read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MetaGet {
+    /// The reply shows the CAS id (`c`).
+    pub shows_cas: bool,
+    /// Bump the item: mark it fetched and hit (not with `u`).
+    pub bump: bool,
+    /// New exptime (`T`).
+    pub touch: Option<RelTime>,
+    /// On a miss, create an empty item with this exptime and tell this client it won (`N`).
+    pub vivify: Option<RelTime>,
+    /// Win the recache if the item expires before this time and no one won yet (`R`).
+    pub recache_before: Option<RelTime>,
+    /// The key was sent base64-encoded (`b`): a vivified item keeps it as binary.
+    pub binary_key: bool,
+}
+
+/// An `mg` hit (or vivified miss).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaGetHit {
+    /// The item as it was before this read (`h`, and `Z`/`X` from `item.meta`).
+    pub item: Item,
+    /// This client won the right to recache (`W`).
+    pub won: bool,
+    /// The item was created by `N` just now.
+    pub created: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidateOutcome {
+    Invalidated,
+    NotFound,
+    /// The compared CAS id did not match.
+    Exists,
+}
+
+impl Store {
+    /// `mg` with the meta states. Counts like `get` (or `touch` with `T`); a vivified miss counts
+    /// as a hit, as memcached's does.
+    pub fn meta_get(&self, key: &[u8], request: &MetaGet, now: RelTime) -> Option<MetaGetHit> {
+        let use_cas = self.config.use_cas;
+        let (mut shard, index, hash, ctx) = self.locked(key, now);
+        let shard = &mut *shard;
+        let found = match shard.find_live(hash, key, &ctx) {
+            Some(found) => Some((found, false)),
+            None => request
+                .vivify
+                .and_then(|exptime| self.vivify(shard, index, hash, key, exptime, request, now))
+                .map(|found| (found, true)),
+        };
+        let Some(((e, header), created)) = found else {
+            if request.touch.is_some() {
+                shard.counters.touch_misses += 1;
+            } else {
+                shard.counters.get_misses += 1;
+            }
+            return None;
+        };
+        let (e, header) = match request.touch {
+            Some(exptime) => {
+                shard.counters.touch_hits += 1;
+                self.set_exptime(shard, index, hash, e, header, exptime, &ctx)
+            }
+            None => {
+                shard.counters.get_hits += 1;
+                (e, header)
+            }
+        };
+        let item = shard.view(e, &header, use_cas).to_item();
+        let recache = request.recache_before.is_some_and(|before| {
+            !e.token_sent() && !created && header.exptime != 0 && header.exptime < before
+        });
+        // A stale item hands its first reader the win.
+        let won = created || recache || (e.stale() && !e.token_sent());
+        let mut state = e;
+        if won {
+            state = state.with_token_sent(true);
+        }
+        if request.bump {
+            state = state.read(request.shows_cas && use_cas);
+        } else if request.shows_cas && use_cas {
+            state = state.with_cas_seen();
+        }
+        if state != e {
+            shard.update_entry(hash, e, state);
+        }
+        Some(MetaGetHit { item, won, created })
+    }
+
+    /// `mg N` on a miss: an empty item with `exptime`. None when there is no room.
+    #[allow(clippy::too_many_arguments)]
+    fn vivify(
+        &self,
+        shard: &mut Shard,
+        index: usize,
+        hash: u64,
+        key: &[u8],
+        exptime: RelTime,
+        request: &MetaGet,
+        now: RelTime,
+    ) -> Option<(crate::index::Entry, crate::layout::Header)> {
+        let ctx = self.ctx(now);
+        let evictions = self.config.evictions;
+        let item = NewItem {
+            key,
+            value: b"",
+            flags: 0,
+            exptime,
+            cas: (!evictions && self.config.use_cas).then(|| ctx.seq_range(0)),
+            keep_exptime_field: !evictions,
+            binary_key: request.binary_key,
+        };
+        let queue = shard.queue_for(hash, key, evictions);
+        if !self.make_index_room(shard, index, hash, &ctx) {
+            return None;
+        }
+        let place = self.place_for(
+            shard,
+            index,
+            queue,
+            item.len(),
+            ctx.flush.marks_new_write(now),
+            &ctx,
+        )?;
+        if !shard.put(place, queue, hash, &item, &ctx) {
+            return None;
+        }
+        let e = shard.lookup(hash, key)?;
+        Some((e, shard.header(e)))
+    }
+
+    /// `md I`: instead of deleting, give the item a new CAS id (and `exptime` if given, `md I T`)
+    /// and mark it stale, so the next `mg` wins the recache (`X W`) and later ones see `X Z`.
+    /// Counts delete_hits/delete_misses like `delete`.
+    pub fn meta_invalidate(
+        &self,
+        key: &[u8],
+        compare_cas: Option<u64>,
+        exptime: Option<RelTime>,
+        now: RelTime,
+    ) -> InvalidateOutcome {
+        let use_cas = self.config.use_cas;
+        let (mut shard, index, hash, ctx) = self.locked(key, now);
+        let shard = &mut *shard;
+        let Some((e, header)) = shard.find_live(hash, key, &ctx) else {
+            shard.counters.delete_misses += 1;
+            return InvalidateOutcome::NotFound;
+        };
+        if compare_cas.is_some_and(|cas| cas != shard.cas_of(e, &header)) {
+            return InvalidateOutcome::Exists;
+        }
+        shard.counters.delete_hits += 1;
+        let exptime = exptime.unwrap_or(header.exptime);
+        let in_place = (header.bits & HAS_CAS != 0 || !use_cas)
+            && (header.bits & HAS_EXPTIME != 0 || exptime == header.exptime);
+        let e = if in_place {
+            // Without evictions every item has both fields: no room is needed.
+            let value = shard.value(e, &header).to_vec();
+            shard.set_value_in_place(e, &header, &value, use_cas.then(|| ctx.seq_range(0)));
+            if header.bits & HAS_EXPTIME != 0 {
+                shard.set_exptime_in_place(e, &header, exptime);
+            }
+            e
+        } else {
+            // A new version (new place, new CAS id) with the same contents.
+            let value = shard.value(e, &header).to_vec();
+            let key = shard.lookup_key(e).to_vec();
+            let queue = shard.seg(e.segment()).queue;
+            let item = NewItem {
+                key: &key,
+                value: &value,
+                flags: header.flags,
+                exptime,
+                cas: None,
+                keep_exptime_field: header.bits & HAS_EXPTIME != 0 || exptime != 0,
+                binary_key: header.bits & BINARY_KEY != 0,
+            };
+            let marked = ctx.flush.marks(shard.seg(e.segment()));
+            let rewritten = self
+                .place_for(shard, index, queue, item.len(), marked, &ctx)
+                .and_then(|place| shard.rewrite(place, queue, hash, &item, &ctx));
+            match rewritten {
+                Some(new) => new,
+                // No room (only with -M): it stays as it was, marked all the same.
+                None => e,
+            }
+        };
+        shard.update_entry(hash, e, e.with_stale(true).with_token_sent(false));
+        InvalidateOutcome::Invalidated
+    }
+}
