@@ -130,6 +130,8 @@ pub struct ServerConfig {
     pub udp_port_setting: i64,
     pub interface_setting: Option<String>,
     pub unix_mask_setting: String,
+    /// `-Z` and the `-o ssl_*` options (see `tls.rs`).
+    pub tls: crate::tls::TlsSettings,
 }
 
 /// What the command line asks for.
@@ -212,7 +214,6 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
     not_implemented(flags.sasl, "-S (SASL)");
     not_implemented(flags.auth_file.is_some(), "-Y (auth-file)");
     not_implemented(flags.memory_file.is_some(), "-e (memory-file)");
-    not_implemented(flags.ssl, "-Z (TLS)");
 
     let port = number(&flags.port)
         .filter(|p| (-1..=65535).contains(p))
@@ -268,8 +269,18 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
         ),
     }
     let mut idle_timeout = 0;
+    let mut tls = crate::tls::TlsSettings {
+        enabled: flags.ssl,
+        key_format: 1,
+        min_version: 2,
+        wbuf_size_kb: 16,
+        ..Default::default()
+    };
     for option in flags.extended.iter().flat_map(|o| o.split(',')) {
         let (key, value) = option.split_once('=').unwrap_or((option, ""));
+        if tls.take_option(key, value, &mut warnings)? {
+            continue;
+        }
         match key {
             "idle_timeout" => {
                 idle_timeout = value
@@ -331,6 +342,7 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
             port: u16::try_from(port).ok(),
         },
     };
+    tls.validate(matches!(listen, Listen::Tcp { .. }))?;
     Ok(ServerConfig {
         listen,
         store: StoreConfig {
@@ -353,6 +365,7 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
         udp_port_setting: udp_port,
         interface_setting: flags.listen.first().cloned(),
         unix_mask_setting: flags.unix_mask,
+        tls,
     })
 }
 
