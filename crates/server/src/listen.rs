@@ -40,7 +40,10 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         shared.tls = Some(Arc::new(state));
     }
     let shared = Arc::new(shared);
-    tokio::spawn(reload_on_sighup(shared.clone()));
+    // Registered before the port file is written, so a SIGHUP from then on is never fatal.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot handle SIGHUP")?;
+    tokio::spawn(reload_on_sighup(hangup, shared.clone()));
     let next_id = Arc::new(AtomicU64::new(1));
     let mut unix_path = None;
     match &shared.config.listen {
@@ -97,11 +100,7 @@ async fn wait_for_shutdown(shared: &Shared) {
 
 /// memcached keeps running on SIGHUP; here it also reloads the TLS certificates, like the
 /// `refresh_certs` command. A reload that fails keeps the old certificates and says why.
-async fn reload_on_sighup(shared: Arc<Shared>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-        return;
-    };
+async fn reload_on_sighup(mut hangup: tokio::signal::unix::Signal, shared: Arc<Shared>) {
     while hangup.recv().await.is_some() {
         match &shared.tls {
             Some(tls) => match tls.reload(shared.clock.now()) {
@@ -252,7 +251,7 @@ async fn accept_tcp(
             last_cmd_time: AtomicU32::new(shared.clock.now()),
         };
         match &tls {
-            None => start_connection(stream, shared.clone(), &next_id, info),
+            None => start_connection(stream, shared.clone(), &next_id, info, false),
             Some(tls) => {
                 // The handshake runs in its own task so that a slow client never holds up accept.
                 let acceptor = tls.acceptor();
@@ -265,7 +264,7 @@ async fn accept_tcp(
                     .await
                     {
                         Ok(Ok(stream)) => {
-                            return start_connection(stream, shared, &next_id, info);
+                            return start_connection(stream, shared, &next_id, info, true);
                         }
                         Ok(Err(e)) => e.to_string(),
                         Err(_) => "timed out".to_string(),
@@ -298,12 +297,19 @@ async fn accept_unix(
             listen_addr: format!("unix:{path}"),
             last_cmd_time: AtomicU32::new(shared.clock.now()),
         };
-        start_connection(stream, shared.clone(), &next_id, info);
+        start_connection(stream, shared.clone(), &next_id, info, false);
     }
 }
 
-fn start_connection<S>(mut stream: S, shared: Arc<Shared>, next_id: &AtomicU64, info: ConnInfo)
-where
+/// Serves an accepted stream under the `-c` limit. `close_notify`: end the session cleanly when
+/// the connection ends (TLS sends its close_notify alert, which OpenSSL clients expect).
+fn start_connection<S>(
+    mut stream: S,
+    shared: Arc<Shared>,
+    next_id: &AtomicU64,
+    info: ConnInfo,
+    close_notify: bool,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     if admit(&shared).is_none() {
@@ -320,7 +326,11 @@ where
     tracing::info!(conn = id, "new client connection from {}", info.addr);
     shared.conns.insert(id, info.clone());
     tokio::spawn(async move {
-        conn::serve(stream, shared.clone(), id, info).await;
+        conn::serve(&mut stream, shared.clone(), id, info).await;
+        if close_notify {
+            // Bounded: a client that stopped reading must not keep the task alive.
+            let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.shutdown()).await;
+        }
         shared.conns.remove(id);
         shared.stats.curr_connections.fetch_sub(1, Relaxed);
         tracing::info!(conn = id, "connection closed");

@@ -369,6 +369,21 @@ fn refresh_certs_without_tls_is_an_error_line() {
     assert_eq!(conn.line("refresh_certs\r\n"), "Error TLS not enabled\r\n");
 }
 
+#[test]
+fn sighup_without_tls_keeps_the_server_running() {
+    // memcached 1.6.18 survives SIGHUP too; here it would reload certificates if there were any.
+    let server = Server::ferrocached(&[]);
+    let mut conn = server.connect();
+    conn.line("set k 0 0 1\r\nv\r\n");
+    server.signal("HUP");
+    assert!(conn.line("version\r\n").starts_with("VERSION"));
+    let mut fresh = server.connect();
+    assert_eq!(
+        fresh.request("get k\r\n", "END\r\n"),
+        "VALUE k 0 1\r\nv\r\nEND\r\n"
+    );
+}
+
 #[tokio::test]
 async fn a_notls_listener_stays_plaintext_beside_a_tls_one() {
     let pki = Pki::generate("notls");
