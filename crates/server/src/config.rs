@@ -398,11 +398,26 @@ pub const HELP: &str = "ferrocached (memcached 1.6.18 compatible)
 -I, --max-item-size=<num> adjusts max item size
                           (default: 1m, min: 1k, max: 1024m)
 -F, --disable-flush-all   disable flush_all command
+-Z, --enable-ssl          enable TLS/SSL on the TCP listeners; 'notls' prefix
+                          keeps one plaintext (-l notls:<ip>:<port>)
 -o, --extended            comma separated list of extended options
    - idle_timeout:        timeout for idle connections. (default: 0, no timeout)
+   - ssl_chain_cert:      certificate chain file in PEM format
+   - ssl_key:             private key, if not part of the -ssl_chain_cert
+   - ssl_keyformat:       private key format (1: PEM, 2: DER) (default: PEM)
+   - ssl_verify_mode:     peer certificate verification mode, default is 0(None).
+                          valid values are 0(None), 1(Request), 2(Require)
+                          or 3(Once); 1-3 need ssl_ca_cert
+   - ssl_ca_cert:         PEM format file of acceptable client CA's
+   - ssl_session_cache:   enable server-side SSL session cache, to support session
+                          resumption
+   - ssl_min_version:     minimum protocol version to accept (default: tlsv1.2)
+                          valid values are 0-2 (tlsv1.2: rustls has no older), or 3(tlsv1.3).
+   - ssl_ciphers, ssl_wbuf_size, ssl_kernel_tls: accepted and ignored (rustls)
+SIGHUP or the refresh_certs command reloads the TLS certificates.
 
 Accepted for compatibility and ignored, with a notice at start:
--d -r -k -L -P -f -n -D -X -W -u -S -Y -e -Z, and memcached's slab/LRU -o options.
+-d -r -k -L -P -f -n -D -X -W -u -S -Y -e, and memcached's slab/LRU -o options.
 Environment: MEMCACHED_PORT_FILENAME=<file> writes the listening ports to <file>.
 ";
 
@@ -444,6 +459,8 @@ mod tests {
             &["-p", "70000"],
             &["-m", "abc"],
             &["-o", "foo=1"],
+            &["-Z"],
+            &["-o", "ssl_verify_mode=9"],
         ] {
             assert!(run(bad).is_err(), "{bad:?} should be refused");
         }
