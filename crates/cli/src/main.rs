@@ -28,6 +28,8 @@ use serde_json::{json, Map};
   memcachedc set photo < photo.jpg                            ... or from stdin
   memcachedc -s a:11211,b:11212,c:11213 --json get k1 k2      many servers, JSON out
   memcachedc -s localhost -p 11211 stats settings
+  memcachedc --tls-ca ca.pem -s localhost:11211 get key       over TLS (server run with -Z)
+  memcachedc --tls-ca ca.pem --tls-cert me.pem --tls-key me.key get key   mutual TLS
 
 With several servers, keys are placed by ketama exactly as libmemcached (pylibmc) and nutcracker
 (hash: md5, distribution: ketama) place them, so they all find the same keys.
@@ -69,6 +71,31 @@ struct Cli {
     /// Connect and request timeout in milliseconds.
     #[arg(long = "timeout", default_value_t = 2000, global = true)]
     timeout_ms: u64,
+    /// Connect with TLS (servers started with -Z). Trusts the system's CAs unless --tls-ca.
+    #[arg(long = "tls", global = true)]
+    tls: bool,
+    /// CA certificate file (PEM) to check the servers against; implies --tls.
+    #[arg(long = "tls-ca", value_name = "FILE", global = true)]
+    tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for servers that require one (mutual TLS); needs --tls-key.
+    #[arg(
+        long = "tls-cert",
+        value_name = "FILE",
+        global = true,
+        requires = "tls_key"
+    )]
+    tls_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(
+        long = "tls-key",
+        value_name = "FILE",
+        global = true,
+        requires = "tls_cert"
+    )]
+    tls_key: Option<std::path::PathBuf>,
+    /// Name to check the servers' certificates against (default: each server's host).
+    #[arg(long = "tls-server-name", value_name = "NAME", global = true)]
+    tls_server_name: Option<String>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -206,10 +233,26 @@ fn server_specs(cli: &Cli) -> anyhow::Result<Vec<ServerSpec>> {
         .collect()
 }
 
+/// The TLS settings from --tls and the --tls-* options; any of them turns TLS on.
+fn tls_config(cli: &Cli) -> anyhow::Result<Option<ferrocache_client::TlsConfig>> {
+    let wanted =
+        cli.tls || cli.tls_ca.is_some() || cli.tls_cert.is_some() || cli.tls_server_name.is_some();
+    if !wanted {
+        return Ok(None);
+    }
+    let client_cert = cli.tls_cert.as_deref().zip(cli.tls_key.as_deref());
+    let mut tls = ferrocache_client::TlsConfig::from_files(cli.tls_ca.as_deref(), client_cert)?;
+    if let Some(name) = &cli.tls_server_name {
+        tls = tls.with_server_name(name)?;
+    }
+    Ok(Some(tls))
+}
+
 fn run(cli: &Cli) -> anyhow::Result<Outcome> {
     let mut config = Config::new(server_specs(cli)?);
     config.request_timeout = std::time::Duration::from_millis(cli.timeout_ms);
     config.connect_timeout = config.request_timeout;
+    config.tls = tls_config(cli)?;
     // A command-line call should report a dead server, not route around it.
     config.failover = ferrocache_client::Failover::Fail;
     config.failure_limit = u32::MAX;

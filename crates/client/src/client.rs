@@ -57,6 +57,8 @@ pub struct Config {
     /// remaining lifetime).
     pub previous_servers: Option<Vec<ServerSpec>>,
     pub warmup_exptime: i64,
+    /// TLS to every server (`None`: plaintext).
+    pub tls: Option<crate::TlsConfig>,
 }
 
 impl Config {
@@ -74,6 +76,7 @@ impl Config {
             replicas: 1,
             previous_servers: None,
             warmup_exptime: 0,
+            tls: None,
         }
     }
 }
@@ -283,6 +286,7 @@ impl Client {
                 &server.address,
                 config.connect_timeout,
                 config.request_timeout,
+                config.tls.as_ref(),
             )
             .await?,
         );

@@ -18,13 +18,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::codec::{Progress, Reply, ReplyKind, ReplyReader};
 use crate::error::{Error, Result};
+use crate::tls::TlsConfig;
 
 /// Requests queued on one connection before callers wait for room.
 const QUEUE_DEPTH: usize = 1024;
@@ -79,23 +79,50 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects to `server` (`host:port`) and starts the connection's reader and writer tasks on
-    /// the current tokio runtime.
+    /// Connects to `server` (`host:port`), with a TLS handshake when `tls` is given, and starts
+    /// the connection's reader and writer tasks on the current tokio runtime. The connect
+    /// timeout covers the handshake too.
     pub async fn connect(
         server: &str,
         connect_timeout: Duration,
         request_timeout: Duration,
+        tls: Option<&TlsConfig>,
     ) -> Result<Connection> {
-        let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(server))
+        let connect = async {
+            let stream = TcpStream::connect(server)
+                .await
+                .map_err(|source| Error::Io {
+                    server: server.to_string(),
+                    source,
+                })?;
+            // Requests are batched by the writer already; Nagle would only add latency.
+            let _ = stream.set_nodelay(true);
+            match tls {
+                None => Ok(Stream::Plain(stream)),
+                Some(tls) => Ok(Stream::Tls(Box::new(tls.handshake(server, stream).await?))),
+            }
+        };
+        let stream = tokio::time::timeout(connect_timeout, connect)
             .await
-            .map_err(|_| Error::Timeout(server.to_string()))?
-            .map_err(|source| Error::Io {
-                server: server.to_string(),
-                source,
-            })?;
-        // Requests are batched by the writer already; Nagle would only add latency.
-        let _ = stream.set_nodelay(true);
-        let (read, write) = stream.into_split();
+            .map_err(|_| Error::Timeout(server.to_string()))??;
+        Ok(match stream {
+            // Owned halves of a TCP stream need no lock between the reader and the writer.
+            Stream::Plain(stream) => {
+                let (read, write) = stream.into_split();
+                Self::start(server, read, write, request_timeout)
+            }
+            Stream::Tls(stream) => {
+                let (read, write) = tokio::io::split(*stream);
+                Self::start(server, read, write, request_timeout)
+            }
+        })
+    }
+
+    fn start<R, W>(server: &str, read: R, write: W, request_timeout: Duration) -> Connection
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let shared = Arc::new(Shared {
             server: server.to_string(),
             closed: watch::channel(false).0,
@@ -104,11 +131,11 @@ impl Connection {
         let (expect_tx, expect_rx) = mpsc::unbounded_channel();
         tokio::spawn(write_requests(write, job_rx, expect_tx, shared.clone()));
         tokio::spawn(read_replies(read, expect_rx, shared.clone()));
-        Ok(Connection {
+        Connection {
             jobs,
             shared,
             timeout: request_timeout,
-        })
+        }
     }
 
     /// True once the connection failed or was given up, or its tasks are gone (their runtime
@@ -147,9 +174,14 @@ impl Connection {
     }
 }
 
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
 /// Writes queued requests, as many per write as are waiting.
-async fn write_requests(
-    mut socket: OwnedWriteHalf,
+async fn write_requests<W: AsyncWrite + Unpin>(
+    mut socket: W,
     mut jobs: mpsc::Receiver<Job>,
     expect: mpsc::UnboundedSender<Expect>,
     shared: Arc<Shared>,
@@ -174,7 +206,11 @@ async fn write_requests(
             }
         }
         let written = tokio::select! {
-            written = socket.write_all(&batch) => written,
+            // The flush matters for TLS, which may hold encrypted bytes back; TCP's is a no-op.
+            written = async {
+                socket.write_all(&batch).await?;
+                socket.flush().await
+            } => written,
             _ = closed.wait_for(|&c| c) => return,
         };
         if let Err(e) = written {
@@ -189,8 +225,8 @@ async fn write_requests(
 }
 
 /// Reads replies in order and hands each to the request that expects it.
-async fn read_replies(
-    mut socket: OwnedReadHalf,
+async fn read_replies<R: AsyncRead + Unpin>(
+    mut socket: R,
     mut expect: mpsc::UnboundedReceiver<Expect>,
     shared: Arc<Shared>,
 ) {

@@ -30,6 +30,9 @@ pub enum Error {
     /// Every server that could hold the key is marked dead.
     #[error("no live server for the key")]
     NoServer,
+    /// TLS settings that cannot be used (unreadable CA or certificate file, bad server name).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// A server address that cannot be read.
     #[error("bad server address {0:?}")]
     BadAddress(String),

@@ -14,7 +14,8 @@
 //! assert_eq!(client.get(b"greeting").await?.map(|v| v.data), Some(b"hello".to_vec()));
 //! # Ok(()) }
 //! ```
-//! [`blocking::Client`] wraps the same API for synchronous code.
+//! [`blocking::Client`] wraps the same API for synchronous code. [`Config::tls`] turns on TLS
+//! ([`TlsConfig`]) for servers started with `-Z`.
 
 pub mod blocking;
 mod client;
@@ -23,8 +24,10 @@ mod conn;
 mod error;
 pub mod ring;
 mod spec;
+mod tls;
 
 pub use client::{Client, ClientStats, Config, Failover, PerServer, Stats};
 pub use codec::{check_key, StoreCommand, StoreStatus, Value};
 pub use error::{Error, Result};
 pub use spec::{ServerSpec, DEFAULT_PORT};
+pub use tls::TlsConfig;

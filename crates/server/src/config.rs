@@ -130,6 +130,8 @@ pub struct ServerConfig {
     pub udp_port_setting: i64,
     pub interface_setting: Option<String>,
     pub unix_mask_setting: String,
+    /// `-Z` and the `-o ssl_*` options (see `tls.rs`).
+    pub tls: crate::tls::TlsSettings,
 }
 
 /// What the command line asks for.
@@ -212,7 +214,6 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
     not_implemented(flags.sasl, "-S (SASL)");
     not_implemented(flags.auth_file.is_some(), "-Y (auth-file)");
     not_implemented(flags.memory_file.is_some(), "-e (memory-file)");
-    not_implemented(flags.ssl, "-Z (TLS)");
 
     let port = number(&flags.port)
         .filter(|p| (-1..=65535).contains(p))
@@ -268,8 +269,18 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
         ),
     }
     let mut idle_timeout = 0;
+    let mut tls = crate::tls::TlsSettings {
+        enabled: flags.ssl,
+        key_format: 1,
+        min_version: 2,
+        wbuf_size_kb: 16,
+        ..Default::default()
+    };
     for option in flags.extended.iter().flat_map(|o| o.split(',')) {
         let (key, value) = option.split_once('=').unwrap_or((option, ""));
+        if tls.take_option(key, value, &mut warnings)? {
+            continue;
+        }
         match key {
             "idle_timeout" => {
                 idle_timeout = value
@@ -331,6 +342,7 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
             port: u16::try_from(port).ok(),
         },
     };
+    tls.validate(matches!(listen, Listen::Tcp { .. }))?;
     Ok(ServerConfig {
         listen,
         store: StoreConfig {
@@ -353,6 +365,7 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
         udp_port_setting: udp_port,
         interface_setting: flags.listen.first().cloned(),
         unix_mask_setting: flags.unix_mask,
+        tls,
     })
 }
 
@@ -385,11 +398,26 @@ pub const HELP: &str = "ferrocached (memcached 1.6.18 compatible)
 -I, --max-item-size=<num> adjusts max item size
                           (default: 1m, min: 1k, max: 1024m)
 -F, --disable-flush-all   disable flush_all command
+-Z, --enable-ssl          enable TLS/SSL on the TCP listeners; 'notls' prefix
+                          keeps one plaintext (-l notls:<ip>:<port>)
 -o, --extended            comma separated list of extended options
    - idle_timeout:        timeout for idle connections. (default: 0, no timeout)
+   - ssl_chain_cert:      certificate chain file in PEM format
+   - ssl_key:             private key, if not part of the -ssl_chain_cert
+   - ssl_keyformat:       private key format (1: PEM, 2: DER) (default: PEM)
+   - ssl_verify_mode:     peer certificate verification mode, default is 0(None).
+                          valid values are 0(None), 1(Request), 2(Require)
+                          or 3(Once); 1-3 need ssl_ca_cert
+   - ssl_ca_cert:         PEM format file of acceptable client CA's
+   - ssl_session_cache:   enable server-side SSL session cache, to support session
+                          resumption
+   - ssl_min_version:     minimum protocol version to accept (default: tlsv1.2)
+                          valid values are 0-2 (tlsv1.2: rustls has no older), or 3(tlsv1.3).
+   - ssl_ciphers, ssl_wbuf_size, ssl_kernel_tls: accepted and ignored (rustls)
+SIGHUP or the refresh_certs command reloads the TLS certificates.
 
 Accepted for compatibility and ignored, with a notice at start:
--d -r -k -L -P -f -n -D -X -W -u -S -Y -e -Z, and memcached's slab/LRU -o options.
+-d -r -k -L -P -f -n -D -X -W -u -S -Y -e, and memcached's slab/LRU -o options.
 Environment: MEMCACHED_PORT_FILENAME=<file> writes the listening ports to <file>.
 ";
 
@@ -431,6 +459,8 @@ mod tests {
             &["-p", "70000"],
             &["-m", "abc"],
             &["-o", "foo=1"],
+            &["-Z"],
+            &["-o", "ssl_verify_mode=9"],
         ] {
             assert!(run(bad).is_err(), "{bad:?} should be refused");
         }

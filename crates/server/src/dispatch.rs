@@ -134,6 +134,17 @@ impl Ctx<'_> {
                 self.stats(args);
                 Next::Continue
             }
+            Request::RefreshCerts { noreply } => {
+                // As memcached: an error is sent even with noreply.
+                match &self.shared.tls {
+                    None => self.reply(reply::ERROR_TLS_NOT_ENABLED, false),
+                    Some(tls) => match tls.reload(self.shared.clock.now()) {
+                        Ok(()) => self.reply(reply::OK, noreply),
+                        Err(line) => self.out.text().extend_from_slice(line.as_bytes()),
+                    },
+                }
+                Next::Continue
+            }
             Request::CacheMemlimit { megabytes, noreply } => {
                 // The store's bound is fixed at start; answer like memcached for bad input and
                 // refuse changes we cannot make.

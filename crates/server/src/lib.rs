@@ -1,6 +1,6 @@
 //! ferrocached: a drop-in memcached server. This crate wires the sans-I/O text protocol
 //! (`ferrocache-protocol`) and the cache engine (`ferrocache-store`) to TCP and unix sockets:
-//! flags, listeners, connections, dispatch and stats.
+//! flags, listeners (plaintext or TLS), connections, dispatch and stats.
 
 mod binary;
 pub mod clock;
@@ -11,6 +11,7 @@ mod listen;
 mod meta;
 mod out;
 mod stats;
+pub mod tls;
 
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
@@ -30,6 +31,8 @@ pub struct Shared {
     verbosity: AtomicU32,
     /// Notified by the `shutdown` command (with `-A`).
     shutdown: Notify,
+    /// The TLS configuration with `-Z`, reloadable (`SIGHUP`, `refresh_certs`).
+    tls: Option<std::sync::Arc<tls::TlsState>>,
 }
 
 impl Shared {
@@ -44,6 +47,7 @@ impl Shared {
             conns: stats::ConnRegistry::default(),
             verbosity,
             shutdown: Notify::new(),
+            tls: None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! Listeners (TCP on each `-l` address, or a unix socket with `-s`), the accept loops with the
-//! `-c` connection limit, the port file for `MEMCACHED_PORT_FILENAME`, and shutdown on
+//! `-c` connection limit, the port file for `MEMCACHED_PORT_FILENAME`, TLS handshakes on `-Z`
+//! listeners (all TCP ones but `-l notls:...`), certificate reload on SIGHUP, and shutdown on
 //! SIGINT/SIGTERM or the `shutdown` command.
 
 use std::net::SocketAddr;
@@ -12,10 +13,14 @@ use tokio::net::{TcpListener, TcpSocket, UnixListener};
 
 use crate::config::Listen;
 use crate::stats::ConnInfo;
+use crate::tls::{TlsState, NOTLS_PREFIX};
 use crate::{conn, ServerConfig, Shared};
 
 /// What memcached answers a connection over the `-c` limit before closing it.
 const TOO_MANY_CONNECTIONS: &[u8] = b"ERROR Too many open connections\r\n";
+/// A client that connects to a TLS port and does not finish its handshake in this time is
+/// dropped, so half-open handshakes cannot pile up (they do not count against `-c` yet).
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Binds the listeners, then serves until SIGINT, SIGTERM or `shutdown`.
 pub fn run(config: ServerConfig) -> anyhow::Result<()> {
@@ -29,7 +34,16 @@ pub fn run(config: ServerConfig) -> anyhow::Result<()> {
 }
 
 async fn serve(config: ServerConfig) -> anyhow::Result<()> {
-    let shared = Arc::new(Shared::new(config));
+    let mut shared = Shared::new(config);
+    if shared.config.tls.enabled {
+        let state = TlsState::new(shared.config.tls.clone(), shared.clock.now())?;
+        shared.tls = Some(Arc::new(state));
+    }
+    let shared = Arc::new(shared);
+    // Registered before the port file is written, so a SIGHUP from then on is never fatal.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot handle SIGHUP")?;
+    tokio::spawn(reload_on_sighup(hangup, shared.clone()));
     let next_id = Arc::new(AtomicU64::new(1));
     tokio::spawn(reclaim_expired(shared.clone()));
     let mut unix_path = None;
@@ -37,10 +51,12 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         Listen::Tcp { interfaces, port } => {
             let listeners = bind_tcp(interfaces, port.unwrap_or(0), shared.config.backlog).await?;
             write_port_file(&listeners)?;
-            for listener in listeners {
+            for (listener, plaintext) in listeners {
                 let local = listener.local_addr()?;
-                tracing::info!("listening on tcp {local}");
-                tokio::spawn(accept_tcp(listener, shared.clone(), next_id.clone()));
+                let tls = shared.tls.clone().filter(|_| !plaintext);
+                let kind = if tls.is_some() { "tls" } else { "tcp" };
+                tracing::info!("listening on {kind} {local}");
+                tokio::spawn(accept_tcp(listener, tls, shared.clone(), next_id.clone()));
             }
         }
         Listen::Unix { path, mask } => {
@@ -102,13 +118,35 @@ async fn wait_for_shutdown(shared: &Shared) {
     }
 }
 
+/// memcached keeps running on SIGHUP; here it also reloads the TLS certificates, like the
+/// `refresh_certs` command. A reload that fails keeps the old certificates and says why.
+async fn reload_on_sighup(mut hangup: tokio::signal::unix::Signal, shared: Arc<Shared>) {
+    while hangup.recv().await.is_some() {
+        match &shared.tls {
+            Some(tls) => match tls.reload(shared.clock.now()) {
+                Ok(()) => tracing::warn!("SIGHUP: TLS certificates reloaded"),
+                Err(e) => tracing::error!(
+                    "SIGHUP: TLS reload failed, keeping the old: {}",
+                    e.trim_end()
+                ),
+            },
+            None => tracing::info!("SIGHUP: nothing to reload"),
+        }
+    }
+}
+
+/// Binds every `-l` interface; the flag says which listeners stay plaintext (`notls:` prefix).
 async fn bind_tcp(
     interfaces: &[String],
     port: u16,
     backlog: u32,
-) -> anyhow::Result<Vec<TcpListener>> {
+) -> anyhow::Result<Vec<(TcpListener, bool)>> {
     let mut listeners = Vec::new();
     for interface in interfaces {
+        let (interface, plaintext) = match interface.strip_prefix(NOTLS_PREFIX) {
+            Some(rest) => (rest, true),
+            None => (interface.as_str(), false),
+        };
         // "-l host:port" overrides the port for that interface, as in memcached.
         let (host, port) = split_host_port(interface, port)?;
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
@@ -128,7 +166,7 @@ async fn bind_tcp(
             socket
                 .bind(addr)
                 .with_context(|| format!("failed to listen on TCP port {port} ({addr})"))?;
-            listeners.push(socket.listen(backlog)?);
+            listeners.push((socket.listen(backlog)?, plaintext));
         }
     }
     Ok(listeners)
@@ -153,12 +191,12 @@ fn split_host_port(interface: &str, default_port: u16) -> anyhow::Result<(&str, 
 
 /// memcached's test harness protocol: with `MEMCACHED_PORT_FILENAME` set, write one
 /// `TCP INET: <port>` (or `INET6`) line per listener, atomically via a rename.
-fn write_port_file(listeners: &[TcpListener]) -> anyhow::Result<()> {
+fn write_port_file(listeners: &[(TcpListener, bool)]) -> anyhow::Result<()> {
     let Some(path) = std::env::var_os("MEMCACHED_PORT_FILENAME") else {
         return Ok(());
     };
     let mut text = String::new();
-    for listener in listeners {
+    for (listener, _) in listeners {
         let addr = listener.local_addr()?;
         let family = if addr.is_ipv4() { "INET" } else { "INET6" };
         text.push_str(&format!("TCP {family}: {}\n", addr.port()));
@@ -206,7 +244,12 @@ fn admit(shared: &Shared) -> Option<()> {
     Some(())
 }
 
-async fn accept_tcp(listener: TcpListener, shared: Arc<Shared>, next_id: Arc<AtomicU64>) {
+async fn accept_tcp(
+    listener: TcpListener,
+    tls: Option<Arc<TlsState>>,
+    shared: Arc<Shared>,
+    next_id: Arc<AtomicU64>,
+) {
     let listen_addr = listener
         .local_addr()
         .map(|a| format!("tcp:{a}"))
@@ -227,7 +270,30 @@ async fn accept_tcp(listener: TcpListener, shared: Arc<Shared>, next_id: Arc<Ato
             listen_addr: listen_addr.clone(),
             last_cmd_time: AtomicU32::new(shared.clock.now()),
         };
-        start_connection(stream, shared.clone(), &next_id, info);
+        match &tls {
+            None => start_connection(stream, shared.clone(), &next_id, info, false),
+            Some(tls) => {
+                // The handshake runs in its own task so that a slow client never holds up accept.
+                let acceptor = tls.acceptor();
+                let (tls, shared, next_id) = (tls.clone(), shared.clone(), next_id.clone());
+                tokio::spawn(async move {
+                    let failure = match tokio::time::timeout(
+                        HANDSHAKE_TIMEOUT,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(stream)) => {
+                            return start_connection(stream, shared, &next_id, info, true);
+                        }
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => "timed out".to_string(),
+                    };
+                    tls.handshake_errors.fetch_add(1, Relaxed);
+                    tracing::info!("TLS handshake with {peer} failed: {failure}");
+                });
+            }
+        }
     }
 }
 
@@ -251,18 +317,27 @@ async fn accept_unix(
             listen_addr: format!("unix:{path}"),
             last_cmd_time: AtomicU32::new(shared.clock.now()),
         };
-        start_connection(stream, shared.clone(), &next_id, info);
+        start_connection(stream, shared.clone(), &next_id, info, false);
     }
 }
 
-fn start_connection<S>(mut stream: S, shared: Arc<Shared>, next_id: &AtomicU64, info: ConnInfo)
-where
+/// Serves an accepted stream under the `-c` limit. `close_notify`: end the session cleanly when
+/// the connection ends (TLS sends its close_notify alert, which OpenSSL clients expect).
+fn start_connection<S>(
+    mut stream: S,
+    shared: Arc<Shared>,
+    next_id: &AtomicU64,
+    info: ConnInfo,
+    close_notify: bool,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     if admit(&shared).is_none() {
         tracing::info!("connection from {} refused: -c limit reached", info.addr);
         tokio::spawn(async move {
             let _ = stream.write_all(TOO_MANY_CONNECTIONS).await;
+            // Flushes what a TLS stream still holds and closes it cleanly.
+            let _ = stream.shutdown().await;
         });
         return;
     }
@@ -271,7 +346,11 @@ where
     tracing::info!(conn = id, "new client connection from {}", info.addr);
     shared.conns.insert(id, info.clone());
     tokio::spawn(async move {
-        conn::serve(stream, shared.clone(), id, info).await;
+        conn::serve(&mut stream, shared.clone(), id, info).await;
+        if close_notify {
+            // Bounded: a client that stopped reading must not keep the task alive.
+            let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.shutdown()).await;
+        }
         shared.conns.remove(id);
         shared.stats.curr_connections.fetch_sub(1, Relaxed);
         tracing::info!(conn = id, "connection closed");

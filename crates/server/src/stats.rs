@@ -194,6 +194,20 @@ pub fn general(out: &mut Vec<u8>, shared: &Shared) {
     st(out, "store_no_memory", &s.store_no_memory.load(Relaxed));
     st(out, "auth_cmds", &0);
     st(out, "auth_errors", &0);
+    if let Some(tls) = &shared.tls {
+        // Only with -Z, where memcached prints them.
+        st(
+            out,
+            "ssl_handshake_errors",
+            &tls.handshake_errors.load(Relaxed),
+        );
+        let now = shared.clock.now();
+        st(
+            out,
+            "time_since_server_cert_refresh",
+            &tls.since_refresh(now),
+        );
+    }
     st(out, "bytes_read", &s.bytes_read.load(Relaxed));
     st(out, "bytes_written", &s.bytes_written.load(Relaxed));
     st(out, "limit_maxbytes", &shared.store.config().max_bytes);
@@ -256,7 +270,28 @@ pub fn settings(out: &mut Vec<u8>, shared: &Shared, verbosity: u32) {
     st(out, "item_size_max", &c.store.item_size_max);
     st(out, "flush_enabled", &yes_no(c.flush_enabled));
     st(out, "idle_timeout", &c.idle_timeout);
-    st(out, "ssl_enabled", &"no");
+    let tls = &c.tls;
+    let or_null = |v: &Option<String>| v.clone().unwrap_or_else(|| "NULL".to_string());
+    st(out, "ssl_enabled", &yes_no(tls.enabled));
+    st(
+        out,
+        "ssl_chain_cert",
+        &tls.chain_cert.as_deref().unwrap_or("(null)"),
+    );
+    st(out, "ssl_key", &tls.key.as_deref().unwrap_or("(null)"));
+    st(out, "ssl_verify_mode", &tls.verify_mode);
+    st(out, "ssl_keyformat", &tls.key_format);
+    st(out, "ssl_ciphers", &or_null(&tls.ciphers));
+    st(out, "ssl_ca_cert", &or_null(&tls.ca_cert));
+    st(out, "ssl_wbuf_size", &(tls.wbuf_size_kb * 1024));
+    st(out, "ssl_session_cache", &yes_no(tls.session_cache));
+    st(out, "ssl_kernel_tls", &"no");
+    let min = ["tlsv1.0", "tlsv1.1", "tlsv1.2", "tlsv1.3"];
+    st(
+        out,
+        "ssl_min_version",
+        &min[usize::from(tls.min_version.min(3))],
+    );
     reply::line(out, reply::END);
 }
 

@@ -5,6 +5,8 @@
 //! `MEMCACHED_PORT_FILENAME`, into which the server writes `TCP INET: <port>` once it listens. That
 //! avoids the race of picking a free port first and binding it later.
 
+pub mod certs;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -108,6 +110,16 @@ impl Server {
     /// The TCP port the server listens on.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Every TCP port in the port file, in the order of the `-l` flags (the first is [`Server::port`]).
+    pub fn ports(&self) -> Vec<u16> {
+        std::fs::read_to_string(&self.port_file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.strip_prefix("TCP INET: "))
+            .filter_map(|p| p.trim().parse().ok())
+            .collect()
     }
 
     /// The server's loopback address.
@@ -313,7 +325,7 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn scratch_dir() -> PathBuf {
+pub(crate) fn scratch_dir() -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "ferrocache-test-{}-{}",

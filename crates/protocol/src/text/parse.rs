@@ -91,6 +91,10 @@ pub enum Request<'a> {
     Stats {
         args: &'a [u8],
     },
+    /// `refresh_certs [noreply]`: reload the TLS certificates (memcached built with TLS).
+    RefreshCerts {
+        noreply: bool,
+    },
     /// `cache_memlimit <MB> [noreply]`.
     CacheMemlimit {
         megabytes: Option<u32>,
@@ -266,6 +270,12 @@ fn parse_line<'a>(
             },
         ),
         b"shutdown" => want(true, shutdown(tokens)),
+        b"refresh_certs" => want(
+            true,
+            Request::RefreshCerts {
+                noreply: tokens.last_is_noreply(),
+            },
+        ),
         b"cache_memlimit" => want(ntokens == 3 || ntokens == 4, cache_memlimit(tokens)),
         _ => {
             // memcached closes connections that send an HTTP request line.

@@ -28,6 +28,8 @@ pub const SERVER_ERROR_TOO_LARGE: &str = "SERVER_ERROR object too large for cach
 pub const SERVER_ERROR_OUT_OF_MEMORY_STORING: &str = "SERVER_ERROR out of memory storing object";
 pub const SERVER_ERROR_OUT_OF_MEMORY: &str = "SERVER_ERROR out of memory";
 pub const ERROR_SHUTDOWN_NOT_ENABLED: &str = "ERROR: shutdown not enabled";
+/// `refresh_certs` on a server started without `-Z` (memcached 1.6.18 built with TLS).
+pub const ERROR_TLS_NOT_ENABLED: &str = "Error TLS not enabled";
 pub const MEMLIMIT_TOO_SMALL: &str = "MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m";
 pub const MEMLIMIT_ADJUST_FAILED_UNITS: &str =
     "MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes";
