@@ -98,6 +98,9 @@ impl Ctx<'_> {
 
     /// Handles one binary request.
     pub fn binary(&mut self, r: BinaryRequest<'_>) -> Next {
+        if let Some(next) = self.binary_auth(&r) {
+            return next;
+        }
         let keyed = match loud(r.opcode) {
             NOOP | VERSION | STAT | FLUSH | QUIT | VERBOSITY => false,
             GET | GETK | GAT | GATK | TOUCH | SET | ADD | REPLACE | APPEND | PREPEND | DELETE

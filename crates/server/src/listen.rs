@@ -30,6 +30,7 @@ pub fn run(config: ServerConfig) -> anyhow::Result<()> {
 
 async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let shared = Arc::new(Shared::new(config));
+    crate::auth::spawn_reload_on_sighup(&shared)?;
     let next_id = Arc::new(AtomicU64::new(1));
     let mut unix_path = None;
     match &shared.config.listen {
