@@ -265,14 +265,19 @@ pub enum LoginStep {
 
 impl Ctx<'_> {
     fn auth_error_reply(&mut self, r: &BinaryRequest<'_>, code: u16) {
+        self.binary_status_reply(r.opcode, r.opaque, code);
+    }
+
+    /// A header with `code` and memcached's text for it as the body.
+    fn binary_status_reply(&mut self, opcode: u8, opaque: u32, code: u16) {
         let text = status::text(code);
-        let out = self.out.text();
         let header = Header {
-            opcode: r.opcode,
+            opcode,
             status: code,
-            opaque: r.opaque,
+            opaque,
             cas: 0,
         };
+        let out = self.out.text();
         response(out, header, &[], &[], text.len());
         out.extend_from_slice(text.as_bytes());
     }
@@ -331,6 +336,16 @@ impl Ctx<'_> {
             }
         }
         Some(Next::Continue)
+    }
+
+    /// An oversized request on a connection that has not logged in: memcached checks the login
+    /// before the size, so it answers "Auth failure." and closes instead of "Too large.".
+    pub(crate) fn binary_auth_too_large(&mut self, opcode: u8, opaque: u32) -> Option<Next> {
+        if !self.shared.config.auth.sasl || self.auth.authenticated {
+            return None;
+        }
+        self.binary_status_reply(opcode, opaque, status::AUTH_ERROR);
+        Some(Next::CloseAfterWrite)
     }
 
     fn binary_auth_reply(&mut self, r: &BinaryRequest<'_>, code: u16, body: &[u8]) {

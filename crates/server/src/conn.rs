@@ -118,9 +118,8 @@ where
                         opaque,
                         body,
                     } => {
-                        ctx.binary_too_large(opcode, opaque);
                         rbuf.advance(24);
-                        Next::Swallow(body)
+                        ctx.binary_too_large(opcode, opaque, body)
                     }
                     BinaryParse::Done(request, used) => {
                         let next = ctx.binary(request);

@@ -229,6 +229,16 @@ fn sasl_unauthenticated_requests_are_refused_and_read_nothing() {
         assert!(closed, "memcached closes after refusing opcode {opcode:#x}");
     }
 
+    // An oversized set is refused for the login, not the size, as memcached checks the login first
+    // (only the header is sent: the server decides on it and closes).
+    let mut conn = server.connect();
+    let mut header = request(SET, &[0; 8], b"big", &[]);
+    header[8..12].copy_from_slice(&(2u32 * 1024 * 1024 + 11).to_be_bytes());
+    conn.send(&header[..24]);
+    let (bytes, closed) = conn.drain(Duration::from_secs(2));
+    assert_eq!(bytes, auth_failure_bytes(SET));
+    assert!(closed);
+
     // -S makes the server binary-only: a text request gets no answer and the connection closes.
     let mut conn = server.connect();
     conn.send("get private private private\r\n");
