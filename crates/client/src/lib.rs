@@ -24,7 +24,7 @@ mod error;
 pub mod ring;
 mod spec;
 
-pub use client::{Client, ClientStats, Config, Failover, PerServer, Stats};
+pub use client::{Client, ClientStats, Config, Credentials, Failover, PerServer, Stats};
 pub use codec::{check_key, StoreCommand, StoreStatus, Value};
 pub use error::{Error, Result};
 pub use spec::{ServerSpec, DEFAULT_PORT};
