@@ -68,6 +68,10 @@ struct Cli {
     /// Print results as one JSON object.
     #[arg(long = "json", global = true)]
     json: bool,
+    /// Log in to servers started with -Y: the file's first line is `user:password` (a file, so the
+    /// password stays out of the process list).
+    #[arg(long = "auth-file", global = true)]
+    auth_file: Option<std::path::PathBuf>,
     /// Connect and request timeout in milliseconds.
     #[arg(long = "timeout", default_value_t = 2000, global = true)]
     timeout_ms: u64,
@@ -253,6 +257,14 @@ fn run(cli: &Cli) -> anyhow::Result<Outcome> {
     config.request_timeout = std::time::Duration::from_millis(cli.timeout_ms);
     config.connect_timeout = config.request_timeout;
     config.tls = tls_config(cli)?;
+    if let Some(path) = &cli.auth_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        let line = text.lines().next().unwrap_or("");
+        config.auth = Some(ferrocache_client::Credentials::parse(line).ok_or_else(|| {
+            anyhow::anyhow!("{}: the first line must be user:password", path.display())
+        })?);
+    }
     // A command-line call should report a dead server, not route around it.
     config.failover = ferrocache_client::Failover::Fail;
     config.failure_limit = u32::MAX;

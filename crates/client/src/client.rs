@@ -59,6 +59,45 @@ pub struct Config {
     pub warmup_exptime: i64,
     /// TLS to every server (`None`: plaintext).
     pub tls: Option<crate::TlsConfig>,
+    /// Log every new connection in with memcached's ASCII authentication token (servers started
+    /// with `-Y`): a `set` whose data is `<user> <password>`.
+    pub auth: Option<Credentials>,
+}
+
+/// A user name and password for servers that require a login. `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Credentials {{ user: {:?}, password: <hidden> }}",
+            self.user
+        )
+    }
+}
+
+impl Credentials {
+    /// `user:password`, split at the first `:` (as in memcached's auth files). Neither part may
+    /// hold a space or a line break, which the token cannot carry.
+    pub fn parse(text: &str) -> Option<Credentials> {
+        let (user, password) = text.split_once(':')?;
+        let clean = |s: &str| !s.is_empty() && !s.contains([' ', '\r', '\n']);
+        (clean(user) && clean(password)).then(|| Credentials {
+            user: user.to_string(),
+            password: password.to_string(),
+        })
+    }
+
+    /// The login request: the key, flags and exptime are ignored by the server, nothing is stored.
+    fn login_request(&self) -> Vec<u8> {
+        let token = format!("{} {}", self.user, self.password);
+        format!("set auth 0 0 {}\r\n{token}\r\n", token.len()).into_bytes()
+    }
 }
 
 impl Config {
@@ -77,6 +116,7 @@ impl Config {
             previous_servers: None,
             warmup_exptime: 0,
             tls: None,
+            auth: None,
         }
     }
 }
@@ -290,6 +330,16 @@ impl Client {
             )
             .await?,
         );
+        if let Some(credentials) = &config.auth {
+            // STORED means logged in; a refusal comes back as CLIENT_ERROR authentication failure.
+            match conn
+                .call(credentials.login_request(), ReplyKind::Store)
+                .await?
+            {
+                Reply::Store(StoreStatus::Stored) => {}
+                other => return Err(Error::Protocol(format!("login answered {other:?}"))),
+            }
+        }
         self.inner.stats.connects.fetch_add(1, Ordering::Relaxed);
         *slot = Some(conn.clone());
         Ok(conn)

@@ -26,7 +26,7 @@ pub mod ring;
 mod spec;
 mod tls;
 
-pub use client::{Client, ClientStats, Config, Failover, PerServer, Stats};
+pub use client::{Client, ClientStats, Config, Credentials, Failover, PerServer, Stats};
 pub use codec::{check_key, StoreCommand, StoreStatus, Value};
 pub use error::{Error, Result};
 pub use spec::{ServerSpec, DEFAULT_PORT};

@@ -39,6 +39,9 @@ pub mod opcode {
     pub const TOUCH: u8 = 0x1c;
     pub const GAT: u8 = 0x1d;
     pub const GATQ: u8 = 0x1e;
+    pub const SASL_LIST_MECHS: u8 = 0x20;
+    pub const SASL_AUTH: u8 = 0x21;
+    pub const SASL_STEP: u8 = 0x22;
     pub const GATK: u8 = 0x23;
     pub const GATKQ: u8 = 0x24;
 }
@@ -52,6 +55,10 @@ pub mod status {
     pub const INVALID_ARGUMENTS: u16 = 0x0004;
     pub const NOT_STORED: u16 = 0x0005;
     pub const NON_NUMERIC: u16 = 0x0006;
+    /// Not authenticated, or a failed SASL exchange (body "Auth failure.").
+    pub const AUTH_ERROR: u16 = 0x0020;
+    /// A SASL exchange wants another `SASL_STEP`.
+    pub const AUTH_CONTINUE: u16 = 0x0021;
     pub const UNKNOWN_COMMAND: u16 = 0x0081;
     pub const OUT_OF_MEMORY: u16 = 0x0082;
 
@@ -65,6 +72,7 @@ pub mod status {
             NOT_STORED => "Not stored.",
             NON_NUMERIC => "Non-numeric server-side value for incr or decr",
             OUT_OF_MEMORY => "Out of memory",
+            AUTH_ERROR => "Auth failure.",
             _ => "Unknown command",
         }
     }

@@ -6,5 +6,6 @@
 //! protocol quirks exactly (tokenising on spaces only, `strtoul`-style numbers, the 2048-byte line
 //! rule), because byte-for-byte compatibility with memcached is the product.
 
+pub mod auth;
 pub mod binary;
 pub mod text;

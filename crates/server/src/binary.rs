@@ -76,8 +76,11 @@ impl Ctx<'_> {
         out.extend_from_slice(value);
     }
 
-    /// A request whose body is over the item size limit (its body is being swallowed).
-    pub fn binary_too_large(&mut self, opcode: u8, opaque: u32) {
+    /// A request whose body (`body` bytes, to be swallowed) is over the item size limit.
+    pub fn binary_too_large(&mut self, opcode: u8, opaque: u32, body: usize) -> Next {
+        if let Some(next) = self.binary_auth_too_large(opcode, opaque) {
+            return next;
+        }
         self.counters.store_too_large += 1;
         let text = status::text(status::TOO_LARGE);
         let out = self.out.text();
@@ -94,10 +97,14 @@ impl Ctx<'_> {
             text.len(),
         );
         out.extend_from_slice(text.as_bytes());
+        Next::Swallow(body)
     }
 
     /// Handles one binary request.
     pub fn binary(&mut self, r: BinaryRequest<'_>) -> Next {
+        if let Some(next) = self.binary_auth(&r) {
+            return next;
+        }
         let keyed = match loud(r.opcode) {
             NOOP | VERSION | STAT | FLUSH | QUIT | VERBOSITY => false,
             GET | GETK | GAT | GATK | TOUCH | SET | ADD | REPLACE | APPEND | PREPEND | DELETE

@@ -121,7 +121,9 @@ pub struct ServerConfig {
     pub reqs_per_event: usize,
     pub backlog: u32,
     pub idle_timeout: u32,
-    /// `-B` as given (`auto`, `ascii` or `binary`).
+    /// `-S` and `-Y`.
+    pub auth: crate::auth::AuthConfig,
+    /// `-B` as given (`auto`, `ascii` or `binary`), or as `-S`/`-Y` force it.
     pub protocol: String,
     /// Accepted memcached flags that do nothing here, said on stderr at start.
     pub warnings: Vec<String>,
@@ -211,8 +213,6 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
         flags.user.is_some(),
         "-u (user: the process keeps its identity)",
     );
-    not_implemented(flags.sasl, "-S (SASL)");
-    not_implemented(flags.auth_file.is_some(), "-Y (auth-file)");
     not_implemented(flags.memory_file.is_some(), "-e (memory-file)");
 
     let port = number(&flags.port)
@@ -268,6 +268,16 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
             "Invalid value for binding protocol: {other}\n -- should be one of auto, binary, or ascii"
         ),
     }
+    let auth = crate::auth::AuthConfig::from_flags(
+        flags.sasl,
+        flags.auth_file.as_deref(),
+        std::env::var_os(crate::auth::SASL_PWDB_ENV),
+        &flags.protocol,
+        udp_port,
+    )?;
+    let protocol = auth
+        .forced_protocol()
+        .map_or_else(|| flags.protocol.clone(), str::to_string);
     let mut idle_timeout = 0;
     let mut tls = crate::tls::TlsSettings {
         enabled: flags.ssl,
@@ -359,7 +369,8 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
         reqs_per_event,
         backlog,
         idle_timeout,
-        protocol: flags.protocol,
+        auth,
+        protocol,
         warnings,
         tcp_port_setting: port,
         udp_port_setting: udp_port,
@@ -400,6 +411,13 @@ pub const HELP: &str = "ferrocached (memcached 1.6.18 compatible)
 -F, --disable-flush-all   disable flush_all command
 -Z, --enable-ssl          enable TLS/SSL on the TCP listeners; 'notls' prefix
                           keeps one plaintext (-l notls:<ip>:<port>)
+-S, --enable-sasl         turn on SASL authentication (binary protocol only,
+                          mechanism PLAIN, users from the file named by
+                          MEMCACHED_SASL_PWDB: lines user:password)
+-Y, --auth-file=<file>    enable ASCII protocol authentication (text protocol
+                          only). format: user:password lines; a client logs in
+                          with \"set <any> 0 0 <len>\\r\\n<user> <pass>\\r\\n\".
+                          The file is reloaded on SIGHUP.
 -o, --extended            comma separated list of extended options
    - idle_timeout:        timeout for idle connections. (default: 0, no timeout)
    - ssl_chain_cert:      certificate chain file in PEM format
@@ -417,8 +435,9 @@ pub const HELP: &str = "ferrocached (memcached 1.6.18 compatible)
 SIGHUP or the refresh_certs command reloads the TLS certificates.
 
 Accepted for compatibility and ignored, with a notice at start:
--d -r -k -L -P -f -n -D -X -W -u -S -Y -e, and memcached's slab/LRU -o options.
-Environment: MEMCACHED_PORT_FILENAME=<file> writes the listening ports to <file>.
+-d -r -k -L -P -f -n -D -X -W -u -e, and memcached's slab/LRU -o options.
+Environment: MEMCACHED_PORT_FILENAME=<file> writes the listening ports to <file>;
+MEMCACHED_SASL_PWDB=<file> names the SASL password file (-S).
 ";
 
 #[cfg(test)]

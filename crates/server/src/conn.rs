@@ -11,6 +11,7 @@ use ferrocache_protocol::binary::BinaryParse;
 use ferrocache_protocol::text::{self, Parse, ParseConfig};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
+use crate::auth::LoginStep;
 use crate::dispatch::{Ctx, Next};
 use crate::out::Output;
 use crate::stats::{ConnCounters, ConnInfo};
@@ -56,6 +57,7 @@ where
         out: Output::default(),
         counters: ConnCounters::default(),
         close_after_reply: false,
+        auth: crate::auth::ConnAuth::default(),
     };
     'conn: loop {
         let read = match idle {
@@ -96,6 +98,10 @@ where
                     && shared.config.protocol != "ascii"
             });
             if !binary && shared.config.protocol == "binary" {
+                // memcached reads a whole header before it sees the bad magic and closes.
+                if rbuf.len() < 24 {
+                    break;
+                }
                 break 'conn;
             }
             let next = if binary {
@@ -112,14 +118,22 @@ where
                         opaque,
                         body,
                     } => {
-                        ctx.binary_too_large(opcode, opaque);
                         rbuf.advance(24);
-                        Next::Swallow(body)
+                        ctx.binary_too_large(opcode, opaque, body)
                     }
                     BinaryParse::Done(request, used) => {
                         let next = ctx.binary(request);
                         rbuf.advance(used);
                         next
+                    }
+                }
+            } else if ctx.ascii_login_pending() {
+                match ctx.ascii_login(&rbuf) {
+                    LoginStep::Incomplete => break,
+                    LoginStep::Close => break 'conn,
+                    LoginStep::Done(used) => {
+                        rbuf.advance(used);
+                        Next::Continue
                     }
                 }
             } else {

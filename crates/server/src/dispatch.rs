@@ -29,6 +29,8 @@ pub struct Ctx<'s> {
     pub counters: ConnCounters,
     /// Set by a reply after which memcached closes the connection (binary "Invalid arguments").
     pub close_after_reply: bool,
+    /// Logged in or not (`-S`, `-Y`).
+    pub auth: crate::auth::ConnAuth,
 }
 
 impl Ctx<'_> {
@@ -321,6 +323,7 @@ impl Ctx<'_> {
         match subcommand {
             b"reset" => {
                 shared.stats.reset();
+                shared.auth.reset();
                 shared.store.reset_stats();
                 reply::line(out, reply::RESET);
             }

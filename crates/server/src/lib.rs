@@ -2,6 +2,7 @@
 //! (`ferrocache-protocol`) and the cache engine (`ferrocache-store`) to TCP and unix sockets:
 //! flags, listeners (plaintext or TLS), connections, dispatch and stats.
 
+pub mod auth;
 mod binary;
 pub mod clock;
 pub mod config;
@@ -27,6 +28,7 @@ pub struct Shared {
     pub store: Store,
     pub clock: clock::Clock,
     stats: stats::ServerStats,
+    auth: auth::AuthState,
     conns: stats::ConnRegistry,
     verbosity: AtomicU32,
     /// Notified by the `shutdown` command (with `-A`).
@@ -39,11 +41,13 @@ impl Shared {
     pub fn new(config: ServerConfig) -> Shared {
         let store = Store::new(config.store.clone());
         let verbosity = AtomicU32::new(u32::from(config.verbosity));
+        let auth = auth::AuthState::new(&config.auth);
         Shared {
             config,
             store,
             clock: clock::Clock::new(),
             stats: stats::ServerStats::default(),
+            auth,
             conns: stats::ConnRegistry::default(),
             verbosity,
             shutdown: Notify::new(),

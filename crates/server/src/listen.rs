@@ -44,6 +44,8 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot handle SIGHUP")?;
     tokio::spawn(reload_on_sighup(hangup, shared.clone()));
+    // -Y auth files reload on SIGHUP too (its own listener; tokio delivers to every one).
+    crate::auth::spawn_reload_on_sighup(&shared)?;
     let next_id = Arc::new(AtomicU64::new(1));
     tokio::spawn(reclaim_expired(shared.clone()));
     let mut unix_path = None;

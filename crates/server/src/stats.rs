@@ -192,8 +192,8 @@ pub fn general(out: &mut Vec<u8>, shared: &Shared) {
     st(out, "touch_misses", &store.touch_misses);
     st(out, "store_too_large", &s.store_too_large.load(Relaxed));
     st(out, "store_no_memory", &s.store_no_memory.load(Relaxed));
-    st(out, "auth_cmds", &0);
-    st(out, "auth_errors", &0);
+    st(out, "auth_cmds", &shared.auth.auth_cmds.load(Relaxed));
+    st(out, "auth_errors", &shared.auth.auth_errors.load(Relaxed));
     if let Some(tls) = &shared.tls {
         // Only with -Z, where memcached prints them.
         st(
@@ -265,8 +265,12 @@ pub fn settings(out: &mut Vec<u8>, shared: &Shared, verbosity: u32) {
         _ => "auto-negotiate",
     };
     st(out, "binding_protocol", &binding);
-    st(out, "auth_enabled_sasl", &"no");
-    st(out, "auth_enabled_ascii", &"no");
+    st(out, "auth_enabled_sasl", &yes_no(c.auth.sasl));
+    // memcached shows the -Y file's name here.
+    match &c.auth.auth_file {
+        Some((path, _)) => st(out, "auth_enabled_ascii", &path.display()),
+        None => st(out, "auth_enabled_ascii", &"no"),
+    }
     st(out, "item_size_max", &c.store.item_size_max);
     st(out, "flush_enabled", &yes_no(c.flush_enabled));
     st(out, "idle_timeout", &c.idle_timeout);

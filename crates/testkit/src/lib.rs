@@ -51,8 +51,18 @@ impl Server {
         Self::start(Flavor::Memcached, args)
     }
 
+    /// Starts `ferrocached` with `args` and extra environment variables (`MEMCACHED_SASL_PWDB`).
+    pub fn ferrocached_env(args: &[&str], env: &[(&str, &Path)]) -> Server {
+        Self::start_bin_env(&ferrocached_bin(), args, env)
+    }
+
     /// Starts the server binary at `bin` with `args` added to `-p -1 -U 0 -l 127.0.0.1`.
     pub fn start_bin(bin: &Path, args: &[&str]) -> Server {
+        Self::start_bin_env(bin, args, &[])
+    }
+
+    /// [`Server::start_bin`] with extra environment variables.
+    pub fn start_bin_env(bin: &Path, args: &[&str], env: &[(&str, &Path)]) -> Server {
         let dir = scratch_dir();
         let port_file = dir.join("port");
         let stderr_file = dir.join("stderr");
@@ -63,6 +73,7 @@ impl Server {
             cmd.args(["-u", "root"]);
         }
         cmd.args(args)
+            .envs(env.iter().copied())
             .env("MEMCACHED_PORT_FILENAME", &port_file)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -6,6 +6,7 @@
 //! ```text
 //! === name of the case
 //! flags: -C -m 8            (optional: extra server flags for both servers)
+//! env: NAME=VALUE ...       (optional: environment for both servers)
 //! stats: cmd_get get_hits   (optional: compare only these STAT lines)
 //! > set a 0 0 1\r\nx\r\n    (one write; escapes \r \n \t \0 \\ \xNN, {repeat:N:text}, {cas})
 //! > get a\r\n               (the next write, after a short pause: splits are real)
@@ -17,6 +18,7 @@
 //! ...), so "same item, same id" and "changed item, new id" are still compared; so are the `c`
 //! flags of meta replies and the CAS field of binary responses. `{cas}` in a write is replaced by
 //! the last CAS id that server sent (in a `VALUE` line or a meta reply).
+//! `{cases}` in flags and env is the cases directory (for files such as `-Y {cases}/auth/users`).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -29,6 +31,7 @@ use ferrocache_testkit::Server;
 struct Case {
     name: String,
     flags: Vec<String>,
+    env: Vec<(String, String)>,
     stats: Option<Vec<String>>,
     writes: Vec<String>,
 }
@@ -41,6 +44,7 @@ fn parse_cases(text: &str, file: &Path) -> anyhow::Result<Vec<Case>> {
             cases.push(Case {
                 name: name.trim().to_string(),
                 flags: Vec::new(),
+                env: Vec::new(),
                 stats: None,
                 writes: Vec::new(),
             });
@@ -54,6 +58,13 @@ fn parse_cases(text: &str, file: &Path) -> anyhow::Result<Vec<Case>> {
         };
         if let Some(flags) = line.strip_prefix("flags:") {
             case.flags = flags.split_whitespace().map(str::to_string).collect();
+        } else if let Some(env) = line.strip_prefix("env:") {
+            for pair in env.split_whitespace() {
+                let Some((name, value)) = pair.split_once('=') else {
+                    bail!("{}: env wants NAME=VALUE, got {pair:?}", context());
+                };
+                case.env.push((name.to_string(), value.to_string()));
+            }
         } else if let Some(stats) = line.strip_prefix("stats:") {
             case.stats = Some(stats.split_whitespace().map(str::to_string).collect());
         } else if let Some(write) = line.strip_prefix("> ") {
@@ -202,9 +213,33 @@ fn read_quiet(stream: &mut TcpStream, quiet: Duration, out: &mut Vec<u8>) -> boo
     }
 }
 
+fn cases_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("cases")
+}
+
 fn run_case(case: &Case, bin: &Path) -> anyhow::Result<Vec<u8>> {
-    let flags: Vec<&str> = case.flags.iter().map(String::as_str).collect();
-    let server = Server::start_bin(bin, &flags);
+    let cases = cases_dir();
+    let cases = cases
+        .to_str()
+        .context("cases directory path is not UTF-8")?;
+    let flags: Vec<String> = case
+        .flags
+        .iter()
+        .map(|f| f.replace("{cases}", cases))
+        .collect();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let env: Vec<(&str, PathBuf)> = case
+        .env
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str(),
+                PathBuf::from(value.replace("{cases}", cases)),
+            )
+        })
+        .collect();
+    let env: Vec<(&str, &Path)> = env.iter().map(|(n, v)| (*n, v.as_path())).collect();
+    let server = Server::start_bin_env(bin, &flags, &env);
     let mut stream = TcpStream::connect(server.addr()).context("connect")?;
     stream.set_nodelay(true)?;
     let mut transcript = Vec::new();
@@ -334,7 +369,7 @@ fn main() -> anyhow::Result<()> {
         "{} not found: build it first",
         other.display()
     );
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("cases");
+    let dir = cases_dir();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .with_context(|| format!("read {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))

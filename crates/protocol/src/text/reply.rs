@@ -11,6 +11,14 @@ pub const TOUCHED: &str = "TOUCHED";
 pub const OK: &str = "OK";
 pub const END: &str = "END";
 pub const RESET: &str = "RESET";
+/// `-Y`: any request but the authentication `set` before logging in.
+pub const CLIENT_ERROR_UNAUTHENTICATED: &str = "CLIENT_ERROR unauthenticated";
+/// `-Y`: wrong user or password.
+pub const CLIENT_ERROR_AUTH_FAILURE: &str = "CLIENT_ERROR authentication failure";
+/// `-Y`: the token block is not `<user> <password>`.
+pub const CLIENT_ERROR_AUTH_TOKEN_FORMAT: &str = "CLIENT_ERROR bad authentication token format";
+/// `-Y`: the token block does not end in `\r\n`.
+pub const CLIENT_ERROR_BAD_TERMINATION: &str = "CLIENT_ERROR bad command line termination";
 pub const CLIENT_ERROR_BAD_FORMAT: &str = "CLIENT_ERROR bad command line format";
 pub const CLIENT_ERROR_BAD_COMMAND_LINE: &str = "CLIENT_ERROR bad command line";
 pub const CLIENT_ERROR_BAD_DATA_CHUNK: &str = "CLIENT_ERROR bad data chunk";
