@@ -34,6 +34,8 @@ struct Kept {
     entry: Entry,
     offset: usize,
     header: Header,
+    /// The CAS id it must carry written out (see [`kept_cas`]).
+    cas: Option<u64>,
 }
 
 impl Shard {
@@ -111,19 +113,16 @@ impl Shard {
                 self.counters.expired_unfetched += u64::from(!entry.fetched());
             } else if !evictions || entry.freq() > 0 {
                 kept_bytes += header.total();
+                let cas = kept_cas(&seg, entry, offset, &header);
                 kept.push(Kept {
                     hash,
                     entry,
                     offset,
                     header,
+                    cas,
                 });
             } else {
-                self.drop_entry(hash, entry);
-                self.counters.evictions += 1;
-                self.counters.evicted_unfetched += u64::from(!entry.fetched());
-                if queue == Queue::Small {
-                    self.ghost.insert(hash);
-                }
+                self.evict_entry(hash, entry, queue);
             }
         }
         let dropped_any = kept_bytes < seg.len;
@@ -136,15 +135,11 @@ impl Shard {
         // Into main's open segment while it has room.
         let mut moved = 0;
         for k in &kept {
-            let item = kept_item(&seg, k);
+            let item = kept_item(&seg.data[k.offset..], k);
             let Some(dest) = self.open_fits(Queue::Main, item.len(), marked, &ctx.flush) else {
                 break;
             };
-            let (dest, offset) = self
-                .write(Place::Open(dest), Queue::Main, &item, ctx)
-                .expect("an open segment takes what fits");
-            let new = k.entry.moved_to(dest, offset).with_freq(freq(k));
-            self.set_entry_at(k.hash, k.entry, new);
+            self.place_kept(k, dest, &item, freq(k), ctx);
             moved += 1;
         }
         if moved == kept.len() {
@@ -159,7 +154,6 @@ impl Shard {
             spans.push(rest.len());
             rest.extend_from_slice(&seg.data[k.offset..k.offset + k.header.total()]);
         }
-        let cas_ids: Vec<Option<u64>> = kept[moved..].iter().map(|k| kept_cas(&seg, k)).collect();
         let mut seg = seg;
         seg.len = 0;
         seg.live = 0;
@@ -174,55 +168,60 @@ impl Shard {
         main.open = Some(id);
         main.bytes += capacity;
         let mut dropped_any = dropped_any;
-        for ((k, &span), cas) in kept[moved..].iter().zip(&spans).zip(cas_ids) {
-            let bytes = &rest[span..];
-            let item = NewItem {
-                key: k.header.key(bytes),
-                value: k.header.value(bytes),
-                flags: k.header.flags,
-                exptime: k.header.exptime,
-                cas,
-                keep_exptime_field: k.header.bits & HAS_EXPTIME != 0,
-                binary_key: k.header.bits & BINARY_KEY != 0,
-            };
+        for (k, &span) in kept[moved..].iter().zip(&spans) {
+            let item = kept_item(&rest[span..], k);
             if self.seg(id).room() < item.len() {
                 // Only when written-out CAS ids made the kept items outgrow the segment.
-                self.drop_entry(k.hash, k.entry);
-                self.counters.evictions += 1;
-                self.counters.evicted_unfetched += u64::from(!k.entry.fetched());
+                self.evict_entry(k.hash, k.entry, Queue::Main);
                 dropped_any = true;
                 continue;
             }
-            let (_, offset) = self
-                .write(Place::Open(id), Queue::Main, &item, ctx)
-                .expect("room was checked");
-            let new = k.entry.moved_to(id, offset).with_freq(freq(k));
-            self.set_entry_at(k.hash, k.entry, new);
+            self.place_kept(k, id, &item, freq(k), ctx);
         }
         dropped_any
+    }
+
+    /// Evicts the item `entry` names (counted as memcached counts an eviction); one evicted from
+    /// the small queue leaves its fingerprint in the ghost.
+    fn evict_entry(&mut self, hash: u64, entry: Entry, from: Queue) {
+        self.drop_entry(hash, entry);
+        self.counters.evictions += 1;
+        self.counters.evicted_unfetched += u64::from(!entry.fetched());
+        if from == Queue::Small {
+            self.ghost.insert(hash);
+        }
+    }
+
+    /// Writes a kept item into open segment `dest` (which has room) and points its entry there.
+    fn place_kept(&mut self, k: &Kept, dest: u32, item: &NewItem<'_>, freq: u8, ctx: &Ctx<'_>) {
+        let (dest, offset) = self
+            .write(Place::Open(dest), Queue::Main, item, ctx)
+            .expect("an open segment takes what fits");
+        let new = k.entry.moved_to(dest, offset).with_freq(freq);
+        self.set_entry_at(k.hash, k.entry, new);
     }
 }
 
 /// The CAS id a kept item must carry written out: its written one, or the one derived from its
 /// old place when a client may hold it. Otherwise the new place gives it a new one.
-fn kept_cas(seg: &Segment, k: &Kept) -> Option<u64> {
-    if k.header.bits & HAS_CAS != 0 {
-        Some(k.header.cas)
-    } else if k.entry.cas_seen() {
-        Some(seg.seq_base + k.offset as u64)
+fn kept_cas(seg: &Segment, entry: Entry, offset: usize, header: &Header) -> Option<u64> {
+    if header.bits & HAS_CAS != 0 {
+        Some(header.cas)
+    } else if entry.cas_seen() {
+        Some(seg.seq_base + offset as u64)
     } else {
         None
     }
 }
 
-fn kept_item<'a>(seg: &'a Segment, k: &Kept) -> NewItem<'a> {
-    let bytes = &seg.data[k.offset..];
+/// The item to write again for a kept one, whose bytes start at `bytes[0]`.
+fn kept_item<'a>(bytes: &'a [u8], k: &Kept) -> NewItem<'a> {
     NewItem {
         key: k.header.key(bytes),
         value: k.header.value(bytes),
         flags: k.header.flags,
         exptime: k.header.exptime,
-        cas: kept_cas(seg, k),
+        cas: k.cas,
         keep_exptime_field: k.header.bits & HAS_EXPTIME != 0,
         binary_key: k.header.bits & BINARY_KEY != 0,
     }
