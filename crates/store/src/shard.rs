@@ -178,6 +178,31 @@ impl Shard {
         }
     }
 
+    /// `find_live` and `mark_read` in one probe of the index, for the hot `get` path: the entry
+    /// is updated where it is found. Returns the entry as it was before the read.
+    pub fn read_live(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        shows_cas: bool,
+        ctx: &Ctx<'_>,
+    ) -> Option<(Entry, Header)> {
+        let segs = &self.segs;
+        let table = &mut self.tables[index::route(&self.route, hash)].entries;
+        let slot = table.find_mut(hash, |&e| key_at(segs, e) == key)?;
+        let e = *slot;
+        let seg = segs[e.segment() as usize]
+            .as_ref()
+            .expect("an index entry names a held segment");
+        let header = layout::parse(&seg.data[e.offset()..]);
+        if dead(seg, header.exptime, ctx.now, &ctx.flush).is_some() {
+            // The slow path counts and removes it.
+            return self.find_live(hash, key, ctx);
+        }
+        *slot = e.read(shows_cas);
+        Some((e, header))
+    }
+
     /// Which queue a new version of `key` goes to: main if the current one is there or the ghost
     /// remembers the key, else small.
     /// Without evictions (`-M`) there is nothing to choose between: everything goes to main.

@@ -24,12 +24,12 @@ impl Store {
         read: impl FnOnce(&ItemRef<'_>) -> R,
     ) -> Option<R> {
         let (mut shard, _, hash, ctx) = self.locked(key, now);
-        let Some((e, header)) = shard.find_live(hash, key, &ctx) else {
+        let shows_cas = shows_cas && self.config.use_cas;
+        let Some((e, header)) = shard.read_live(hash, key, shows_cas, &ctx) else {
             shard.counters.get_misses += 1;
             return None;
         };
         shard.counters.get_hits += 1;
-        shard.mark_read(hash, e, shows_cas && self.config.use_cas);
         Some(read(&shard.view(e, &header, self.config.use_cas)))
     }
 
