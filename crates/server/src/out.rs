@@ -10,6 +10,10 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// Values at least this large are queued by reference instead of copied.
 const BY_REFERENCE: usize = 512;
+/// Buffers handed to one vectored write.
+const MAX_SLICES: usize = 64;
+/// A text buffer that grew past this (a big multi-get of small values) is not kept after a write.
+const KEEP_TAIL: usize = 64 * 1024;
 
 #[derive(Default)]
 pub struct Output {
@@ -113,34 +117,49 @@ impl Output {
         }
     }
 
-    /// Writes everything out; returns the number of bytes written.
+    /// Writes everything out; returns the number of bytes written. The common case, replies that
+    /// are all text, is one write straight from the tail buffer, which is kept for the next batch:
+    /// no allocation per batch.
     pub async fn flush<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> std::io::Result<usize> {
-        self.seal();
-        let total = self.len;
-        while !self.segments.is_empty() {
-            let slices: Vec<IoSlice<'_>> = self
-                .segments
-                .iter()
-                .take(64)
-                .map(|s| IoSlice::new(s))
-                .collect();
-            let mut written = writer.write_vectored(&slices).await?;
-            drop(slices);
-            if written == 0 {
-                return Err(std::io::ErrorKind::WriteZero.into());
+        let total = self.len();
+        if self.segments.is_empty() {
+            let mut at = 0;
+            while at < self.tail.len() {
+                match writer.write(&self.tail[at..]).await? {
+                    0 => return Err(std::io::ErrorKind::WriteZero.into()),
+                    n => at += n,
+                }
             }
-            self.len -= written;
-            while written > 0 {
-                let front = self
-                    .segments
-                    .front_mut()
-                    .expect("written bytes come from queued segments");
-                if written >= front.len() {
-                    written -= front.len();
-                    self.segments.pop_front();
-                } else {
-                    front.advance(written);
-                    written = 0;
+            self.tail.clear();
+            if self.tail.capacity() > KEEP_TAIL {
+                self.tail = Vec::new();
+            }
+        } else {
+            self.seal();
+            while !self.segments.is_empty() {
+                let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                let mut count = 0;
+                for (slot, segment) in slices.iter_mut().zip(&self.segments) {
+                    *slot = IoSlice::new(segment);
+                    count += 1;
+                }
+                let mut written = writer.write_vectored(&slices[..count]).await?;
+                if written == 0 {
+                    return Err(std::io::ErrorKind::WriteZero.into());
+                }
+                self.len -= written;
+                while written > 0 {
+                    let front = self
+                        .segments
+                        .front_mut()
+                        .expect("written bytes come from queued segments");
+                    if written >= front.len() {
+                        written -= front.len();
+                        self.segments.pop_front();
+                    } else {
+                        front.advance(written);
+                        written = 0;
+                    }
                 }
             }
         }
@@ -167,6 +186,74 @@ mod tests {
         assert!(sink.starts_with(b"VALUE a 0 600\r\nxxx"));
         assert!(sink.ends_with(b"x\r\nEND\r\n"));
         assert!(out.is_empty());
+    }
+
+    /// A writer that takes at most `max` bytes per call, as a socket with a full buffer does.
+    struct Trickle {
+        sink: Vec<u8>,
+        max: usize,
+        calls: usize,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let n = buf.len().min(self.max);
+            self.sink.extend_from_slice(&buf[..n]);
+            self.calls += 1;
+            std::task::Poll::Ready(Ok(n))
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn short_writes_send_everything_in_order_and_the_text_buffer_is_kept() {
+        let mut w = Trickle {
+            sink: Vec::new(),
+            max: 7,
+            calls: 0,
+        };
+        let mut out = Output::default();
+        // All text: written from the tail, which keeps its allocation for the next batch.
+        out.text()
+            .extend_from_slice(b"VALUE k 0 2\r\nab\r\nEND\r\n");
+        let capacity = out.tail.capacity();
+        assert_eq!(out.flush(&mut w).await.expect("write"), 22);
+        assert_eq!(w.sink, b"VALUE k 0 2\r\nab\r\nEND\r\n");
+        assert_eq!(w.calls, 4);
+        assert!(out.is_empty() && out.tail.capacity() == capacity);
+        // Text, a value by reference, text: every byte once, in order.
+        w.sink.clear();
+        out.text().extend_from_slice(b"VALUE a 0 600\r\n");
+        out.value(&Bytes::from(vec![b'x'; 600]));
+        out.text().extend_from_slice(b"END\r\n");
+        assert_eq!(out.flush(&mut w).await.expect("write"), 622);
+        let mut expected = b"VALUE a 0 600\r\n".to_vec();
+        expected.extend_from_slice(&[b'x'; 600]);
+        expected.extend_from_slice(b"\r\nEND\r\n");
+        assert_eq!(w.sink, expected);
+        assert!(out.is_empty());
+        // A tail that grew past KEEP_TAIL is let go after the write.
+        out.text().extend_from_slice(&vec![b'y'; KEEP_TAIL + 1]);
+        w.max = usize::MAX;
+        out.flush(&mut w).await.expect("write");
+        assert_eq!(out.tail.capacity(), 0);
     }
 
     #[test]
