@@ -30,9 +30,17 @@ class FlagsSeen:
         return value
 
 
+def server_ttl(key):
+    """The seconds left before `key` expires on the first server (meta `mg KEY t`), read outside
+    the client under test."""
+    return int(t.raw(addrs[0], b"mg " + key.encode() + b" t\r\n").split()[1][1:])
+
+
 seen = FlagsSeen()
 c = Client(t.host_port(addrs[0]), connect_timeout=5, timeout=5, default_noreply=False, serde=seen)
 t.eq("set", lambda: c.set("k", b"v", expire=300), True)
+t.true("expire=300: the server holds about 300 s", lambda: 295 <= server_ttl("k") <= 300,
+       lambda: "mg k t: %r" % t.raw(addrs[0], b"mg k t\r\n"))
 t.eq("get", lambda: c.get("k"), b"v")
 t.eq("get miss", lambda: c.get("nope"), None)
 t.eq("get default", lambda: c.get("nope", default=b"d"), b"d")
@@ -57,6 +65,8 @@ t.eq("cas on a missing key", lambda: c.cas("missing", b"x", b"1"), None)
 t.true("gets_many", lambda: set(c.gets_many(["k", "b", "nope"])) == {"k", "b"})
 
 t.eq("touch", lambda: c.touch("k", 100), True)
+t.true("touch: the server holds about 100 s", lambda: 95 <= server_ttl("k") <= 100,
+       lambda: "mg k t: %r" % t.raw(addrs[0], b"mg k t\r\n"))
 t.eq("touch miss", lambda: c.touch("missing", 100), False)
 t.eq("touch -1 expires", lambda: c.touch("b", -1) and c.get("b"), None)
 t.eq("incr", lambda: c.set("n", b"10") and c.incr("n", 5), 15)

@@ -81,9 +81,11 @@ if t.server_kind() == "memcached":
     t.raises("get_stats('default') crashes the client on memcached (a documented difference)",
              lambda: mc.get_stats("default"), IndexError)
 else:
-    default = t.true("get_stats('default') answered like get_stats()", lambda: mc.get_stats("default"))
+    default = t.true("get_stats('default') answers", lambda: mc.get_stats("default"))
     t.true("get_stats('default') has curr_items",
            lambda: len(default) == 1 and default[0][1]["curr_items"].strip().isdigit(), lambda: repr(default))
+    t.eq("get_stats('default') has the same stat names as get_stats()",
+         lambda: sorted(default[0][1]), sorted(mc.get_stats()[0][1]))
 t.eq("get_slab_stats", lambda: bool(mc.get_slab_stats()), True)
 
 t.eq("flush_all", lambda: mc.flush_all(), None)
