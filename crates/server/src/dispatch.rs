@@ -163,6 +163,11 @@ impl Ctx<'_> {
                 reply: text,
                 noreply,
             } => {
+                if text == reply::CLIENT_ERROR_BAD_DATA_CHUNK {
+                    // memcached counts the set once its data is read, before it checks the
+                    // block's "\r\n" (`complete_nread_ascii`), for text and meta alike.
+                    self.counters.cmd_set += 1;
+                }
                 self.reply(text, noreply);
                 Next::Continue
             }
