@@ -21,6 +21,8 @@ pub struct ConnCounters {
     pub cmd_set: u64,
     pub cmd_flush: u64,
     pub cmd_touch: u64,
+    /// `me` commands that got as far as a lookup (memcached's `meta_cmds`).
+    pub cmd_meta: u64,
     pub bytes_read: u64,
     pub bytes_written: u64,
     pub store_too_large: u64,
@@ -38,6 +40,7 @@ pub struct ServerStats {
     cmd_set: AtomicU64,
     cmd_flush: AtomicU64,
     cmd_touch: AtomicU64,
+    cmd_meta: AtomicU64,
     bytes_read: AtomicU64,
     bytes_written: AtomicU64,
     store_too_large: AtomicU64,
@@ -53,6 +56,7 @@ impl ServerStats {
             (&self.cmd_set, c.cmd_set),
             (&self.cmd_flush, c.cmd_flush),
             (&self.cmd_touch, c.cmd_touch),
+            (&self.cmd_meta, c.cmd_meta),
             (&self.bytes_read, c.bytes_read),
             (&self.bytes_written, c.bytes_written),
             (&self.store_too_large, c.store_too_large),
@@ -75,6 +79,7 @@ impl ServerStats {
             &self.cmd_set,
             &self.cmd_flush,
             &self.cmd_touch,
+            &self.cmd_meta,
             &self.bytes_read,
             &self.bytes_written,
             &self.store_too_large,
@@ -174,7 +179,7 @@ pub fn general(out: &mut Vec<u8>, shared: &Shared) {
     st(out, "cmd_set", &s.cmd_set.load(Relaxed));
     st(out, "cmd_flush", &s.cmd_flush.load(Relaxed));
     st(out, "cmd_touch", &s.cmd_touch.load(Relaxed));
-    st(out, "cmd_meta", &0);
+    st(out, "cmd_meta", &s.cmd_meta.load(Relaxed));
     st(out, "get_hits", &store.get_hits);
     st(out, "get_misses", &store.get_misses);
     st(out, "get_expired", &store.get_expired);
