@@ -145,6 +145,8 @@ pub enum Command {
     Run(Box<ServerConfig>),
     Help,
     Version,
+    /// `-i`: memcached prints its license and exits.
+    License,
 }
 
 /// Parses `args` (without the program name) like memcached's `getopt` would.
@@ -163,6 +165,9 @@ where
     }
     if flags.version {
         return Ok(Command::Version);
+    }
+    if flags.license {
+        return Ok(Command::License);
     }
     config_from(flags).map(|c| Command::Run(Box::new(c)))
 }
@@ -430,6 +435,7 @@ pub const HELP: &str = "ferrocached (memcached 1.6.18 compatible)
 -vvv                      extremely verbose (internal state transitions)
 -h, --help                print this help and exit
 -V, --version             print version and exit
+-i, --license             print license info and exit
 -t, --threads=<num>       number of threads to use (default: 4)
 -R, --max-reqs-per-event  maximum number of requests per event, limits the
                           requests processed per connection to prevent
@@ -562,6 +568,11 @@ mod tests {
         assert_eq!(c.threads, 100);
         assert!(c.warnings[0].contains("high number of workerthreads"));
         assert_eq!(run(&["-b", "0"]).expect("valid").backlog, 0);
+    }
+
+    #[test]
+    fn license_flag_is_not_ignored() {
+        assert!(matches!(parse_args(["-i"]), Ok(Command::License)));
     }
 
     #[test]
