@@ -173,6 +173,41 @@ fn multi_megabyte_multiget_streams() {
     );
 }
 
+/// Resident memory of a process, in MB.
+fn rss_mb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .expect("VmRSS")
+        / 1024
+}
+
+#[test]
+fn get_naming_a_big_item_many_times_does_not_buffer_its_replies() {
+    // One 8 KB line asks for 1 MB 300 times. memcached queues references to the item; a server
+    // that copies each value before writing would hold 300 MB while the client does not read.
+    let s = server();
+    let mut c = s.connect();
+    let value = "x".repeat(1_000_000);
+    assert_eq!(
+        c.line(&format!("set big 0 0 {}\r\n{value}\r\n", value.len())),
+        "STORED\r\n"
+    );
+    let before = rss_mb(s.pid());
+    c.send(format!("get {}\r\n", "big ".repeat(300)));
+    std::thread::sleep(Duration::from_millis(1500));
+    let grown = rss_mb(s.pid()).saturating_sub(before);
+    assert!(grown < 64, "the server grew by {grown} MB for one get");
+    // The replies all arrive once the client reads.
+    let one = format!("VALUE big 0 1000000\r\n{value}\r\n");
+    let got = c.read_exact(300 * one.len() + "END\r\n".len());
+    assert!(got.ends_with(b"x\r\nEND\r\n"));
+    assert_eq!(&got[..one.len()], one.as_bytes());
+}
+
 #[test]
 fn too_large_value_is_refused_and_swallowed() {
     let s = server();
