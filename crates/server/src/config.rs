@@ -549,14 +549,26 @@ mod tests {
         let c = run(&["-m", "64m", "-I", "1.5m"]).expect("valid");
         assert_eq!(c.store.max_bytes, 64 * 1024 * 1024);
         assert_eq!(c.store.item_size_max, 1024 * 1024);
-        assert_eq!(run(&["-m", "1024M"]).expect("valid").store.max_bytes, 1 << 30);
+        assert_eq!(
+            run(&["-m", "1024M"]).expect("valid").store.max_bytes,
+            1 << 30
+        );
         // A flag given twice takes its last value; -l, -o and -v accumulate.
         let c = run(&["-c", "5", "-c", "7", "-p", "0", "-p", "-1", "-v", "-v"]).expect("valid");
         assert_eq!(c.max_connections, 7);
         assert_eq!(c.verbosity, 2);
         assert!(matches!(c.listen, Listen::Tcp { port: None, .. }));
-        let c = run(&["-l", "127.0.0.1", "-l", "::1", "-o", "idle_timeout=5", "-o", "hashpower=20"])
-            .expect("valid");
+        let c = run(&[
+            "-l",
+            "127.0.0.1",
+            "-l",
+            "::1",
+            "-o",
+            "idle_timeout=5",
+            "-o",
+            "hashpower=20",
+        ])
+        .expect("valid");
         match c.listen {
             Listen::Tcp { interfaces, .. } => assert_eq!(interfaces, vec!["127.0.0.1", "::1"]),
             other => panic!("{other:?}"),

@@ -33,8 +33,11 @@ pub struct ConnCounters {
 /// Shared server counters.
 #[derive(Debug, Default)]
 pub struct ServerStats {
+    /// Client connections (what `-c` limits).
     pub curr_connections: AtomicU64,
     pub total_connections: AtomicU64,
+    /// Listening sockets, which memcached counts as connections too (see [`ServerStats::listening`]).
+    listeners: AtomicU64,
     pub rejected_connections: AtomicU64,
     cmd_get: AtomicU64,
     cmd_set: AtomicU64,
@@ -68,6 +71,14 @@ impl ServerStats {
                 counter.fetch_add(value, Relaxed);
             }
         }
+    }
+
+    /// Counts `n` listening sockets. memcached makes a connection of each: `total_connections`
+    /// starts at `n`, `connection_structures` counts them, and `curr_connections` shows all
+    /// connections but one (memcached 1.6.18 with one listener and one client: 1, 2, 2).
+    pub fn listening(&self, n: u64) {
+        self.listeners.fetch_add(n, Relaxed);
+        self.total_connections.fetch_add(n, Relaxed);
     }
 
     /// `stats reset`: the counters memcached zeroes.
@@ -163,18 +174,20 @@ pub fn general(out: &mut Vec<u8>, shared: &Shared) {
     st(out, "rusage_user", &format_args!("{user:.6}"));
     st(out, "rusage_system", &format_args!("{system:.6}"));
     st(out, "max_connections", &config.max_connections);
-    st(out, "curr_connections", &s.curr_connections.load(Relaxed));
+    let clients = s.curr_connections.load(Relaxed);
+    let listeners = s.listeners.load(Relaxed);
+    st(
+        out,
+        "curr_connections",
+        &(clients + listeners).saturating_sub(1),
+    );
     st(out, "total_connections", &s.total_connections.load(Relaxed));
     st(
         out,
         "rejected_connections",
         &s.rejected_connections.load(Relaxed),
     );
-    st(
-        out,
-        "connection_structures",
-        &s.curr_connections.load(Relaxed),
-    );
+    st(out, "connection_structures", &(clients + listeners));
     st(out, "cmd_get", &s.cmd_get.load(Relaxed));
     st(out, "cmd_set", &s.cmd_set.load(Relaxed));
     st(out, "cmd_flush", &s.cmd_flush.load(Relaxed));

@@ -621,7 +621,10 @@ fn flush_at_a_past_absolute_time_flushes_nothing_and_cancels_a_pending_one() {
     s.flush_all(200, 100);
     s.flush_all(1, 100);
     assert!(s.get(b"a", true, 100).is_some());
-    assert!(s.get(b"a", true, 300).is_some(), "the delayed flush is gone");
+    assert!(
+        s.get(b"a", true, 300).is_some(),
+        "the delayed flush is gone"
+    );
     assert_eq!(s.stats().get_flushed, 0);
 }
 
