@@ -140,6 +140,31 @@ fn pipelined_commands_are_answered_in_order() {
 }
 
 #[test]
+fn a_batch_of_commands_is_answered_in_one_write_per_read() {
+    // -vvv logs every read and every write of replies; 100 commands sent at once must not cost
+    // 100 writes: one per read of the batch at most.
+    let s = Server::ferrocached(&["-vvv"]);
+    let mut c = s.connect();
+    let batch: String = (0..100).map(|i| format!("get k{i}\r\n")).collect();
+    c.send(&batch);
+    assert_eq!(c.read_exact(100 * 5), "END\r\n".repeat(100).as_bytes());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let (reads, writes) = loop {
+        let log = s.stderr();
+        let count = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+        let (reads, writes) = (count(" read "), count(" wrote "));
+        if writes > 0 || std::time::Instant::now() > deadline {
+            break (reads, writes);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(
+        writes >= 1 && writes <= reads,
+        "{reads} reads, {writes} writes"
+    );
+}
+
+#[test]
 fn value_split_over_many_packets_is_assembled() {
     let s = server();
     let mut c = s.connect();
