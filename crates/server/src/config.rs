@@ -16,7 +16,10 @@ pub const MEMCACHED_VERSION: &str = "1.6.18";
     name = "ferrocached",
     disable_help_flag = true,
     disable_version_flag = true,
-    allow_negative_numbers = true
+    allow_negative_numbers = true,
+    // getopt: a flag given twice takes its last value (`-p 11211 ... -p 11212`), as wrappers that
+    // append to a base command line expect. -l, -o and -v still accumulate, as memcached's do.
+    args_override_self = true
 )]
 struct Flags {
     #[arg(short = 'p', long = "port", default_value = "11211")]
@@ -142,6 +145,8 @@ pub enum Command {
     Run(Box<ServerConfig>),
     Help,
     Version,
+    /// `-i`: memcached prints its license and exits.
+    License,
 }
 
 /// Parses `args` (without the program name) like memcached's `getopt` would.
@@ -161,6 +166,9 @@ where
     if flags.version {
         return Ok(Command::Version);
     }
+    if flags.license {
+        return Ok(Command::License);
+    }
     config_from(flags).map(|c| Command::Run(Box::new(c)))
 }
 
@@ -168,7 +176,31 @@ fn number(text: &str) -> Option<i64> {
     text.trim().parse::<i64>().ok()
 }
 
-/// memcached's `-I` units: a number of bytes, or with a `k`/`m`/`g` suffix.
+/// C's `atoi`, which memcached uses for `-m` and the digits of `-I`: leading blanks, a sign, the
+/// digits up to the first other character (`-m 64m` and `-m 64k` are both 64 MB in memcached
+/// 1.6.18, `-I 1.5m` is 1 MB); no digits at all is 0.
+fn atoi(text: &str) -> i64 {
+    let text = text.trim_start();
+    let (negative, digits) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let value = digits
+        .bytes()
+        .take_while(u8::is_ascii_digit)
+        .fold(0i64, |n, d| {
+            n.saturating_mul(10).saturating_add(i64::from(d - b'0'))
+        });
+    if negative {
+        -value
+    } else {
+        value
+    }
+}
+
+/// memcached's `-I` units: a number of bytes, or with a `k`/`m` suffix (we also take `g`); the
+/// number read like `atoi`, as memcached does (`1.5m` is 1 MB). `None`: not a positive size.
 fn parse_size(text: &str) -> Option<u64> {
     let text = text.trim();
     let (digits, unit) = match text.char_indices().last()? {
@@ -177,7 +209,7 @@ fn parse_size(text: &str) -> Option<u64> {
         (i, 'g' | 'G') => (&text[..i], 1024 * 1024 * 1024),
         _ => (text, 1),
     };
-    digits.parse::<u64>().ok()?.checked_mul(unit)
+    u64::try_from(atoi(digits)).ok()?.checked_mul(unit)
 }
 
 fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
@@ -224,7 +256,7 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
     if udp_port != 0 {
         warnings.push("-U (UDP) is not implemented; UDP stays off".to_string());
     }
-    let megabytes = number(&flags.memory_limit).filter(|&m| m > 0);
+    let megabytes = Some(atoi(&flags.memory_limit)).filter(|&m| m > 0);
     let Some(megabytes) = megabytes else {
         bail!(
             "Invalid value for -m: {} (must be a number of megabytes above 0)",
@@ -242,14 +274,19 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
         .filter(|&t| t > 0)
         .context("Number of threads must be greater than 0")? as usize;
     if threads > 64 {
-        bail!("Number of threads must be at most 64");
+        // memcached's words; it starts anyway, and so do we.
+        warnings.push(
+            "WARNING: Setting a high number of workerthreads is not recommended. \
+             Set this value to the number of cores in your machine or less."
+                .to_string(),
+        );
     }
     let reqs_per_event = number(&flags.reqs_per_event)
         .filter(|&r| r > 0)
         .context("Number of requests per event must be greater than 0")?
         as usize;
     let backlog = number(&flags.backlog)
-        .filter(|&b| b > 0 && b <= i64::from(i32::MAX))
+        .filter(|&b| (0..=i64::from(i32::MAX)).contains(&b))
         .context("Invalid value for -b (listen-backlog)")? as u32;
     let item_size_max = parse_size(&flags.max_item_size)
         .with_context(|| format!("Invalid value for -I: {}", flags.max_item_size))?;
@@ -398,6 +435,7 @@ pub const HELP: &str = "ferrocached (memcached 1.6.18 compatible)
 -vvv                      extremely verbose (internal state transitions)
 -h, --help                print this help and exit
 -V, --version             print version and exit
+-i, --license             print license info and exit
 -t, --threads=<num>       number of threads to use (default: 4)
 -R, --max-reqs-per-event  maximum number of requests per event, limits the
                           requests processed per connection to prevent
@@ -503,6 +541,50 @@ mod tests {
         assert!(!c.store.evictions);
         assert!(!c.store.use_cas);
         assert!(matches!(c.listen, Listen::Tcp { port: None, .. }));
+    }
+
+    #[test]
+    fn values_read_like_memcached_atoi_and_getopt() {
+        // memcached 1.6.18 reads -m with atoi: "64m" and "64k" are 64 MB; -I's digits too.
+        let c = run(&["-m", "64m", "-I", "1.5m"]).expect("valid");
+        assert_eq!(c.store.max_bytes, 64 * 1024 * 1024);
+        assert_eq!(c.store.item_size_max, 1024 * 1024);
+        assert_eq!(
+            run(&["-m", "1024M"]).expect("valid").store.max_bytes,
+            1 << 30
+        );
+        // A flag given twice takes its last value; -l, -o and -v accumulate.
+        let c = run(&["-c", "5", "-c", "7", "-p", "0", "-p", "-1", "-v", "-v"]).expect("valid");
+        assert_eq!(c.max_connections, 7);
+        assert_eq!(c.verbosity, 2);
+        assert!(matches!(c.listen, Listen::Tcp { port: None, .. }));
+        let c = run(&[
+            "-l",
+            "127.0.0.1",
+            "-l",
+            "::1",
+            "-o",
+            "idle_timeout=5",
+            "-o",
+            "hashpower=20",
+        ])
+        .expect("valid");
+        match c.listen {
+            Listen::Tcp { interfaces, .. } => assert_eq!(interfaces, vec!["127.0.0.1", "::1"]),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.idle_timeout, 5);
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        // More than 64 threads: memcached warns and starts.
+        let c = run(&["-t", "100"]).expect("valid");
+        assert_eq!(c.threads, 100);
+        assert!(c.warnings[0].contains("high number of workerthreads"));
+        assert_eq!(run(&["-b", "0"]).expect("valid").backlog, 0);
+    }
+
+    #[test]
+    fn license_flag_is_not_ignored() {
+        assert!(matches!(parse_args(["-i"]), Ok(Command::License)));
     }
 
     #[test]

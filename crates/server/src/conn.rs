@@ -13,15 +13,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use crate::auth::LoginStep;
 use crate::dispatch::{Ctx, Next};
-use crate::out::Output;
+use crate::out::{Output, FLUSH_AT};
 use crate::stats::{ConnCounters, ConnInfo};
 use crate::Shared;
 
 /// Initial read buffer size; it grows to fit a large value and shrinks back afterwards.
 const READ_BUFFER: usize = 16 * 1024;
-/// Write out pending replies once they pass this size, even mid-batch, so a long pipeline of gets
-/// does not pile up output (and item references) without bound.
-const FLUSH_AT: usize = 1024 * 1024;
 
 fn item_fits(config: &ParseConfig, key_len: usize, flags: u32, value_len: usize) -> bool {
     ferrocache_store::item_size_ok(
@@ -148,7 +145,17 @@ where
                         if tracing::enabled!(tracing::Level::DEBUG) {
                             log_command(id, &rbuf[..used]);
                         }
-                        let next = ctx.dispatch(request);
+                        let next = match ctx.begin_get(&request) {
+                            Some(mut get) => {
+                                while !ctx.get_more(&mut get) {
+                                    if !write_out(&mut stream, &mut ctx).await {
+                                        break 'conn;
+                                    }
+                                }
+                                Next::Continue
+                            }
+                            None => ctx.dispatch(request),
+                        };
                         rbuf.advance(used);
                         next
                     }

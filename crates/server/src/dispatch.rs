@@ -3,7 +3,7 @@
 
 use ferrocache_protocol::text::{reply, GetKeys, Request, StoreCommand};
 use ferrocache_store::{
-    DeleteOutcome, DeltaOutcome, ItemRef, StoreMode, StoreOutcome, TouchOutcome,
+    DeleteOutcome, DeltaOutcome, ItemRef, RelTime, StoreMode, StoreOutcome, TouchOutcome,
 };
 
 use crate::out::Output;
@@ -20,6 +20,19 @@ pub enum Next {
     CloseAfterWrite,
     /// Close without writing anything more.
     CloseNow,
+}
+
+/// A `get`/`gets`/`gat`/`gats` being answered. Its replies can be far larger than its line (one
+/// key may be named thousands of times, each a megabyte), so the connection answers it in steps
+/// with [`Ctx::get_more`] and writes out in between: what one connection holds stays near
+/// [`crate::out::FLUSH_AT`], whatever it asks for.
+pub struct PendingGet<'a> {
+    keys: GetKeys<'a>,
+    cas: bool,
+    /// gat/gats: the new exptime.
+    touch: Option<RelTime>,
+    /// The line has been checked for a key over 250 bytes.
+    checked: bool,
 }
 
 /// Per-connection context for dispatch.
@@ -40,14 +53,32 @@ impl Ctx<'_> {
         }
     }
 
-    /// Handles one request.
-    pub fn dispatch(&mut self, request: Request<'_>) -> Next {
-        match request {
-            Request::Get { cas, keys } => self.get(keys, cas, None),
+    /// A get-like request, to answer with [`Ctx::get_more`]; `None` for any other request.
+    pub fn begin_get<'a>(&self, request: &Request<'a>) -> Option<PendingGet<'a>> {
+        let (keys, cas, touch) = match *request {
+            Request::Get { cas, keys } => (keys, cas, None),
             Request::Gat { cas, exptime, keys } => {
-                let exptime = self.shared.clock.exptime_to_rel(exptime);
-                self.get(keys, cas, Some(exptime))
+                (keys, cas, Some(self.shared.clock.exptime_to_rel(exptime)))
             }
+            _ => return None,
+        };
+        Some(PendingGet {
+            keys,
+            cas,
+            touch,
+            checked: false,
+        })
+    }
+
+    /// Handles one request. A get-like request is answered whole here; the connection uses
+    /// [`Ctx::begin_get`] instead, to write out while it is answered.
+    pub fn dispatch(&mut self, request: Request<'_>) -> Next {
+        if let Some(mut get) = self.begin_get(&request) {
+            while !self.get_more(&mut get) {}
+            return Next::Continue;
+        }
+        match request {
+            Request::Get { .. } | Request::Gat { .. } => unreachable!("answered by get_more"),
             Request::Store {
                 command,
                 key,
@@ -163,6 +194,11 @@ impl Ctx<'_> {
                 reply: text,
                 noreply,
             } => {
+                if text == reply::CLIENT_ERROR_BAD_DATA_CHUNK {
+                    // memcached counts the set once its data is read, before it checks the
+                    // block's "\r\n" (`complete_nread_ascii`), for text and meta alike.
+                    self.counters.cmd_set += 1;
+                }
                 self.reply(text, noreply);
                 Next::Continue
             }
@@ -196,38 +232,64 @@ impl Ctx<'_> {
         }
     }
 
-    fn get(&mut self, keys: GetKeys<'_>, cas: bool, touch: Option<u32>) -> Next {
-        let now = self.shared.clock.now();
-        let store = &self.shared.store;
-        for key in keys {
-            let Ok(key) = key else {
-                // memcached culls every response not yet sent, then answers the error.
+    /// Answers keys of `get` until the pending output reaches [`crate::out::FLUSH_AT`] (false:
+    /// write out, then call again) or the last key is answered (true).
+    pub fn get_more(&mut self, get: &mut PendingGet<'_>) -> bool {
+        if !get.checked {
+            get.checked = true;
+            let mut scan = get.keys;
+            if let Some(bad) = scan.position(|key| key.is_err()) {
+                // memcached looks up the keys before a key over 250 bytes, then culls every
+                // response not yet sent and answers the error. The lookups count and bump; their
+                // values are never queued, so nothing of this get is written before the cull.
+                for key in get.keys.take(bad).flatten() {
+                    self.look_up(key, get.cas, get.touch, |_, _| {});
+                }
                 self.out.discard_since_mark();
                 reply::line(self.out.text(), reply::CLIENT_ERROR_BAD_FORMAT);
-                return Next::Continue;
-            };
-            // The reply is written under the shard's lock, straight from the segment.
-            let out = &mut self.out;
-            let write = |item: &ItemRef<'_>| {
-                let shown = cas.then_some(item.cas);
-                reply::value_header(out.text(), key, item.flags, item.value.len(), shown);
-                out.value_slice(item.value);
-            };
-            match touch {
-                None => {
-                    self.counters.cmd_get += 1;
-                    store.get_with(key, cas, now, write);
-                }
-                Some(exptime) => {
-                    self.counters.cmd_touch += 1;
-                    store.get_and_touch_with(key, exptime, cas, now, write);
-                }
+                return true;
             }
         }
-        reply::line(self.out.text(), reply::END);
-        // memcached writes its replies out after every get; nothing before here can be culled.
-        self.out.mark();
-        Next::Continue
+        while self.out.len() < crate::out::FLUSH_AT {
+            let Some(Ok(key)) = get.keys.next() else {
+                reply::line(self.out.text(), reply::END);
+                // memcached writes its replies out after every get; nothing before here can be
+                // culled.
+                self.out.mark();
+                return true;
+            };
+            self.look_up(key, get.cas, get.touch, |out, item| {
+                let shown = get.cas.then_some(item.cas);
+                reply::value_header(out.text(), key, item.flags, item.value.len(), shown);
+                out.value_slice(item.value);
+            });
+        }
+        false
+    }
+
+    /// One key of a get: counts it and hands a hit to `write`, under the shard's lock, straight
+    /// from the segment.
+    fn look_up(
+        &mut self,
+        key: &[u8],
+        cas: bool,
+        touch: Option<RelTime>,
+        write: impl FnOnce(&mut Output, &ItemRef<'_>),
+    ) {
+        let now = self.shared.clock.now();
+        let store = &self.shared.store;
+        let out = &mut self.out;
+        let write = |item: &ItemRef<'_>| write(out, item);
+        match touch {
+            None => {
+                self.counters.cmd_get += 1;
+                store.get_with(key, cas, now, write);
+            }
+            Some(exptime) => {
+                self.counters.cmd_touch += 1;
+                store.get_and_touch_with(key, exptime, cas, now, write);
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -53,6 +53,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         Listen::Tcp { interfaces, port } => {
             let listeners = bind_tcp(interfaces, port.unwrap_or(0), shared.config.backlog).await?;
             write_port_file(&listeners)?;
+            shared.stats.listening(listeners.len() as u64);
             for (listener, plaintext) in listeners {
                 let local = listener.local_addr()?;
                 let tls = shared.tls.clone().filter(|_| !plaintext);
@@ -63,6 +64,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         }
         Listen::Unix { path, mask } => {
             let listener = bind_unix(path, *mask)?;
+            shared.stats.listening(1);
             tracing::info!("listening on unix socket {path}");
             unix_path = Some(path.clone());
             tokio::spawn(accept_unix(

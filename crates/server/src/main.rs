@@ -19,6 +19,14 @@ fn main() -> ExitCode {
             );
             return ExitCode::SUCCESS;
         }
+        Ok(Command::License) => {
+            println!(
+                "ferrocached {} is distributed under the {} license.",
+                env!("CARGO_PKG_VERSION"),
+                env!("CARGO_PKG_LICENSE")
+            );
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(64); // EX_USAGE, as memcached exits on bad flags

@@ -128,6 +128,7 @@ impl Ctx<'_> {
                         MetaCommand::Delete | MetaCommand::Arith => {
                             "CLIENT_ERROR invalid or duplicate flag"
                         }
+                        MetaCommand::Debug => reply::CLIENT_ERROR_BAD_FORMAT,
                         _ => "CLIENT_ERROR error decoding key",
                     };
                     reply::line(self.out.text(), error);
@@ -353,6 +354,8 @@ impl Ctx<'_> {
     /// `me`: memcached's debug line. `size` is what memcached's item would take (its
     /// `ITEM_ntotal`), `cls` is always 1 (no slab classes here), `la` the time since written.
     fn meta_debug(&mut self, key: &[u8]) {
+        // memcached 1.6.18 counts only `me` in `cmd_meta` (not mg/ms/md/ma/mn).
+        self.counters.cmd_meta += 1;
         let now = self.shared.clock.now();
         let out = self.out.text();
         // Looks without bumping, as memcached's `me` does (`fetch=` stays what it was).

@@ -8,6 +8,10 @@ use std::io::IoSlice;
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+/// Write out pending replies once they pass this size, even mid-batch or mid-get, so a long
+/// pipeline of gets or one get naming a big item many times does not pile up output without bound.
+pub const FLUSH_AT: usize = 1024 * 1024;
+
 /// Values at least this large are queued by reference instead of copied.
 const BY_REFERENCE: usize = 512;
 /// Buffers handed to one vectored write.

@@ -21,6 +21,8 @@ pub struct ConnCounters {
     pub cmd_set: u64,
     pub cmd_flush: u64,
     pub cmd_touch: u64,
+    /// `me` commands that got as far as a lookup (memcached's `meta_cmds`).
+    pub cmd_meta: u64,
     pub bytes_read: u64,
     pub bytes_written: u64,
     pub store_too_large: u64,
@@ -31,13 +33,17 @@ pub struct ConnCounters {
 /// Shared server counters.
 #[derive(Debug, Default)]
 pub struct ServerStats {
+    /// Client connections (what `-c` limits).
     pub curr_connections: AtomicU64,
     pub total_connections: AtomicU64,
+    /// Listening sockets, which memcached counts as connections too (see [`ServerStats::listening`]).
+    listeners: AtomicU64,
     pub rejected_connections: AtomicU64,
     cmd_get: AtomicU64,
     cmd_set: AtomicU64,
     cmd_flush: AtomicU64,
     cmd_touch: AtomicU64,
+    cmd_meta: AtomicU64,
     bytes_read: AtomicU64,
     bytes_written: AtomicU64,
     store_too_large: AtomicU64,
@@ -53,6 +59,7 @@ impl ServerStats {
             (&self.cmd_set, c.cmd_set),
             (&self.cmd_flush, c.cmd_flush),
             (&self.cmd_touch, c.cmd_touch),
+            (&self.cmd_meta, c.cmd_meta),
             (&self.bytes_read, c.bytes_read),
             (&self.bytes_written, c.bytes_written),
             (&self.store_too_large, c.store_too_large),
@@ -66,6 +73,14 @@ impl ServerStats {
         }
     }
 
+    /// Counts `n` listening sockets. memcached makes a connection of each: `total_connections`
+    /// starts at `n`, `connection_structures` counts them, and `curr_connections` shows all
+    /// connections but one (memcached 1.6.18 with one listener and one client: 1, 2, 2).
+    pub fn listening(&self, n: u64) {
+        self.listeners.fetch_add(n, Relaxed);
+        self.total_connections.fetch_add(n, Relaxed);
+    }
+
     /// `stats reset`: the counters memcached zeroes.
     pub fn reset(&self) {
         for counter in [
@@ -75,6 +90,7 @@ impl ServerStats {
             &self.cmd_set,
             &self.cmd_flush,
             &self.cmd_touch,
+            &self.cmd_meta,
             &self.bytes_read,
             &self.bytes_written,
             &self.store_too_large,
@@ -158,23 +174,25 @@ pub fn general(out: &mut Vec<u8>, shared: &Shared) {
     st(out, "rusage_user", &format_args!("{user:.6}"));
     st(out, "rusage_system", &format_args!("{system:.6}"));
     st(out, "max_connections", &config.max_connections);
-    st(out, "curr_connections", &s.curr_connections.load(Relaxed));
+    let clients = s.curr_connections.load(Relaxed);
+    let listeners = s.listeners.load(Relaxed);
+    st(
+        out,
+        "curr_connections",
+        &(clients + listeners).saturating_sub(1),
+    );
     st(out, "total_connections", &s.total_connections.load(Relaxed));
     st(
         out,
         "rejected_connections",
         &s.rejected_connections.load(Relaxed),
     );
-    st(
-        out,
-        "connection_structures",
-        &s.curr_connections.load(Relaxed),
-    );
+    st(out, "connection_structures", &(clients + listeners));
     st(out, "cmd_get", &s.cmd_get.load(Relaxed));
     st(out, "cmd_set", &s.cmd_set.load(Relaxed));
     st(out, "cmd_flush", &s.cmd_flush.load(Relaxed));
     st(out, "cmd_touch", &s.cmd_touch.load(Relaxed));
-    st(out, "cmd_meta", &0);
+    st(out, "cmd_meta", &s.cmd_meta.load(Relaxed));
     st(out, "get_hits", &store.get_hits);
     st(out, "get_misses", &store.get_misses);
     st(out, "get_expired", &store.get_expired);

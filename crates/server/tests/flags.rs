@@ -45,6 +45,12 @@ fn help_lists_flags_and_exits_zero() {
     ] {
         assert!(text.contains(flag), "help lacks {flag}");
     }
+    // -V and -i print and exit 0 too, as memcached's do (neither starts a server).
+    for (flag, says) in [("-V", "memcached 1.6.18"), ("-i", "license")] {
+        let (code, text) = exit_code(&[flag, "-p", "-1"]);
+        assert_eq!(code, 0, "{flag}: {text}");
+        assert!(text.contains(says), "{flag}: {text}");
+    }
 }
 
 #[test]

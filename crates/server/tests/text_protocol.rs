@@ -140,6 +140,31 @@ fn pipelined_commands_are_answered_in_order() {
 }
 
 #[test]
+fn a_batch_of_commands_is_answered_in_one_write_per_read() {
+    // -vvv logs every read and every write of replies; 100 commands sent at once must not cost
+    // 100 writes: one per read of the batch at most.
+    let s = Server::ferrocached(&["-vvv"]);
+    let mut c = s.connect();
+    let batch: String = (0..100).map(|i| format!("get k{i}\r\n")).collect();
+    c.send(&batch);
+    assert_eq!(c.read_exact(100 * 5), "END\r\n".repeat(100).as_bytes());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let (reads, writes) = loop {
+        let log = s.stderr();
+        let count = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+        let (reads, writes) = (count(" read "), count(" wrote "));
+        if writes > 0 || std::time::Instant::now() > deadline {
+            break (reads, writes);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(
+        writes >= 1 && writes <= reads,
+        "{reads} reads, {writes} writes"
+    );
+}
+
+#[test]
 fn value_split_over_many_packets_is_assembled() {
     let s = server();
     let mut c = s.connect();
@@ -171,6 +196,41 @@ fn multi_megabyte_multiget_streams() {
         got.len(),
         8 * (500_000 + 2 + "VALUE m0 0 500000\r\n".len()) + 5
     );
+}
+
+/// Resident memory of a process, in MB.
+fn rss_mb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .expect("VmRSS")
+        / 1024
+}
+
+#[test]
+fn get_naming_a_big_item_many_times_does_not_buffer_its_replies() {
+    // One 8 KB line asks for 1 MB 300 times. memcached queues references to the item; a server
+    // that copies each value before writing would hold 300 MB while the client does not read.
+    let s = server();
+    let mut c = s.connect();
+    let value = "x".repeat(1_000_000);
+    assert_eq!(
+        c.line(&format!("set big 0 0 {}\r\n{value}\r\n", value.len())),
+        "STORED\r\n"
+    );
+    let before = rss_mb(s.pid());
+    c.send(format!("get {}\r\n", "big ".repeat(300)));
+    std::thread::sleep(Duration::from_millis(1500));
+    let grown = rss_mb(s.pid()).saturating_sub(before);
+    assert!(grown < 64, "the server grew by {grown} MB for one get");
+    // The replies all arrive once the client reads.
+    let one = format!("VALUE big 0 1000000\r\n{value}\r\n");
+    let got = c.read_exact(300 * one.len() + "END\r\n".len());
+    assert!(got.ends_with(b"x\r\nEND\r\n"));
+    assert_eq!(&got[..one.len()], one.as_bytes());
 }
 
 #[test]

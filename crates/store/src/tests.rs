@@ -614,6 +614,21 @@ fn flush_at_time_zero_and_immediately() {
 }
 
 #[test]
+fn flush_at_a_past_absolute_time_flushes_nothing_and_cancels_a_pending_one() {
+    // memcached 1.6.18: `set a`, `flush_all 2592001` (1970), `get a` still returns a.
+    let s = small();
+    s.store(StoreMode::Set, b"a", 0, 0, b"v", 100);
+    s.flush_all(200, 100);
+    s.flush_all(1, 100);
+    assert!(s.get(b"a", true, 100).is_some());
+    assert!(
+        s.get(b"a", true, 300).is_some(),
+        "the delayed flush is gone"
+    );
+    assert_eq!(s.stats().get_flushed, 0);
+}
+
+#[test]
 fn flush_without_cas_takes_the_whole_second() {
     // memcached 1.6.18 -C: `set a`, `flush_all`, `set b`, `get a b` returns nothing.
     let s = store(64 << 20, true, false);

@@ -177,6 +177,26 @@ pub(super) fn parse_meta<'a>(
             vlen + 2,
         ));
     }
+    if command == MetaCommand::Debug {
+        // memcached 1.6.18's `process_meta_command` takes no flags: only a `b` right after the key
+        // (base64 key), any other token is ignored, and every error is one string.
+        if ntokens < 3 || key.len() > KEY_MAX_LENGTH {
+            return error(reply::CLIENT_ERROR_BAD_FORMAT);
+        }
+        let flags = MetaFlags {
+            base64_key: ntokens >= 4 && tokens.get(2) == b"b",
+            ..MetaFlags::default()
+        };
+        return Some((
+            Request::Meta {
+                command,
+                key,
+                flags,
+                data: &[],
+            },
+            0,
+        ));
+    }
     if ntokens < 3 {
         return error(reply::ERROR);
     }

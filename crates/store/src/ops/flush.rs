@@ -47,8 +47,15 @@ impl FlushCell {
 impl Store {
     /// `flush_all`: every item stored before `when` is invalid once `now >= when` (`when == 0`
     /// or `when <= now`: at once). Items stored later survive.
+    ///
+    /// `when == 1` is what memcached's `realtime()` gives for an absolute time in the past
+    /// (`flush_all 2592001`). With CAS on, memcached's `oldest_live` is then 0, which its
+    /// `item_is_flushed` reads as "no flush": nothing is flushed, and a delayed flush still pending
+    /// is replaced, so cancelled. (With `-C`, `oldest_live` is 1 and flushes only items older than
+    /// any the server holds: the same outcome by the general rule below.)
     pub fn flush_all(&self, when: RelTime, now: RelTime) {
         self.saw_time(now);
+        let cancels = when == 1 && self.config.use_cas;
         let when = if when == 0 { now } else { when };
         let cell = &self.flush;
         // (effective_at, stored_before) = (oldest_live, oldest_live + 1) in memcached's terms.
@@ -64,8 +71,9 @@ impl Store {
             (when, u64::from(when) + 1)
         };
         cell.stored_before.store(stored_before, Ordering::Relaxed);
+        let active = if cancels { 0 } else { ACTIVE };
         cell.effective
-            .store(ACTIVE | u64::from(effective_at), Ordering::Release);
+            .store(active | u64::from(effective_at), Ordering::Release);
         cell.unswept.store(true, Ordering::Relaxed);
     }
 
