@@ -295,7 +295,7 @@ pub fn ferrocached_bin() -> PathBuf {
     if !bin.exists() && BUILT.fetch_add(1, Ordering::SeqCst) == 0 {
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.args(["build", "--bin", "ferrocached"]);
+        cmd.args(["build", "-p", "ferrocache-server", "--bin", "ferrocached"]);
         if release {
             cmd.arg("--release");
         }
