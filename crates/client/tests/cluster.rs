@@ -205,6 +205,71 @@ async fn replicas_survive_a_dead_primary() {
 }
 
 #[tokio::test]
+async fn replicas_survive_a_primary_that_comes_back_empty() {
+    let s = servers(3);
+    let mut cfg = config(&s);
+    cfg.replicas = 2;
+    let c = Client::new(cfg);
+    let keys = keys(100);
+    for k in &keys {
+        c.set(k, k, 0, 0).await.expect("set");
+    }
+    // A primary that restarts comes back empty (memcached keeps nothing on disk): flush it.
+    let primary = format!("127.0.0.1:{}", s[0].port());
+    let on_primary: Vec<&Vec<u8>> = keys
+        .iter()
+        .filter(|k| c.server_for(k).expect("owner") == primary)
+        .collect();
+    assert!(!on_primary.is_empty());
+    assert_eq!(s[0].connect().line("flush_all\r\n"), "OK\r\n");
+    // Its keys are still read, from the next replica ...
+    let refs: Vec<&[u8]> = on_primary.iter().map(|k| k.as_slice()).collect();
+    let got = c.get_multi(&refs).await.expect("multi-get");
+    assert_eq!(got.len(), on_primary.len(), "every key read from a replica");
+    for k in &on_primary {
+        assert_eq!(&c.get(k).await.expect("get").expect("hit").data, *k);
+    }
+    // ... and copied back to the primary, so the key has its two copies again.
+    let mut conn = s[0].connect();
+    for k in &on_primary {
+        let mut request = b"get ".to_vec();
+        request.extend_from_slice(k);
+        request.extend_from_slice(b"\r\n");
+        let reply = conn.request(&request, "END\r\n");
+        assert!(reply.starts_with("VALUE"), "not repaired: {reply:?}");
+    }
+    // A key that is nowhere is still a miss.
+    assert!(c.get(b"never-set").await.expect("get").is_none());
+}
+
+#[tokio::test]
+async fn a_miss_stays_a_miss_while_a_later_replica_is_down() {
+    let mut s = servers(3);
+    let mut cfg = config(&s);
+    cfg.replicas = 2;
+    // Not ejected during the test: every read of a key whose second replica is the dead server
+    // gets the primary's miss, then an error from the dead one.
+    cfg.failure_limit = 1000;
+    let c = Client::new(cfg);
+    let dead = format!("127.0.0.1:{}", s[2].port());
+    drop(s.remove(2));
+    let absent: Vec<Vec<u8>> = keys(60)
+        .into_iter()
+        .filter(|k| c.server_for(k).expect("owner") != dead)
+        .collect();
+    for k in &absent {
+        let got = c.get(k).await;
+        assert!(
+            matches!(got, Ok(None)),
+            "{:?}: {got:?}",
+            String::from_utf8_lossy(k)
+        );
+    }
+    let refs: Vec<&[u8]> = absent.iter().map(Vec::as_slice).collect();
+    assert!(c.get_multi(&refs).await.expect("multi-get").is_empty());
+}
+
+#[tokio::test]
 async fn warm_up_keeps_the_hit_ratio_when_a_node_joins() {
     let s = servers(4);
     let three: Vec<ServerSpec> = s[..3].iter().map(spec).collect();
