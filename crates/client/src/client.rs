@@ -467,6 +467,8 @@ impl Client {
         // Replicas that answered "miss" for a key a later replica may still hold (a primary that
         // restarted empty, say): they get the value back once it is found.
         let mut to_repair: HashMap<&[u8], Vec<usize>> = HashMap::new();
+        // The servers that failed each key (I/O error or timeout).
+        let mut failed_on: HashMap<&[u8], Vec<usize>> = HashMap::new();
         let mut rerouted = false;
         while !routes.is_empty() {
             let mut by_server: HashMap<usize, Vec<&[u8]>> = HashMap::new();
@@ -507,6 +509,7 @@ impl Client {
                         for &key in &asked {
                             let route = routes.get_mut(key).expect("asked keys are routed");
                             route.pop();
+                            failed_on.entry(key).or_default().push(server);
                         }
                         failed = Some(e);
                     }
@@ -520,8 +523,9 @@ impl Client {
                 }
                 !answered
             });
-            // Keys whose candidates all failed: route once more (the failed server may be dead
-            // now and its keys remapped), else give up with the error.
+            // Keys whose candidates all failed: if that got a server marked dead, its keys are
+            // remapped, so route once more; else give up with the error (asking a server that
+            // is still on the ring again would only wait for a second timeout).
             let exhausted: Vec<&[u8]> = routes
                 .iter()
                 .filter(|(_, r)| r.is_empty())
@@ -529,7 +533,16 @@ impl Client {
                 .collect();
             if !exhausted.is_empty() {
                 let error = failed.expect("only failures empty a route");
-                if rerouted || self.inner.config.failover == Failover::Fail {
+                let now = Instant::now();
+                let remapped = |key: &&[u8]| {
+                    failed_on.get(*key).is_some_and(|servers| {
+                        servers.iter().any(|&i| self.inner.servers[i].dead_at(now))
+                    })
+                };
+                if rerouted
+                    || self.inner.config.failover == Failover::Fail
+                    || !exhausted.iter().all(remapped)
+                {
                     return Err(error);
                 }
                 rerouted = true;

@@ -363,6 +363,14 @@ async fn a_stalled_server_times_out_is_ejected_and_comes_back() {
     s[1].signal("STOP");
     let first = strict.get(&key).await;
     assert!(matches!(first, Err(Error::Timeout(_))), "{first:?}");
+    assert!(
+        strict.dead_servers().is_empty(),
+        "one failure of two is not yet dead"
+    );
+    // The second failure in a row marks it dead, and the read goes to the key's next server.
+    let second = strict.get(&key).await;
+    assert!(matches!(second, Ok(None)), "{second:?}");
+    assert_eq!(strict.dead_servers(), vec![victim.clone()], "two in a row");
     let started = Instant::now();
     // The request times out, the server is ejected (failure limit 1) and the read goes to the
     // key's next server, which has never seen it: a miss, not an error.
