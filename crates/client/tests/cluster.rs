@@ -342,9 +342,53 @@ async fn concurrent_requests_share_one_pipelined_connection() {
 }
 
 #[tokio::test]
+async fn the_pool_spreads_concurrent_requests_over_its_connections() {
+    let s = servers(1);
+    let mut cfg = config(&s);
+    cfg.pool_size = 3;
+    let c = Client::new(cfg);
+    let before = stat(&s[0], "total_connections");
+    let keys = keys(300);
+    let sets = keys.iter().map(|k| {
+        let c = c.clone();
+        async move { c.set(k, k, 0, 0).await }
+    });
+    for stored in futures::future::join_all(sets).await {
+        assert!(stored.expect("set"));
+    }
+    // Every slot of the pool was used, and no more connections than that were opened.
+    assert_eq!(c.stats_counters().connects.load(Ordering::Relaxed), 3);
+    assert_eq!(stat(&s[0], "total_connections") - before, 3 + 1);
+}
+
+#[tokio::test]
+async fn the_connect_timeout_bounds_a_connect_that_hangs() {
+    // A listener whose accept queue is full: the kernel drops further SYNs, so a connect neither
+    // succeeds nor fails until TCP gives up (minutes).
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let listener = socket.listen(0).expect("listen");
+    let addr = listener.local_addr().expect("addr");
+    let _queued = std::net::TcpStream::connect(addr).expect("fills the accept queue");
+    let mut cfg = Config::new(vec![ServerSpec::parse(&addr.to_string()).expect("spec")]);
+    cfg.connect_timeout = Duration::from_millis(200);
+    cfg.request_timeout = Duration::from_secs(30);
+    let c = Client::new(cfg);
+    let started = Instant::now();
+    let got = tokio::time::timeout(Duration::from_secs(5), c.get(b"k"))
+        .await
+        .expect("the connect timeout ends the wait");
+    assert!(matches!(got, Err(Error::Timeout(_))), "{got:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
 async fn a_stalled_server_times_out_is_ejected_and_comes_back() {
     let s = servers(3);
-    // Two failures eject: the first timeout is the caller's error.
+    // Two failures eject: the first timeout is the caller's error (and costs one timeout, not
+    // a second attempt at the same server).
     let mut strict = config(&s);
     strict.failure_limit = 2;
     strict.request_timeout = Duration::from_millis(300);
