@@ -341,6 +341,31 @@ async fn concurrent_requests_share_one_pipelined_connection() {
     assert_eq!(stat(&s[0], "total_connections") - before, 2);
 }
 
+/// Many tasks on a multi-threaded runtime, each waiting for its set before its get: replies
+/// often arrive before the reader task has taken their requests' announcements from the writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_are_matched_on_a_multi_threaded_runtime() {
+    let s = servers(3);
+    let c = Client::new(config(&s));
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                for i in 0..500 {
+                    let key = format!("mt:{w}:{}", i % 50).into_bytes();
+                    assert!(c.set(&key, &key, 0, 0).await.expect("set"));
+                    let got = c.get(&key).await.expect("get");
+                    assert_eq!(got.expect("hit right after the set").data, key);
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.expect("worker");
+    }
+    assert!(c.dead_servers().is_empty());
+}
+
 #[tokio::test]
 async fn the_pool_spreads_concurrent_requests_over_its_connections() {
     let s = servers(1);
