@@ -182,6 +182,74 @@ async fn a_killed_server_is_skipped_and_its_keys_remapped() {
     assert!(errors > 0, "keys of the dead server fail with a fixed ring");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_under_load_costs_a_few_errors_then_none() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    use std::sync::Arc;
+    let mut s = servers(3);
+    let mut cfg = config(&s);
+    cfg.failure_limit = 2;
+    let c = Client::new(cfg);
+    let stop = Arc::new(AtomicBool::new(false));
+    let killed = Arc::new(AtomicBool::new(false));
+    let after_kill = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let (c, stop, killed, after_kill) =
+                (c.clone(), stop.clone(), killed.clone(), after_kill.clone());
+            tokio::spawn(async move {
+                let mut errors = Vec::new();
+                let mut i = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = format!("load:{w}:{}", i % 50).into_bytes();
+                    i += 1;
+                    let result = match c.set(&key, &key, 0, 0).await {
+                        Ok(_) => c.get(&key).await.map(|v| v.map(|v| v.data)),
+                        Err(e) => Err(e),
+                    };
+                    match result {
+                        Ok(Some(data)) => assert_eq!(data, key),
+                        // The set went to the server killed before the get: the get goes to
+                        // the key's new owner, which has not seen it.
+                        Ok(None) => {
+                            assert!(killed.load(Ordering::Relaxed), "a miss before the kill")
+                        }
+                        Err(e) => errors.push(e),
+                    }
+                    if killed.load(Ordering::Relaxed) {
+                        after_kill.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                errors
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let victim = format!("127.0.0.1:{}", s[2].port());
+    killed.store(true, Ordering::Relaxed);
+    drop(s.remove(2));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while after_kill.load(Ordering::Relaxed) < 2000 {
+        assert!(Instant::now() < deadline, "the load stalled after the kill");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut errors = Vec::new();
+    for worker in workers {
+        let finished = tokio::time::timeout(Duration::from_secs(10), worker).await;
+        errors.extend(finished.expect("no request hangs").expect("worker"));
+    }
+    // Only the requests in flight on the dead server, and those that reached it before the
+    // second failure ejected it, fail; all as I/O errors.
+    assert!(
+        errors.iter().all(|e| matches!(e, Error::Io { .. })),
+        "{errors:?}"
+    );
+    assert!(errors.len() <= 16, "{} errors: {errors:?}", errors.len());
+    assert_eq!(c.dead_servers(), vec![victim]);
+    assert_eq!(c.stats_counters().ejections.load(Ordering::Relaxed), 1);
+}
+
 #[tokio::test]
 async fn replicas_survive_a_dead_primary() {
     let mut s = servers(3);
