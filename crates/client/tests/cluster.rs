@@ -248,6 +248,18 @@ async fn a_server_killed_under_load_costs_a_few_errors_then_none() {
     assert!(errors.len() <= 16, "{} errors: {errors:?}", errors.len());
     assert_eq!(c.dead_servers(), vec![victim]);
     assert_eq!(c.stats_counters().ejections.load(Ordering::Relaxed), 1);
+    // Then none: every key of the load is written and read on the live servers.
+    for w in 0..8 {
+        for i in 0..50 {
+            let key = format!("load:{w}:{i}").into_bytes();
+            assert!(c
+                .set(&key, b"after", 0, 0)
+                .await
+                .expect("set after the ejection"));
+            let got = c.get(&key).await.expect("get after the ejection");
+            assert_eq!(got.expect("hit").data, b"after");
+        }
+    }
 }
 
 #[tokio::test]
