@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::io::{BufRead, Read, Write};
 use std::process::ExitCode;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use clap::{Parser, Subcommand};
 use ferrocache_client::{blocking::Client, Config, ServerSpec, StoreCommand, StoreStatus, Value};
 use serde_json::{json, Map};
@@ -65,7 +67,8 @@ struct Cli {
     /// Read the value from this file (binary safe) instead of the command line.
     #[arg(long = "file", global = true)]
     file: Option<std::path::PathBuf>,
-    /// Print results as one JSON object.
+    /// Print results as one JSON object. A value that is not UTF-8 is given as "value_base64"
+    /// instead of "value".
     #[arg(long = "json", global = true)]
     json: bool,
     /// Log in to servers started with -Y: the file's first line is `user:password` (a file, so the
@@ -217,10 +220,26 @@ fn main() -> ExitCode {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Miss) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("memcachedc: {e:#}");
+            eprintln!("memcachedc: {}", error_message(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes, each said once: the client's errors already name their cause (an
+/// I/O error's text is in the message), which `{:#}` would print a second time.
+fn error_message(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(&text);
+        }
+    }
+    message
 }
 
 fn server_specs(cli: &Cli) -> anyhow::Result<Vec<ServerSpec>> {
@@ -370,11 +389,17 @@ fn print_values(
         all &= value.is_some();
         if cli.json {
             let entry = match value {
-                Some(v) => json!({
-                    "value": String::from_utf8_lossy(&v.data),
-                    "flags": v.flags,
-                    "cas": v.cas,
-                }),
+                Some(v) => {
+                    let mut entry = json!({ "flags": v.flags, "cas": v.cas });
+                    // JSON strings are text: a value that is not UTF-8 goes as base64 rather than
+                    // as a lossy string a script would take for the value.
+                    let (field, data) = match std::str::from_utf8(&v.data) {
+                        Ok(text) => ("value", json!(text)),
+                        Err(_) => ("value_base64", json!(BASE64.encode(&v.data))),
+                    };
+                    entry[field] = data;
+                    entry
+                }
                 None => serde_json::Value::Null,
             };
             results.insert(key.clone(), entry);

@@ -148,6 +148,36 @@ fn binary_values_from_stdin_and_files() {
 }
 
 #[test]
+fn json_keeps_binary_values_intact() {
+    use base64::Engine;
+    let s = start_server();
+    let a = addr(&s);
+    let bytes: Vec<u8> = vec![0xff, 0xfe, 0x00, b'a', 0x80, b'\n'];
+    assert_eq!(
+        memcachedc(&a, &["set", "bin"], &bytes).status.code(),
+        Some(0)
+    );
+    assert_eq!(
+        memcachedc(&a, &["set", "text", "h\u{e9}llo"], b"")
+            .status
+            .code(),
+        Some(0)
+    );
+    let out = memcachedc(&a, &["--json", "get", "bin", "text"], b"");
+    assert_eq!(out.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    // Not UTF-8: base64, never a lossy string that a script would take for the value.
+    assert!(json["bin"].get("value").is_none(), "{json}");
+    let encoded = json["bin"]["value_base64"].as_str().expect("value_base64");
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .expect("base64");
+    assert_eq!(decoded, bytes);
+    assert_eq!(json["text"]["value"], "h\u{e9}llo");
+    assert!(json["text"].get("value_base64").is_none());
+}
+
+#[test]
 fn errors_exit_2() {
     let s = start_server();
     let a = addr(&s);
@@ -162,7 +192,12 @@ fn errors_exit_2() {
         Some(2),
         "a dead server is an error, not a miss"
     );
-    assert!(!out.stderr.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("Connection refused").count(),
+        1,
+        "the cause once: {stderr}"
+    );
 }
 
 #[test]

@@ -50,12 +50,14 @@ pub struct Config {
     /// How long a dead server is left out before it is tried again.
     pub retry_interval: Duration,
     pub failover: Failover,
-    /// Copies of each key, on this many distinct servers following the key on the ring.
+    /// Copies of each key, on this many distinct servers following the key on the ring. Reads
+    /// move to the next copy on an error or a miss, and copy a value found there back.
     pub replicas: usize,
     /// The servers before the cluster grew: on a miss, a key is read from its previous owner and
     /// copied to its new one with `warmup_exptime` (the text protocol does not tell the item's
     /// remaining lifetime).
     pub previous_servers: Option<Vec<ServerSpec>>,
+    /// Expiry of the copies written by warm-up and by replica repair (0: never expires).
     pub warmup_exptime: i64,
     /// TLS to every server (`None`: plaintext).
     pub tls: Option<crate::TlsConfig>,
@@ -462,6 +464,11 @@ impl Client {
         }
         let mut found = HashMap::new();
         let mut missed: Vec<&[u8]> = Vec::new();
+        // Replicas that answered "miss" for a key a later replica may still hold (a primary that
+        // restarted empty, say): they get the value back once it is found.
+        let mut to_repair: HashMap<&[u8], Vec<usize>> = HashMap::new();
+        // The servers that failed each key (I/O error or timeout).
+        let mut failed_on: HashMap<&[u8], Vec<usize>> = HashMap::new();
         let mut rerouted = false;
         while !routes.is_empty() {
             let mut by_server: HashMap<usize, Vec<&[u8]>> = HashMap::new();
@@ -473,20 +480,25 @@ impl Client {
                 let result = self
                     .fetch_from(&self.inner.servers[server], &keys, cas, touch)
                     .await;
-                (keys, result)
+                (server, keys, result)
             });
             let mut failed = None;
-            for (asked, result) in join_all(asks).await {
+            for (server, asked, result) in join_all(asks).await {
                 match result {
                     Ok(values) => {
-                        for &key in &asked {
-                            routes.remove(key);
-                        }
-                        let before = found.len();
                         found.extend(values);
-                        if found.len() - before < asked.len() {
-                            missed
-                                .extend(asked.iter().copied().filter(|k| !found.contains_key(*k)));
+                        for &key in &asked {
+                            let route = routes.get_mut(key).expect("asked keys are routed");
+                            route.pop();
+                            if found.contains_key(key) {
+                                routes.remove(key);
+                            } else if route.is_empty() {
+                                routes.remove(key);
+                                missed.push(key);
+                            } else {
+                                // A miss with replicas left: ask the next one.
+                                to_repair.entry(key).or_default().push(server);
+                            }
                         }
                     }
                     // The server answered with an error: that is the answer.
@@ -497,13 +509,23 @@ impl Client {
                         for &key in &asked {
                             let route = routes.get_mut(key).expect("asked keys are routed");
                             route.pop();
+                            failed_on.entry(key).or_default().push(server);
                         }
                         failed = Some(e);
                     }
                 }
             }
-            // Keys whose candidates all failed: route once more (the failed server may be dead
-            // now and its keys remapped), else give up with the error.
+            // A key that a replica answered (a miss) before the later ones failed is a miss.
+            routes.retain(|&key, route| {
+                let answered = route.is_empty() && to_repair.contains_key(key);
+                if answered {
+                    missed.push(key);
+                }
+                !answered
+            });
+            // Keys whose candidates all failed: if that got a server marked dead, its keys are
+            // remapped, so route once more; else give up with the error (asking a server that
+            // is still on the ring again would only wait for a second timeout).
             let exhausted: Vec<&[u8]> = routes
                 .iter()
                 .filter(|(_, r)| r.is_empty())
@@ -511,7 +533,16 @@ impl Client {
                 .collect();
             if !exhausted.is_empty() {
                 let error = failed.expect("only failures empty a route");
-                if rerouted || self.inner.config.failover == Failover::Fail {
+                let now = Instant::now();
+                let remapped = |key: &&[u8]| {
+                    failed_on.get(*key).is_some_and(|servers| {
+                        servers.iter().any(|&i| self.inner.servers[i].dead_at(now))
+                    })
+                };
+                if rerouted
+                    || self.inner.config.failover == Failover::Fail
+                    || !exhausted.iter().all(remapped)
+                {
                     return Err(error);
                 }
                 rerouted = true;
@@ -522,6 +553,7 @@ impl Client {
                 }
             }
         }
+        self.repair_replicas(&found, to_repair, touch).await;
         if self.inner.previous.is_some() && touch.is_none() {
             let warmed = join_all(
                 missed
@@ -536,6 +568,36 @@ impl Client {
             }
         }
         Ok(found)
+    }
+
+    /// Copies values found on a later replica back to the replicas that missed them, with `add`
+    /// (a value written since is never overwritten) and, since the text protocol does not tell
+    /// an item's remaining lifetime, the `gat` expiry or `warmup_exptime`. Best effort: a
+    /// failure here only means the next read asks the next replica again.
+    async fn repair_replicas(
+        &self,
+        found: &HashMap<Vec<u8>, Value>,
+        to_repair: HashMap<&[u8], Vec<usize>>,
+        touch: Option<i64>,
+    ) {
+        let exptime = touch.unwrap_or(self.inner.config.warmup_exptime);
+        let copies = to_repair.into_iter().flat_map(|(key, servers)| {
+            let value = found.get(key);
+            servers.into_iter().filter_map(move |server| {
+                let value = value?;
+                let mut request = Vec::new();
+                codec::encode_store(
+                    &mut request,
+                    StoreCommand::Add,
+                    key,
+                    &value.data,
+                    value.flags,
+                    exptime,
+                );
+                Some(self.request(&self.inner.servers[server], request, ReplyKind::Store))
+            })
+        });
+        join_all(copies).await;
     }
 
     /// After growth: reads a missed key from its previous owner and copies it to the new one

@@ -236,6 +236,29 @@ async fn read_replies<R: AsyncRead + Unpin>(
     let mut writer_gone = false;
     let mut closed = shared.closed.subscribe();
     let failure: std::io::Error = 'connection: loop {
+        // Take every request the writer has announced so far. The writer announces a request
+        // before its bytes leave, so the replies in the buffer are all announced by now; but the
+        // announcements may still sit in the channel (the read below can win the race against
+        // them, on a multi-threaded runtime almost always), and a reply read before its
+        // announcement is taken is not "a reply to no request".
+        let mut broken = None;
+        if !writer_gone {
+            loop {
+                match expect.try_recv() {
+                    Ok(Expect::Reply(kind, to)) => waiting.push_back((kind, to)),
+                    Ok(Expect::Broken(e)) => {
+                        // Replies already read still go to their requests first.
+                        broken = Some(e);
+                        break;
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        writer_gone = true;
+                        break;
+                    }
+                }
+            }
+        }
         // Hand out every reply the buffer already holds.
         while let Some((kind, _)) = waiting.front() {
             let current = reader.get_or_insert_with(|| ReplyReader::new(*kind));
@@ -258,6 +281,9 @@ async fn read_replies<R: AsyncRead + Unpin>(
                     );
                 }
             }
+        }
+        if let Some(e) = broken {
+            break e;
         }
         if shared.is_closed() {
             break std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "connection closed");

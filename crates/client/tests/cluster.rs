@@ -182,6 +182,86 @@ async fn a_killed_server_is_skipped_and_its_keys_remapped() {
     assert!(errors > 0, "keys of the dead server fail with a fixed ring");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_under_load_costs_a_few_errors_then_none() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    use std::sync::Arc;
+    let mut s = servers(3);
+    let mut cfg = config(&s);
+    cfg.failure_limit = 2;
+    let c = Client::new(cfg);
+    let stop = Arc::new(AtomicBool::new(false));
+    let killed = Arc::new(AtomicBool::new(false));
+    let after_kill = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let (c, stop, killed, after_kill) =
+                (c.clone(), stop.clone(), killed.clone(), after_kill.clone());
+            tokio::spawn(async move {
+                let mut errors = Vec::new();
+                let mut i = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = format!("load:{w}:{}", i % 50).into_bytes();
+                    i += 1;
+                    let result = match c.set(&key, &key, 0, 0).await {
+                        Ok(_) => c.get(&key).await.map(|v| v.map(|v| v.data)),
+                        Err(e) => Err(e),
+                    };
+                    match result {
+                        Ok(Some(data)) => assert_eq!(data, key),
+                        // The set went to the server killed before the get: the get goes to
+                        // the key's new owner, which has not seen it.
+                        Ok(None) => {
+                            assert!(killed.load(Ordering::Relaxed), "a miss before the kill")
+                        }
+                        Err(e) => errors.push(e),
+                    }
+                    if killed.load(Ordering::Relaxed) {
+                        after_kill.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                errors
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let victim = format!("127.0.0.1:{}", s[2].port());
+    killed.store(true, Ordering::Relaxed);
+    drop(s.remove(2));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while after_kill.load(Ordering::Relaxed) < 2000 {
+        assert!(Instant::now() < deadline, "the load stalled after the kill");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut errors = Vec::new();
+    for worker in workers {
+        let finished = tokio::time::timeout(Duration::from_secs(10), worker).await;
+        errors.extend(finished.expect("no request hangs").expect("worker"));
+    }
+    // Only the requests in flight on the dead server, and those that reached it before the
+    // second failure ejected it, fail; all as I/O errors.
+    assert!(
+        errors.iter().all(|e| matches!(e, Error::Io { .. })),
+        "{errors:?}"
+    );
+    assert!(errors.len() <= 16, "{} errors: {errors:?}", errors.len());
+    assert_eq!(c.dead_servers(), vec![victim]);
+    assert_eq!(c.stats_counters().ejections.load(Ordering::Relaxed), 1);
+    // Then none: every key of the load is written and read on the live servers.
+    for w in 0..8 {
+        for i in 0..50 {
+            let key = format!("load:{w}:{i}").into_bytes();
+            assert!(c
+                .set(&key, b"after", 0, 0)
+                .await
+                .expect("set after the ejection"));
+            let got = c.get(&key).await.expect("get after the ejection");
+            assert_eq!(got.expect("hit").data, b"after");
+        }
+    }
+}
+
 #[tokio::test]
 async fn replicas_survive_a_dead_primary() {
     let mut s = servers(3);
@@ -202,6 +282,71 @@ async fn replicas_survive_a_dead_primary() {
         let v = c.get(k).await.expect("get").expect("a replica answers");
         assert_eq!(&v.data, k);
     }
+}
+
+#[tokio::test]
+async fn replicas_survive_a_primary_that_comes_back_empty() {
+    let s = servers(3);
+    let mut cfg = config(&s);
+    cfg.replicas = 2;
+    let c = Client::new(cfg);
+    let keys = keys(100);
+    for k in &keys {
+        c.set(k, k, 0, 0).await.expect("set");
+    }
+    // A primary that restarts comes back empty (memcached keeps nothing on disk): flush it.
+    let primary = format!("127.0.0.1:{}", s[0].port());
+    let on_primary: Vec<&Vec<u8>> = keys
+        .iter()
+        .filter(|k| c.server_for(k).expect("owner") == primary)
+        .collect();
+    assert!(!on_primary.is_empty());
+    assert_eq!(s[0].connect().line("flush_all\r\n"), "OK\r\n");
+    // Its keys are still read, from the next replica ...
+    let refs: Vec<&[u8]> = on_primary.iter().map(|k| k.as_slice()).collect();
+    let got = c.get_multi(&refs).await.expect("multi-get");
+    assert_eq!(got.len(), on_primary.len(), "every key read from a replica");
+    for k in &on_primary {
+        assert_eq!(&c.get(k).await.expect("get").expect("hit").data, *k);
+    }
+    // ... and copied back to the primary, so the key has its two copies again.
+    let mut conn = s[0].connect();
+    for k in &on_primary {
+        let mut request = b"get ".to_vec();
+        request.extend_from_slice(k);
+        request.extend_from_slice(b"\r\n");
+        let reply = conn.request(&request, "END\r\n");
+        assert!(reply.starts_with("VALUE"), "not repaired: {reply:?}");
+    }
+    // A key that is nowhere is still a miss.
+    assert!(c.get(b"never-set").await.expect("get").is_none());
+}
+
+#[tokio::test]
+async fn a_miss_stays_a_miss_while_a_later_replica_is_down() {
+    let mut s = servers(3);
+    let mut cfg = config(&s);
+    cfg.replicas = 2;
+    // Not ejected during the test: every read of a key whose second replica is the dead server
+    // gets the primary's miss, then an error from the dead one.
+    cfg.failure_limit = 1000;
+    let c = Client::new(cfg);
+    let dead = format!("127.0.0.1:{}", s[2].port());
+    drop(s.remove(2));
+    let absent: Vec<Vec<u8>> = keys(60)
+        .into_iter()
+        .filter(|k| c.server_for(k).expect("owner") != dead)
+        .collect();
+    for k in &absent {
+        let got = c.get(k).await;
+        assert!(
+            matches!(got, Ok(None)),
+            "{:?}: {got:?}",
+            String::from_utf8_lossy(k)
+        );
+    }
+    let refs: Vec<&[u8]> = absent.iter().map(Vec::as_slice).collect();
+    assert!(c.get_multi(&refs).await.expect("multi-get").is_empty());
 }
 
 #[tokio::test]
@@ -276,10 +421,79 @@ async fn concurrent_requests_share_one_pipelined_connection() {
     assert_eq!(stat(&s[0], "total_connections") - before, 2);
 }
 
+/// Many tasks on a multi-threaded runtime, each waiting for its set before its get: replies
+/// often arrive before the reader task has taken their requests' announcements from the writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_are_matched_on_a_multi_threaded_runtime() {
+    let s = servers(3);
+    let c = Client::new(config(&s));
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                for i in 0..500 {
+                    let key = format!("mt:{w}:{}", i % 50).into_bytes();
+                    assert!(c.set(&key, &key, 0, 0).await.expect("set"));
+                    let got = c.get(&key).await.expect("get");
+                    assert_eq!(got.expect("hit right after the set").data, key);
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.expect("worker");
+    }
+    assert!(c.dead_servers().is_empty());
+}
+
+#[tokio::test]
+async fn the_pool_spreads_concurrent_requests_over_its_connections() {
+    let s = servers(1);
+    let mut cfg = config(&s);
+    cfg.pool_size = 3;
+    let c = Client::new(cfg);
+    let before = stat(&s[0], "total_connections");
+    let keys = keys(300);
+    let sets = keys.iter().map(|k| {
+        let c = c.clone();
+        async move { c.set(k, k, 0, 0).await }
+    });
+    for stored in futures::future::join_all(sets).await {
+        assert!(stored.expect("set"));
+    }
+    // Every slot of the pool was used, and no more connections than that were opened.
+    assert_eq!(c.stats_counters().connects.load(Ordering::Relaxed), 3);
+    assert_eq!(stat(&s[0], "total_connections") - before, 3 + 1);
+}
+
+#[tokio::test]
+async fn the_connect_timeout_bounds_a_connect_that_hangs() {
+    // A listener whose accept queue is full: the kernel drops further SYNs, so a connect neither
+    // succeeds nor fails until TCP gives up (minutes).
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let listener = socket.listen(0).expect("listen");
+    let addr = listener.local_addr().expect("addr");
+    let _queued = std::net::TcpStream::connect(addr).expect("fills the accept queue");
+    let mut cfg = Config::new(vec![ServerSpec::parse(&addr.to_string()).expect("spec")]);
+    cfg.connect_timeout = Duration::from_millis(200);
+    cfg.request_timeout = Duration::from_secs(30);
+    let c = Client::new(cfg);
+    let started = Instant::now();
+    let got = tokio::time::timeout(Duration::from_secs(5), c.get(b"k"))
+        .await
+        .expect("the connect timeout ends the wait");
+    assert!(matches!(got, Err(Error::Timeout(_))), "{got:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
 #[tokio::test]
 async fn a_stalled_server_times_out_is_ejected_and_comes_back() {
     let s = servers(3);
-    // Two failures eject: the first timeout is the caller's error.
+    // Two failures eject: the first timeout is the caller's error (and costs one timeout, not
+    // a second attempt at the same server).
     let mut strict = config(&s);
     strict.failure_limit = 2;
     strict.request_timeout = Duration::from_millis(300);
@@ -298,6 +512,14 @@ async fn a_stalled_server_times_out_is_ejected_and_comes_back() {
     s[1].signal("STOP");
     let first = strict.get(&key).await;
     assert!(matches!(first, Err(Error::Timeout(_))), "{first:?}");
+    assert!(
+        strict.dead_servers().is_empty(),
+        "one failure of two is not yet dead"
+    );
+    // The second failure in a row marks it dead, and the read goes to the key's next server.
+    let second = strict.get(&key).await;
+    assert!(matches!(second, Ok(None)), "{second:?}");
+    assert_eq!(strict.dead_servers(), vec![victim.clone()], "two in a row");
     let started = Instant::now();
     // The request times out, the server is ejected (failure limit 1) and the read goes to the
     // key's next server, which has never seen it: a miss, not an error.

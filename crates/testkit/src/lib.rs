@@ -165,13 +165,42 @@ impl Server {
         None
     }
 
-    /// Sends a signal (`libc`-free: through `kill(1)`) to the server.
+    /// Sends a signal (`libc`-free: through `kill(1)`) to the server; for `STOP`, returns once
+    /// the server is stopped.
     pub fn signal(&self, sig: &str) {
         let status = Command::new("kill")
             .args(["-s", sig, &self.child.id().to_string()])
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -s {sig} failed");
+        if sig == "STOP" {
+            self.wait_until_stopped();
+        }
+    }
+
+    /// Waits until every thread of the server is stopped. `kill` returns once SIGSTOP is queued,
+    /// but a multi-threaded process stops only when one of its threads takes the signal and
+    /// stops the others; until then (milliseconds on a busy machine) the other threads still
+    /// answer requests, which a test of a stalled server must not see.
+    fn wait_until_stopped(&self) {
+        let tasks = format!("/proc/{}/task", self.child.id());
+        let state = |stat: &str| {
+            // The state follows the command name, which is in parentheses.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_string))
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let all_stopped = std::fs::read_dir(&tasks)
+                .expect("read the server's threads")
+                .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("stat")).ok())
+                .all(|stat| matches!(state(&stat).as_deref(), Some("T") | Some("t")));
+            if all_stopped {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the server did not stop");
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }
 
@@ -295,7 +324,7 @@ pub fn ferrocached_bin() -> PathBuf {
     if !bin.exists() && BUILT.fetch_add(1, Ordering::SeqCst) == 0 {
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.args(["build", "--bin", "ferrocached"]);
+        cmd.args(["build", "-p", "ferrocache-server", "--bin", "ferrocached"]);
         if release {
             cmd.arg("--release");
         }
