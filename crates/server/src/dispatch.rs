@@ -235,15 +235,22 @@ impl Ctx<'_> {
     /// Answers keys of `get` until the pending output reaches [`crate::out::FLUSH_AT`] (false:
     /// write out, then call again) or the last key is answered (true).
     pub fn get_more(&mut self, get: &mut PendingGet<'_>) -> bool {
+        // One reading of the clock for every key of this step (memcached's clock ticks once a
+        // second anyway).
+        let now = self.shared.clock.now();
         if !get.checked {
             get.checked = true;
             let mut scan = get.keys;
-            if let Some(bad) = scan.position(|key| key.is_err()) {
+            let bad = match get.keys.may_hold_long_key() {
+                true => scan.position(|key| key.is_err()),
+                false => None,
+            };
+            if let Some(bad) = bad {
                 // memcached looks up the keys before a key over 250 bytes, then culls every
                 // response not yet sent and answers the error. The lookups count and bump; their
                 // values are never queued, so nothing of this get is written before the cull.
                 for key in get.keys.take(bad).flatten() {
-                    self.look_up(key, get.cas, get.touch, |_, _| {});
+                    self.look_up(key, get.cas, get.touch, now, |_, _| {});
                 }
                 self.out.discard_since_mark();
                 reply::line(self.out.text(), reply::CLIENT_ERROR_BAD_FORMAT);
@@ -258,7 +265,7 @@ impl Ctx<'_> {
                 self.out.mark();
                 return true;
             };
-            self.look_up(key, get.cas, get.touch, |out, item| {
+            self.look_up(key, get.cas, get.touch, now, |out, item| {
                 let shown = get.cas.then_some(item.cas);
                 reply::value_header(out.text(), key, item.flags, item.value.len(), shown);
                 out.value_slice(item.value);
@@ -274,9 +281,9 @@ impl Ctx<'_> {
         key: &[u8],
         cas: bool,
         touch: Option<RelTime>,
+        now: RelTime,
         write: impl FnOnce(&mut Output, &ItemRef<'_>),
     ) {
-        let now = self.shared.clock.now();
         let store = &self.shared.store;
         let out = &mut self.out;
         let write = |item: &ItemRef<'_>| write(out, item);

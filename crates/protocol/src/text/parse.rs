@@ -139,6 +139,14 @@ pub struct GetKeys<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyTooLong;
 
+impl GetKeys<'_> {
+    /// Could a key still to come be over 250 bytes? False when what is left of the line is not
+    /// that long, so a caller can skip looking ahead for [`KeyTooLong`].
+    pub fn may_hold_long_key(&self) -> bool {
+        self.rest.len() > KEY_MAX_LENGTH
+    }
+}
+
 impl<'a> Iterator for GetKeys<'a> {
     type Item = Result<&'a [u8], KeyTooLong>;
 
@@ -601,6 +609,26 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn may_hold_long_key_only_when_the_rest_of_the_line_is_long_enough() {
+        fn keys_of(line: &[u8]) -> GetKeys<'_> {
+            match done(line).0 {
+                Request::Get { keys, .. } => keys,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(!keys_of(b"get a b c\r\n").may_hold_long_key());
+        let long = format!("get a {}\r\n", "k".repeat(251));
+        let mut keys = keys_of(long.as_bytes());
+        assert!(keys.may_hold_long_key());
+        assert_eq!(keys.next(), Some(Ok(&b"a"[..])));
+        assert!(keys.may_hold_long_key());
+        assert_eq!(keys.next(), Some(Err(KeyTooLong)));
+        // 250 bytes of keys and spaces cannot hold a key over 250 bytes.
+        let exact = format!("get {}\r\n", "k".repeat(250));
+        assert!(!keys_of(exact.as_bytes()).may_hold_long_key());
     }
 
     #[test]
