@@ -30,6 +30,8 @@ use serde_json::{json, Map};
   memcachedc set photo < photo.jpg                            ... or from stdin
   memcachedc -s a:11211,b:11212,c:11213 --json get k1 k2      many servers, JSON out
   memcachedc -s localhost -p 11211 stats settings
+  memcachedc --noreply set counter 0                          no reply awaited (exit 0 once sent)
+  memcachedc -s localhost -p 11211 shutdown                   stop a server started with -A
   memcachedc --tls-ca ca.pem -s localhost:11211 get key       over TLS (server run with -Z)
   memcachedc --tls-ca ca.pem --tls-cert me.pem --tls-key me.key get key   mutual TLS
 
@@ -75,6 +77,11 @@ struct Cli {
     /// password stays out of the process list).
     #[arg(long = "auth-file", global = true)]
     auth_file: Option<std::path::PathBuf>,
+    /// Send storage commands, delete, incr, decr, touch and flush_all with `noreply`: the server
+    /// answers nothing, so nothing is printed and the exit status is 0 once the request is sent
+    /// (whether it was stored, found or valid is not known).
+    #[arg(long = "noreply", global = true)]
+    noreply: bool,
     /// Connect and request timeout in milliseconds.
     #[arg(long = "timeout", default_value_t = 2000, global = true)]
     timeout_ms: u64,
@@ -206,6 +213,9 @@ enum Cmd {
     },
     /// Set each server's logging verbosity.
     Verbosity { level: u32 },
+    /// Ask each server to shut down (memcached and ferrocached allow it only when started with
+    /// -A; otherwise they answer "ERROR: shutdown not enabled" and exit status is 2).
+    Shutdown,
 }
 
 /// How a command ended, for the exit status.
@@ -288,6 +298,9 @@ fn run(cli: &Cli) -> anyhow::Result<Outcome> {
     config.failover = ferrocache_client::Failover::Fail;
     config.failure_limit = u32::MAX;
     let client = Client::new(config)?;
+    if cli.noreply {
+        return run_noreply(cli, &client);
+    }
     let mut out = std::io::stdout().lock();
     match &cli.command {
         Cmd::Get { keys } => print_values(cli, &mut out, keys, false, |k| client.get_multi(k)),
@@ -348,6 +361,7 @@ fn run(cli: &Cli) -> anyhow::Result<Outcome> {
         Cmd::Verbosity { level } => {
             per_server(cli, &mut out, client.verbosity(*level), |()| json!("OK"))
         }
+        Cmd::Shutdown => per_server(cli, &mut out, client.shutdown(), |()| json!("SHUTDOWN")),
         Cmd::Stats { arg } => {
             let results = client.stats(arg.as_deref());
             if cli.json {
@@ -369,6 +383,74 @@ fn run(cli: &Cli) -> anyhow::Result<Outcome> {
             }
             Ok(Outcome::Ok)
         }
+    }
+}
+
+/// The commands that take `noreply`, sent that way: nothing is printed, and a request that was
+/// written is a success. Other commands refuse the flag rather than ignore it.
+fn run_noreply(cli: &Cli, client: &Client) -> anyhow::Result<Outcome> {
+    let store = |command, args: &StoreArgs| -> anyhow::Result<Outcome> {
+        for (key, value) in store_items(cli, args)? {
+            client.store_noreply(command, &key, &value, cli.flags, cli.expire)?;
+        }
+        Ok(Outcome::Ok)
+    };
+    match &cli.command {
+        Cmd::Set(args) => store(StoreCommand::Set, args),
+        Cmd::Add(args) => store(StoreCommand::Add, args),
+        Cmd::Replace(args) => store(StoreCommand::Replace, args),
+        Cmd::Append(args) => store(StoreCommand::Append, args),
+        Cmd::Prepend(args) => store(StoreCommand::Prepend, args),
+        Cmd::Cas { key, cas, value } => {
+            let args = StoreArgs {
+                key: Some(key.clone()),
+                value: value.clone(),
+            };
+            store(StoreCommand::Cas(*cas), &args)
+        }
+        Cmd::Delete { keys } => {
+            for key in keys {
+                client.delete_noreply(key.as_bytes())?;
+            }
+            Ok(Outcome::Ok)
+        }
+        Cmd::Incr { key, delta } => {
+            client.incr_noreply(key.as_bytes(), *delta)?;
+            Ok(Outcome::Ok)
+        }
+        Cmd::Decr { key, delta } => {
+            client.decr_noreply(key.as_bytes(), *delta)?;
+            Ok(Outcome::Ok)
+        }
+        Cmd::Touch { key, exptime } => {
+            client.touch_noreply(key.as_bytes(), *exptime)?;
+            Ok(Outcome::Ok)
+        }
+        Cmd::FlushAll { delay } => {
+            for (_, result) in client.flush_all_noreply(*delay) {
+                result?;
+            }
+            Ok(Outcome::Ok)
+        }
+        other => anyhow::bail!(
+            "--noreply works with set add replace append prepend cas delete incr decr touch \
+             flush_all, not {}",
+            command_name(other)
+        ),
+    }
+}
+
+fn command_name(command: &Cmd) -> &'static str {
+    match command {
+        Cmd::Get { .. } => "get",
+        Cmd::Gets { .. } => "gets",
+        Cmd::Gat { .. } => "gat",
+        Cmd::Gats { .. } => "gats",
+        Cmd::Version => "version",
+        Cmd::Stats { .. } => "stats",
+        Cmd::Verbosity { .. } => "verbosity",
+        Cmd::Shutdown => "shutdown",
+        _ => "this command",
     }
 }
 
@@ -431,6 +513,28 @@ fn store(
     command: StoreCommand,
     args: &StoreArgs,
 ) -> anyhow::Result<Outcome> {
+    let items = store_items(cli, args)?;
+    let mut all = true;
+    let mut results = Map::new();
+    let mut out = std::io::stdout().lock();
+    for (key, value) in items {
+        let status = client.store(command, &key, &value, cli.flags, cli.expire)?;
+        all &= status == StoreStatus::Stored;
+        let text = status.as_str();
+        if cli.json {
+            results.insert(String::from_utf8_lossy(&key).into_owned(), json!(text));
+        } else {
+            writeln!(out, "{text}")?;
+        }
+    }
+    if cli.json {
+        writeln!(out, "{}", serde_json::Value::Object(results))?;
+    }
+    Ok(if all { Outcome::Ok } else { Outcome::Miss })
+}
+
+/// The keys and values a storage command stores: from the command line, stdin or --file.
+fn store_items(cli: &Cli, args: &StoreArgs) -> anyhow::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut items: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     match (&args.key, &args.value) {
         (Some(key), Some(value)) => {
@@ -458,23 +562,7 @@ fn store(
             anyhow::ensure!(!items.is_empty(), "no \"key value\" lines on stdin");
         }
     }
-    let mut all = true;
-    let mut results = Map::new();
-    let mut out = std::io::stdout().lock();
-    for (key, value) in items {
-        let status = client.store(command, &key, &value, cli.flags, cli.expire)?;
-        all &= status == StoreStatus::Stored;
-        let text = status.as_str();
-        if cli.json {
-            results.insert(String::from_utf8_lossy(&key).into_owned(), json!(text));
-        } else {
-            writeln!(out, "{text}")?;
-        }
-    }
-    if cli.json {
-        writeln!(out, "{}", serde_json::Value::Object(results))?;
-    }
-    Ok(if all { Outcome::Ok } else { Outcome::Miss })
+    Ok(items)
 }
 
 fn number(

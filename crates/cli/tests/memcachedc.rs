@@ -9,12 +9,15 @@ use ferrocache_testkit::{Flavor, Server};
 
 /// A server to test against: memcached unless `CLIENT_TEST_SERVER=ferrocached`.
 fn start_server() -> Server {
-    let flavor = match std::env::var("CLIENT_TEST_SERVER").as_deref() {
+    Server::start(flavor(), &[])
+}
+
+fn flavor() -> Flavor {
+    match std::env::var("CLIENT_TEST_SERVER").as_deref() {
         Err(_) | Ok("memcached") => Flavor::Memcached,
         Ok("ferrocached") => Flavor::Ferrocached,
         Ok(other) => panic!("CLIENT_TEST_SERVER must be memcached or ferrocached, not {other}"),
-    };
-    Server::start(flavor, &[])
+    }
 }
 
 fn memcachedc(servers: &str, args: &[&str], stdin: &[u8]) -> Output {
@@ -255,4 +258,74 @@ fn options_anywhere_and_several_keys_at_once() {
     let (cas, value) = line.trim_end().split_once(' ').expect("cas value");
     assert!(cas.parse::<u64>().is_ok(), "{line:?}");
     assert_eq!(value, "2");
+}
+
+#[test]
+fn noreply_commands_print_nothing_and_take_effect() {
+    let s = start_server();
+    let a = addr(&s);
+    let out = memcachedc(&a, &["--noreply", "set"], b"k1 one\nk2 two\n");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(out.stdout.is_empty(), "noreply prints nothing");
+    let out = memcachedc(&a, &["--noreply", "add", "k1", "other"], b"");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "sent, so success: the outcome is unknown"
+    );
+    assert_eq!(stdout(&memcachedc(&a, &["get", "k1"], b"")), "one\n");
+    memcachedc(&a, &["set", "n", "10"], b"");
+    assert_eq!(
+        memcachedc(&a, &["--noreply", "incr", "n", "5"], b"")
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        memcachedc(&a, &["--noreply", "decr", "n", "2"], b"")
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(stdout(&memcachedc(&a, &["get", "n"], b"")), "13\n");
+    assert_eq!(
+        memcachedc(&a, &["--noreply", "delete", "k2"], b"")
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(memcachedc(&a, &["get", "k2"], b"").status.code(), Some(1));
+    assert_eq!(
+        memcachedc(&a, &["--noreply", "flush_all"], b"")
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(memcachedc(&a, &["get", "k1"], b"").status.code(), Some(1));
+    let out = memcachedc(&a, &["--noreply", "get", "k1"], b"");
+    assert_eq!(out.status.code(), Some(2), "get has no noreply form");
+}
+
+#[test]
+fn shutdown_is_refused_without_dash_a_and_stops_the_server_with_it() {
+    let mut refusing = start_server();
+    let out = memcachedc(&addr(&refusing), &["shutdown"], b"");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("shutdown not enabled"),
+        "{out:?}"
+    );
+    assert_eq!(
+        refusing.wait_exit(std::time::Duration::from_millis(200)),
+        None
+    );
+
+    let mut willing = Server::start(flavor(), &["-A"]);
+    let a = addr(&willing);
+    let out = memcachedc(&a, &["shutdown"], b"");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(stdout(&out), format!("{a}: SHUTDOWN\n"));
+    assert!(willing
+        .wait_exit(std::time::Duration::from_secs(10))
+        .is_some());
 }

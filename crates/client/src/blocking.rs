@@ -82,6 +82,51 @@ impl Client {
             .block_on(self.inner.set(key, value, flags, exptime))
     }
 
+    pub fn store_noreply(
+        &self,
+        command: StoreCommand,
+        key: &[u8],
+        value: &[u8],
+        flags: u32,
+        exptime: i64,
+    ) -> Result<()> {
+        self.runtime.block_on(
+            self.inner
+                .store_noreply(command, key, value, flags, exptime),
+        )
+    }
+
+    pub fn set_noreply(&self, key: &[u8], value: &[u8], flags: u32, exptime: i64) -> Result<()> {
+        self.runtime
+            .block_on(self.inner.set_noreply(key, value, flags, exptime))
+    }
+
+    pub fn delete_noreply(&self, key: &[u8]) -> Result<()> {
+        self.runtime.block_on(self.inner.delete_noreply(key))
+    }
+
+    pub fn incr_noreply(&self, key: &[u8], by: u64) -> Result<()> {
+        self.runtime.block_on(self.inner.incr_noreply(key, by))
+    }
+
+    pub fn decr_noreply(&self, key: &[u8], by: u64) -> Result<()> {
+        self.runtime.block_on(self.inner.decr_noreply(key, by))
+    }
+
+    pub fn touch_noreply(&self, key: &[u8], exptime: i64) -> Result<()> {
+        self.runtime
+            .block_on(self.inner.touch_noreply(key, exptime))
+    }
+
+    pub fn flush_all_noreply(&self, delay: i64) -> PerServer<()> {
+        self.runtime.block_on(self.inner.flush_all_noreply(delay))
+    }
+
+    /// See [`crate::Client::shutdown`].
+    pub fn shutdown(&self) -> PerServer<()> {
+        self.runtime.block_on(self.inner.shutdown())
+    }
+
     pub fn delete(&self, key: &[u8]) -> Result<bool> {
         self.runtime.block_on(self.inner.delete(key))
     }

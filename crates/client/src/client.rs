@@ -322,6 +322,13 @@ impl Client {
         if let Some(conn) = slot.as_ref().filter(|c| !c.is_closed()) {
             return Ok(conn.clone());
         }
+        let conn = self.open_connection(server).await?;
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// A new connection to `server`, logged in when the config has credentials; not pooled.
+    async fn open_connection(&self, server: &Server) -> Result<Arc<Connection>> {
         let config = &self.inner.config;
         let conn = Arc::new(
             Connection::connect(
@@ -343,15 +350,27 @@ impl Client {
             }
         }
         self.inner.stats.connects.fetch_add(1, Ordering::Relaxed);
-        *slot = Some(conn.clone());
         Ok(conn)
     }
 
     /// Sends one request to `server` and keeps track of its health: an I/O error or a timeout
     /// counts as a failure; any answer, even an error line, clears the count.
     async fn request(&self, server: &Server, request: Vec<u8>, kind: ReplyKind) -> Result<Reply> {
+        self.send_request(server, request, Some(kind)).await
+    }
+
+    /// [`Client::request`], and for `kind` `None` a noreply request: done once written.
+    async fn send_request(
+        &self,
+        server: &Server,
+        request: Vec<u8>,
+        kind: Option<ReplyKind>,
+    ) -> Result<Reply> {
         let result = match self.connection(server).await {
-            Ok(conn) => conn.call(request, kind).await,
+            Ok(conn) => match kind {
+                Some(kind) => conn.call(request, kind).await,
+                None => conn.send_noreply(request).await.map(|()| Reply::Sent),
+            },
             Err(e) => Err(e),
         };
         match &result {
@@ -593,6 +612,7 @@ impl Client {
                     &value.data,
                     value.flags,
                     exptime,
+                    false,
                 );
                 Some(self.request(&self.inner.servers[server], request, ReplyKind::Store))
             })
@@ -631,12 +651,23 @@ impl Client {
     /// replication), all at once. The answer is the first server's, unless it failed and
     /// another answered.
     async fn on_route(&self, key: &[u8], request: Vec<u8>, kind: ReplyKind) -> Result<Reply> {
+        self.send_on_route(key, request, Some(kind)).await
+    }
+
+    /// [`Client::on_route`], and for `kind` `None` a noreply request: done once written to every
+    /// server of the route (or to one, when the others failed).
+    async fn send_on_route(
+        &self,
+        key: &[u8],
+        request: Vec<u8>,
+        kind: Option<ReplyKind>,
+    ) -> Result<Reply> {
         codec::check_key(key)?;
         let route = self.route(key, self.inner.config.replicas.max(1))?;
         let replies = join_all(
             route
                 .iter()
-                .map(|&i| self.request(&self.inner.servers[i], request.clone(), kind)),
+                .map(|&i| self.send_request(&self.inner.servers[i], request.clone(), kind)),
         )
         .await;
         let mut first_error = None;
@@ -662,11 +693,71 @@ impl Client {
     ) -> Result<StoreStatus> {
         codec::check_key(key)?;
         let mut request = Vec::new();
-        codec::encode_store(&mut request, command, key, value, flags, exptime);
+        codec::encode_store(&mut request, command, key, value, flags, exptime, false);
         match self.on_route(key, request, ReplyKind::Store).await? {
             Reply::Store(status) => Ok(status),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// A storage command with `noreply`: the server answers nothing, so whether it stored the
+    /// value is never known. `Ok` means the request was written to the key's server (every
+    /// replica); an error means it could not be (bad key, no live server, I/O error).
+    ///
+    /// Worth it for fire-and-forget writes (a cache fill whose outcome nobody reads): no reply
+    /// to wait for or parse. The request takes no slot among the replies awaited on its
+    /// connection, so it can be mixed freely with ordinary requests there.
+    pub async fn store_noreply(
+        &self,
+        command: StoreCommand,
+        key: &[u8],
+        value: &[u8],
+        flags: u32,
+        exptime: i64,
+    ) -> Result<()> {
+        codec::check_key(key)?;
+        let mut request = Vec::new();
+        codec::encode_store(&mut request, command, key, value, flags, exptime, true);
+        self.send_on_route(key, request, None).await.map(|_| ())
+    }
+
+    /// `set` with `noreply` (see [`Client::store_noreply`]).
+    pub async fn set_noreply(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        flags: u32,
+        exptime: i64,
+    ) -> Result<()> {
+        self.store_noreply(StoreCommand::Set, key, value, flags, exptime)
+            .await
+    }
+
+    /// `delete` with `noreply`: whether the key existed is never known.
+    pub async fn delete_noreply(&self, key: &[u8]) -> Result<()> {
+        self.keyed_noreply("delete", key, None).await
+    }
+
+    /// `incr` with `noreply`: the new value is never known.
+    pub async fn incr_noreply(&self, key: &[u8], by: u64) -> Result<()> {
+        self.keyed_noreply("incr", key, Some(by.into())).await
+    }
+
+    /// `decr` with `noreply`.
+    pub async fn decr_noreply(&self, key: &[u8], by: u64) -> Result<()> {
+        self.keyed_noreply("decr", key, Some(by.into())).await
+    }
+
+    /// `touch` with `noreply`.
+    pub async fn touch_noreply(&self, key: &[u8], exptime: i64) -> Result<()> {
+        self.keyed_noreply("touch", key, Some(exptime.into())).await
+    }
+
+    async fn keyed_noreply(&self, verb: &str, key: &[u8], argument: Option<i128>) -> Result<()> {
+        codec::check_key(key)?;
+        let mut request = Vec::new();
+        codec::encode_keyed(&mut request, verb, key, argument, true);
+        self.send_on_route(key, request, None).await.map(|_| ())
     }
 
     /// `set`: true when stored.
@@ -686,7 +777,7 @@ impl Client {
     ) -> Result<Reply> {
         codec::check_key(key)?;
         let mut request = Vec::new();
-        codec::encode_keyed(&mut request, verb, key, argument);
+        codec::encode_keyed(&mut request, verb, key, argument, false);
         self.on_route(key, request, kind).await
     }
 
@@ -731,10 +822,10 @@ impl Client {
     }
 
     /// Runs one request on every configured server, dead or not, all at once; the answers in
-    /// configuration order.
-    async fn on_all(&self, request: &[u8], kind: ReplyKind) -> PerServer<Reply> {
+    /// configuration order. `kind` `None`: a noreply request, done once written.
+    async fn on_all(&self, request: &[u8], kind: Option<ReplyKind>) -> PerServer<Reply> {
         join_all(self.inner.servers.iter().map(|server| async move {
-            let reply = self.request(server, request.to_vec(), kind).await;
+            let reply = self.send_request(server, request.to_vec(), kind).await;
             (server.address.clone(), reply)
         }))
         .await
@@ -742,21 +833,55 @@ impl Client {
 
     /// `flush_all [delay]` on every server.
     pub async fn flush_all(&self, delay: i64) -> PerServer<()> {
-        let request = if delay == 0 {
-            b"flush_all\r\n".to_vec()
-        } else {
-            format!("flush_all {delay}\r\n").into_bytes()
-        };
-        self.on_all(&request, ReplyKind::Ok)
+        let mut request = Vec::new();
+        codec::encode_flush_all(&mut request, delay, false);
+        self.on_all(&request, Some(ReplyKind::Ok))
             .await
             .into_iter()
             .map(|(server, reply)| (server, reply.map(|_| ())))
             .collect()
     }
 
+    /// `flush_all [delay] noreply` on every server: `Ok` once written to it.
+    pub async fn flush_all_noreply(&self, delay: i64) -> PerServer<()> {
+        let mut request = Vec::new();
+        codec::encode_flush_all(&mut request, delay, true);
+        self.on_all(&request, None)
+            .await
+            .into_iter()
+            .map(|(server, reply)| (server, reply.map(|_| ())))
+            .collect()
+    }
+
+    /// `shutdown` on every configured server, each on a connection of its own that is closed
+    /// afterwards (never a pooled one: memcached drops the replies still due on the connection
+    /// that asks, and the connection is gone anyway).
+    ///
+    /// `Ok` when the server closed the connection without a reply, which is how memcached
+    /// (started with `-A`) and ferrocached shut down; [`Error::ShutdownNotEnabled`] when it
+    /// refused (`ERROR: shutdown not enabled`, started without `-A`) and keeps running. `Ok`
+    /// means the server is going down, not that its process has exited yet.
+    pub async fn shutdown(&self) -> PerServer<()> {
+        join_all(self.inner.servers.iter().map(|server| async move {
+            let result = async {
+                let conn = self.open_connection(server).await?;
+                conn.call(b"shutdown\r\n".to_vec(), ReplyKind::Shutdown)
+                    .await
+            }
+            .await;
+            let result = match result {
+                Ok(Reply::ShutDown) => Ok(()),
+                Ok(other) => Err(unexpected(other)),
+                Err(e) => Err(e),
+            };
+            (server.address.clone(), result)
+        }))
+        .await
+    }
+
     /// Every server's version.
     pub async fn version(&self) -> PerServer<String> {
-        self.on_all(b"version\r\n", ReplyKind::Version)
+        self.on_all(b"version\r\n", Some(ReplyKind::Version))
             .await
             .into_iter()
             .map(|(server, reply)| {
@@ -775,7 +900,7 @@ impl Client {
             Some(arg) => format!("stats {arg}\r\n"),
             None => "stats\r\n".to_string(),
         };
-        self.on_all(request.as_bytes(), ReplyKind::Stats)
+        self.on_all(request.as_bytes(), Some(ReplyKind::Stats))
             .await
             .into_iter()
             .map(|(server, reply)| {
@@ -790,11 +915,14 @@ impl Client {
 
     /// `verbosity LEVEL` on every server.
     pub async fn verbosity(&self, level: u32) -> PerServer<()> {
-        self.on_all(format!("verbosity {level}\r\n").as_bytes(), ReplyKind::Ok)
-            .await
-            .into_iter()
-            .map(|(server, reply)| (server, reply.map(|_| ())))
-            .collect()
+        self.on_all(
+            format!("verbosity {level}\r\n").as_bytes(),
+            Some(ReplyKind::Ok),
+        )
+        .await
+        .into_iter()
+        .map(|(server, reply)| (server, reply.map(|_| ())))
+        .collect()
     }
 
     /// The address of the server that owns `key` right now (after failover).

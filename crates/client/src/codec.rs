@@ -99,6 +99,9 @@ pub enum ReplyKind {
     Version,
     /// `STAT name value` lines up to `END` (or `RESET` for `stats reset`).
     Stats,
+    /// `shutdown`: the server closes the connection without a reply when it shuts down, and
+    /// answers `ERROR: shutdown not enabled` when started without `-A`.
+    Shutdown,
 }
 
 /// A complete reply, typed by its [`ReplyKind`].
@@ -112,6 +115,10 @@ pub enum Reply {
     Ok,
     Version(String),
     Stats(Vec<(String, String)>),
+    /// The server closed the connection after `shutdown`: it is going down.
+    ShutDown,
+    /// A noreply request was written; no reply will come.
+    Sent,
 }
 
 /// Appends `get`/`gets`/`gat`/`gats` for `keys` (checked by the caller).
@@ -132,7 +139,7 @@ pub fn encode_get(out: &mut Vec<u8>, keys: &[&[u8]], cas: bool, touch: Option<i6
     out.extend_from_slice(b"\r\n");
 }
 
-/// Appends a storage command with its data block.
+/// Appends a storage command with its data block; with `noreply`, the server sends no reply.
 pub fn encode_store(
     out: &mut Vec<u8>,
     command: StoreCommand,
@@ -140,6 +147,7 @@ pub fn encode_store(
     value: &[u8],
     flags: u32,
     exptime: i64,
+    noreply: bool,
 ) {
     out.reserve(key.len() + value.len() + 64);
     out.extend_from_slice(command.verb());
@@ -151,21 +159,53 @@ pub fn encode_store(
     if let StoreCommand::Cas(id) = command {
         push_number(out, id);
     }
+    if noreply {
+        out.extend_from_slice(NOREPLY);
+    }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
 
-/// Appends `verb key [argument]`: delete, incr, decr, touch.
-pub fn encode_keyed(out: &mut Vec<u8>, verb: &str, key: &[u8], argument: Option<i128>) {
+/// Appends `verb key [argument] [noreply]`: delete, incr, decr, touch.
+pub fn encode_keyed(
+    out: &mut Vec<u8>,
+    verb: &str,
+    key: &[u8],
+    argument: Option<i128>,
+    noreply: bool,
+) {
     out.extend_from_slice(verb.as_bytes());
     out.push(b' ');
     out.extend_from_slice(key);
     if let Some(argument) = argument {
         push_number(out, argument);
     }
+    if noreply {
+        out.extend_from_slice(NOREPLY);
+    }
     out.extend_from_slice(b"\r\n");
 }
+
+/// Appends `flush_all [delay] [noreply]`.
+pub fn encode_flush_all(out: &mut Vec<u8>, delay: i64, noreply: bool) {
+    out.extend_from_slice(b"flush_all");
+    if delay != 0 {
+        push_number(out, delay);
+    }
+    if noreply {
+        out.extend_from_slice(NOREPLY);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The last token of a request the server must not answer. memcached (1.6.18) then stays silent
+/// even when the command fails (NOT_STORED, a non-numeric incr, a value over `-I`); it only
+/// answers `ERROR` when it cannot parse the line, and then it may read the data block as a
+/// command too. The encoders here never produce such a line (keys are checked first, lengths
+/// and numbers are computed), which is what keeps a noreply request from leaving an unclaimed
+/// reply on a pipelined connection.
+const NOREPLY: &[u8] = b" noreply";
 
 fn push_number(out: &mut Vec<u8>, n: impl std::fmt::Display) {
     use std::io::Write;
@@ -228,6 +268,18 @@ impl ReplyReader {
             };
             let line = buf.split_to(end + 2);
             let line = &line[..end];
+            if self.kind == ReplyKind::Shutdown {
+                // `ERROR: shutdown not enabled` is not the bare `ERROR` of an unknown command.
+                return match line {
+                    b"ERROR: shutdown not enabled" => {
+                        Ok(Progress::Done(Err(Error::ShutdownNotEnabled)))
+                    }
+                    _ => match error_line(line) {
+                        Some(error) => Ok(Progress::Done(Err(error))),
+                        None => Err(Error::Protocol(String::from_utf8_lossy(line).into_owned())),
+                    },
+                };
+            }
             if let Some(error) = error_line(line) {
                 return Ok(Progress::Done(Err(error)));
             }
@@ -303,6 +355,8 @@ impl ReplyReader {
                 let version = line.strip_prefix(b"VERSION ").ok_or_else(unexpected)?;
                 Reply::Version(String::from_utf8_lossy(version).into_owned())
             }
+            // Read in `read`, never line by line.
+            ReplyKind::Shutdown => return Err(unexpected()),
         };
         Ok(Some(reply))
     }
@@ -343,13 +397,33 @@ mod tests {
     #[test]
     fn encodes_requests_as_memcached_expects() {
         let mut out = Vec::new();
-        encode_store(&mut out, StoreCommand::Cas(42), b"k", b"v\r\n", 7, -1);
+        encode_store(
+            &mut out,
+            StoreCommand::Cas(42),
+            b"k",
+            b"v\r\n",
+            7,
+            -1,
+            false,
+        );
         assert_eq!(out, b"cas k 7 -1 3 42\r\nv\r\n\r\n");
+        out.clear();
+        encode_store(&mut out, StoreCommand::Set, b"k", b"v", 0, 0, true);
+        assert_eq!(out, b"set k 0 0 1 noreply\r\nv\r\n");
+        out.clear();
+        encode_keyed(&mut out, "touch", b"k", Some(-1), true);
+        assert_eq!(out, b"touch k -1 noreply\r\n");
+        out.clear();
+        encode_flush_all(&mut out, 0, true);
+        assert_eq!(out, b"flush_all noreply\r\n");
+        out.clear();
+        encode_flush_all(&mut out, 30, false);
+        assert_eq!(out, b"flush_all 30\r\n");
         out.clear();
         encode_get(&mut out, &[b"a", b"b"], true, Some(100));
         assert_eq!(out, b"gats 100 a b\r\n");
         out.clear();
-        encode_keyed(&mut out, "incr", b"n", Some(u64::MAX.into()));
+        encode_keyed(&mut out, "incr", b"n", Some(u64::MAX.into()), false);
         assert_eq!(out, b"incr n 18446744073709551615\r\n");
     }
 
@@ -390,6 +464,11 @@ mod tests {
         );
         assert!(matches!(got, Err(Error::Client(_))));
         let (got, _) = read_all(ReplyKind::Ok, b"ERROR\r\n");
+        assert!(matches!(got, Err(Error::UnknownCommand)));
+        // memcached 1.6.18 without -A, byte for byte.
+        let (got, _) = read_all(ReplyKind::Shutdown, b"ERROR: shutdown not enabled\r\n");
+        assert!(matches!(got, Err(Error::ShutdownNotEnabled)));
+        let (got, _) = read_all(ReplyKind::Shutdown, b"ERROR\r\n");
         assert!(matches!(got, Err(Error::UnknownCommand)));
     }
 

@@ -34,7 +34,9 @@ const READ_CHUNK: usize = 64 * 1024;
 
 struct Job {
     request: Vec<u8>,
-    kind: ReplyKind,
+    /// `None` for a noreply request: it takes no place in the reader's queue, and its caller is
+    /// answered [`Reply::Sent`] once its bytes are written.
+    kind: Option<ReplyKind>,
     reply: oneshot::Sender<Result<Reply>>,
 }
 
@@ -147,6 +149,18 @@ impl Connection {
     /// Sends one encoded request and waits for its reply, under the request timeout. A timeout
     /// closes the connection: the reply, if it ever comes, can no longer be told from the next.
     pub async fn call(&self, request: Vec<u8>, kind: ReplyKind) -> Result<Reply> {
+        self.exchange(request, Some(kind)).await
+    }
+
+    /// Sends one encoded noreply request and waits until it is written (not answered: the server
+    /// sends nothing back), so the caller learns of a broken connection and feels back-pressure.
+    /// It takes no place among the replies the reader waits for; see [`crate::codec`]'s
+    /// `NOREPLY` for why the server cannot answer it anyway.
+    pub async fn send_noreply(&self, request: Vec<u8>) -> Result<()> {
+        self.exchange(request, None).await.map(|_| ())
+    }
+
+    async fn exchange(&self, request: Vec<u8>, kind: Option<ReplyKind>) -> Result<Reply> {
         let (tx, rx) = oneshot::channel();
         let job = Job {
             request,
@@ -187,6 +201,8 @@ async fn write_requests<W: AsyncWrite + Unpin>(
     shared: Arc<Shared>,
 ) {
     let mut batch = Vec::new();
+    // Callers of the noreply requests in the batch, answered once it is written.
+    let mut sent = Vec::new();
     let mut closed = shared.closed.subscribe();
     loop {
         let job = tokio::select! {
@@ -197,9 +213,14 @@ async fn write_requests<W: AsyncWrite + Unpin>(
         let mut next = Some(job);
         while let Some(job) = next.take() {
             batch.extend_from_slice(&job.request);
-            // Announced before the bytes leave, so the reader always knows what it is reading.
-            if expect.send(Expect::Reply(job.kind, job.reply)).is_err() {
-                return;
+            match job.kind {
+                // Announced before the bytes leave, so the reader always knows what it is reading.
+                Some(kind) => {
+                    if expect.send(Expect::Reply(kind, job.reply)).is_err() {
+                        return;
+                    }
+                }
+                None => sent.push(job.reply),
             }
             if batch.len() < WRITE_BATCH {
                 next = jobs.try_recv().ok();
@@ -215,8 +236,16 @@ async fn write_requests<W: AsyncWrite + Unpin>(
         };
         if let Err(e) = written {
             shared.close();
+            for to in sent.drain(..) {
+                let _ = to.send(Err(
+                    shared.io_error(std::io::Error::new(e.kind(), e.to_string()))
+                ));
+            }
             let _ = expect.send(Expect::Broken(e));
             return;
+        }
+        for to in sent.drain(..) {
+            let _ = to.send(Ok(Reply::Sent));
         }
         batch.clear();
     }
@@ -302,8 +331,19 @@ async fn read_replies<R: AsyncRead + Unpin>(
                 Some(Expect::Broken(e)) => break e,
                 None => writer_gone = true,
             },
-            read = socket.read_buf(&mut buf), if !waiting.is_empty() => match read {
-                Ok(0) => break std::io::ErrorKind::UnexpectedEof.into(),
+            // Read even with nothing awaited: bytes then are a reply to no request (an error
+            // line for a noreply request the server could not parse), and closing the
+            // connection at once keeps them from being taken for the next request's reply.
+            read = socket.read_buf(&mut buf) => match read {
+                Ok(0) => {
+                    // The one reply made of the end of the stream: a server going down after
+                    // `shutdown` (memcached writes nothing first).
+                    if buf.is_empty() && matches!(waiting.front(), Some((ReplyKind::Shutdown, _))) {
+                        let (_, to) = waiting.pop_front().expect("front checked");
+                        let _ = to.send(Ok(Reply::ShutDown));
+                    }
+                    break std::io::ErrorKind::UnexpectedEof.into();
+                }
                 Ok(_) => {}
                 Err(e) => break e,
             },
@@ -323,5 +363,56 @@ async fn read_replies<R: AsyncRead + Unpin>(
         if let Expect::Reply(_, to) = next {
             fail(to);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A line that arrives while no reply is awaited (the server answering a noreply request
+    /// after all) closes the connection at once, so it cannot be taken for the next request's
+    /// reply: that request fails as "connection closed" and goes to a new connection.
+    #[tokio::test]
+    async fn a_stray_reply_after_noreply_closes_the_connection() {
+        let (client_side, mut server_side) = tokio::io::duplex(4096);
+        let (read, write) = tokio::io::split(client_side);
+        let conn = Connection::start("fake:1", read, write, Duration::from_secs(5));
+        conn.send_noreply(b"set k 0 0 1 noreply\r\nv\r\n".to_vec())
+            .await
+            .expect("written");
+        let mut got = vec![0u8; 24];
+        server_side.read_exact(&mut got).await.expect("request");
+        assert_eq!(got, b"set k 0 0 1 noreply\r\nv\r\n");
+        server_side.write_all(b"ERROR\r\n").await.expect("write");
+        let mut closed = conn.shared.closed.subscribe();
+        tokio::time::timeout(Duration::from_secs(5), closed.wait_for(|&c| c))
+            .await
+            .expect("closed in time")
+            .expect("watch");
+        assert!(conn.is_closed());
+        let next = conn.call(b"get k\r\n".to_vec(), ReplyKind::Values).await;
+        assert!(matches!(next, Err(Error::Io { .. })), "{next:?}");
+    }
+
+    #[tokio::test]
+    async fn a_noreply_request_takes_no_reply_slot() {
+        let (client_side, mut server_side) = tokio::io::duplex(4096);
+        let (read, write) = tokio::io::split(client_side);
+        let conn = Connection::start("fake:1", read, write, Duration::from_secs(5));
+        conn.send_noreply(b"delete a noreply\r\n".to_vec())
+            .await
+            .expect("written");
+        let server = async {
+            let mut got = vec![0u8; b"delete a noreply\r\ndelete b\r\n".len()];
+            server_side.read_exact(&mut got).await.expect("requests");
+            server_side.write_all(b"DELETED\r\n").await.expect("write");
+        };
+        let (reply, ()) = tokio::join!(
+            conn.call(b"delete b\r\n".to_vec(), ReplyKind::Delete),
+            server
+        );
+        assert_eq!(reply.expect("reply"), Reply::Found(true));
+        assert!(!conn.is_closed());
     }
 }

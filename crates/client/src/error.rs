@@ -15,6 +15,10 @@ pub enum Error {
     /// `ERROR`: the server did not know the command.
     #[error("server answered ERROR")]
     UnknownCommand,
+    /// `ERROR: shutdown not enabled`: the server refuses `shutdown` (memcached started without
+    /// `-A`). The server keeps running.
+    #[error("server answered ERROR: shutdown not enabled (start it with -A to allow shutdown)")]
+    ShutdownNotEnabled,
     /// `CLIENT_ERROR ...`: the request was malformed (bad key, bad number...).
     #[error("CLIENT_ERROR {0}")]
     Client(String),
