@@ -50,6 +50,17 @@ fn keys(n: usize) -> Vec<Vec<u8>> {
     (0..n).map(|i| format!("key:{i}").into_bytes()).collect()
 }
 
+/// Sets every key to itself, all requests in flight at once.
+async fn set_all_at_once(c: &Client, keys: &[Vec<u8>]) {
+    let sets = keys.iter().map(|k| {
+        let c = c.clone();
+        async move { c.set(k, k, 0, 0).await }
+    });
+    for stored in futures::future::join_all(sets).await {
+        assert!(stored.expect("set"));
+    }
+}
+
 fn curr_items(server: &Server) -> u64 {
     stat(server, "curr_items")
 }
@@ -397,13 +408,7 @@ async fn concurrent_requests_share_one_pipelined_connection() {
     let c = Client::new(cfg);
     let before = stat(&s[0], "total_connections");
     let keys = keys(2000);
-    let sets = keys.iter().map(|k| {
-        let c = c.clone();
-        async move { c.set(k, k, 0, 0).await }
-    });
-    for stored in futures::future::join_all(sets).await {
-        assert!(stored.expect("set"));
-    }
+    set_all_at_once(&c, &keys).await;
     let gets = keys.iter().map(|k| {
         let c = c.clone();
         async move { (k, c.get(k).await) }
@@ -454,13 +459,7 @@ async fn the_pool_spreads_concurrent_requests_over_its_connections() {
     let c = Client::new(cfg);
     let before = stat(&s[0], "total_connections");
     let keys = keys(300);
-    let sets = keys.iter().map(|k| {
-        let c = c.clone();
-        async move { c.set(k, k, 0, 0).await }
-    });
-    for stored in futures::future::join_all(sets).await {
-        assert!(stored.expect("set"));
-    }
+    set_all_at_once(&c, &keys).await;
     // Every slot of the pool was used, and no more connections than that were opened.
     assert_eq!(c.stats_counters().connects.load(Ordering::Relaxed), 3);
     assert_eq!(stat(&s[0], "total_connections") - before, 3 + 1);
