@@ -134,6 +134,9 @@ pub struct ClientStats {
     pub ejections: AtomicU64,
     /// Connections opened.
     pub connects: AtomicU64,
+    /// Pooled connections found closed (by an I/O error, a timeout or a stray reply) and
+    /// replaced.
+    pub reconnects: AtomicU64,
 }
 
 /// One server: its pool and its health.
@@ -143,6 +146,14 @@ struct Server {
     /// slot or to connect it, never during a request.
     slots: Vec<tokio::sync::Mutex<Option<Arc<Connection>>>>,
     next_slot: AtomicUsize,
+    /// noreply requests written to this server, counted once each is written (so a request
+    /// that reads the count is queued behind every request it counts); all go on slot 0.
+    noreply_sent: AtomicU64,
+    /// The highest `noreply_sent` seen by a request on slot 0 that has since been answered: the
+    /// server processes a connection in order, so those noreply requests are done. While
+    /// `noreply_sent` is ahead, every request goes on slot 0 too, behind them, so a read that
+    /// follows a noreply write sees it (on another connection it could overtake it).
+    noreply_done: AtomicU64,
     failures: AtomicU32,
     /// Set when the server failed `failure_limit` times in a row.
     dead_until: parking_lot::Mutex<Option<Instant>>,
@@ -156,6 +167,8 @@ impl Server {
                 .map(|_| tokio::sync::Mutex::new(None))
                 .collect(),
             next_slot: AtomicUsize::new(0),
+            noreply_sent: AtomicU64::new(0),
+            noreply_done: AtomicU64::new(0),
             failures: AtomicU32::new(0),
             dead_until: parking_lot::Mutex::new(None),
         }
@@ -315,12 +328,19 @@ impl Client {
         Ok(route)
     }
 
-    /// A live connection to `server` from its pool, connecting the slot if it is empty or broken.
-    async fn connection(&self, server: &Server) -> Result<Arc<Connection>> {
-        let slot = server.next_slot.fetch_add(1, Ordering::Relaxed) % server.slots.len();
+    /// A live connection to `server` from its pool slot `slot` (the next one in turn when
+    /// `None`), connecting the slot if it is empty or broken.
+    async fn connection(&self, server: &Server, slot: Option<usize>) -> Result<Arc<Connection>> {
+        let slot = slot.unwrap_or_else(|| {
+            server.next_slot.fetch_add(1, Ordering::Relaxed) % server.slots.len()
+        });
         let mut slot = server.slots[slot].lock().await;
-        if let Some(conn) = slot.as_ref().filter(|c| !c.is_closed()) {
-            return Ok(conn.clone());
+        match slot.as_ref() {
+            Some(conn) if !conn.is_closed() => return Ok(conn.clone()),
+            Some(_) => {
+                self.inner.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+            }
+            None => {}
         }
         let conn = self.open_connection(server).await?;
         *slot = Some(conn.clone());
@@ -366,10 +386,23 @@ impl Client {
         request: Vec<u8>,
         kind: Option<ReplyKind>,
     ) -> Result<Reply> {
-        let result = match self.connection(server).await {
+        // Ordering after noreply requests: see `Server::noreply_sent`.
+        let pending = server.noreply_sent.load(Ordering::SeqCst);
+        let behind_noreply = kind.is_none() || pending > server.noreply_done.load(Ordering::SeqCst);
+        let result = match self.connection(server, behind_noreply.then_some(0)).await {
             Ok(conn) => match kind {
-                Some(kind) => conn.call(request, kind).await,
-                None => conn.send_noreply(request).await.map(|()| Reply::Sent),
+                Some(kind) => {
+                    let reply = conn.call(request, kind).await;
+                    if behind_noreply && reply.is_ok() {
+                        server.noreply_done.fetch_max(pending, Ordering::SeqCst);
+                    }
+                    reply
+                }
+                None => {
+                    let sent = conn.send_noreply(request).await;
+                    server.noreply_sent.fetch_add(1, Ordering::SeqCst);
+                    sent.map(|()| Reply::Sent)
+                }
             },
             Err(e) => Err(e),
         };

@@ -588,4 +588,5 @@ fn a_client_outlives_the_runtime_that_opened_its_connections() {
         .expect("get on a new connection");
     assert_eq!(got.expect("hit").data, b"v");
     assert_eq!(c.stats_counters().connects.load(Ordering::Relaxed), 2);
+    assert_eq!(c.stats_counters().reconnects.load(Ordering::Relaxed), 1);
 }
