@@ -102,6 +102,48 @@ fn negative_exptime_is_already_expired() {
     assert_eq!(c.request("get e\r\n", "END\r\n"), "END\r\n");
 }
 
+/// Items that expire in 2 s interleaved with items that never do: the expired ones are reclaimed
+/// without any command touching them (segments are filled by lifetime), as memcached's LRU crawler
+/// reclaims them.
+#[test]
+fn expired_items_are_reclaimed_without_being_read() {
+    let s = server();
+    let mut c = s.connect();
+    let value = "x".repeat(200);
+    let mut batch = String::new();
+    for i in 0..4000 {
+        let exptime = if i % 2 == 0 { 2 } else { 0 };
+        batch.push_str(&format!("set k{i} 0 {exptime} 200 noreply\r\n{value}\r\n"));
+    }
+    batch.push_str("version\r\n");
+    assert!(c.request(batch, "\r\n").starts_with("VERSION "));
+    let stat = |c: &mut ferrocache_testkit::Conn, name: &str| -> u64 {
+        let stats = c.request("stats\r\n", "END\r\n");
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("STAT {name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {stats}"))
+            .parse()
+            .expect("a number")
+    };
+    assert_eq!(stat(&mut c, "curr_items"), 4000);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while stat(&mut c, "curr_items") > 2000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} items left",
+            stat(&mut c, "curr_items")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(stat(&mut c, "reclaimed"), 2000);
+    assert_eq!(stat(&mut c, "get_expired"), 0);
+    assert_eq!(
+        c.request("get k1 k3999\r\n", "END\r\n"),
+        format!("VALUE k1 0 200\r\n{value}\r\nVALUE k3999 0 200\r\n{value}\r\nEND\r\n")
+    );
+}
+
 #[test]
 fn flush_all_empties_the_cache() {
     let s = server();

@@ -11,16 +11,18 @@
 //!   goes to the ghost.
 //!
 //! A hit only bumps two bits in the index entry: no list to update, no lock but the shard's.
-//! Kept items are appended to main's open segment while it has room; the rest are compacted into
-//! the evicted segment's own buffer, which becomes main's open segment. So eviction never needs
-//! memory it does not already hold. With evictions off (`-M`) every live item is kept: only dead
-//! items and overwritten versions go, and a store that finds nothing to reclaim is refused.
+//! Kept items are appended to main's open segment of their lifetime class (by the time they have
+//! left now) while it has room; the rest are compacted into the evicted segment's own buffer,
+//! which becomes main's open segment of the class most of their bytes have (a segment was filled
+//! by class, so its items mostly still share one). So eviction never needs memory it does not
+//! already hold. With evictions off (`-M`) every live item is kept: only dead items and
+//! overwritten versions go, and a store that finds nothing to reclaim is refused.
 
 use std::sync::atomic::Ordering;
 
 use crate::index::Entry;
 use crate::layout::{self, Header, NewItem, BINARY_KEY, HAS_CAS, HAS_EXPTIME};
-use crate::segment::{Queue, Segment};
+use crate::segment::{ttl_class, Queue, Segment, TTL_CLASSES};
 use crate::shard::{Ctx, Place, Shard};
 use crate::Store;
 
@@ -73,14 +75,16 @@ impl Shard {
         }
         // Only open segments left: close one that holds something and evict it.
         for queue in order {
-            let Some(id) = self.queues[queue as usize].open else {
-                continue;
-            };
-            if self.seg(id).len == 0 {
-                continue;
-            }
-            if self.seal(queue, ctx.budget) || self.evict_segment(queue, id, ctx) {
-                return true;
+            for class in 0..TTL_CLASSES {
+                let Some(id) = self.queues[queue as usize].open[class] else {
+                    continue;
+                };
+                if self.seg(id).len == 0 {
+                    continue;
+                }
+                if self.seal(queue, class, ctx.budget) || self.evict_segment(queue, id, ctx) {
+                    return true;
+                }
             }
         }
         false
@@ -132,43 +136,53 @@ impl Shard {
             (true, Queue::Main) => k.entry.freq() - 1,
         };
         let marked = ctx.flush.marks(&seg);
-        // Into main's open segment while it has room.
-        let mut moved = 0;
-        for k in &kept {
-            let item = kept_item(&seg.data[k.offset..], k);
-            let Some(dest) = self.open_fits(Queue::Main, item.len(), marked, &ctx.flush) else {
-                break;
-            };
-            self.place_kept(k, dest, &item, freq(k), ctx);
-            moved += 1;
+        // Into main's open segment of its lifetime class while that has room.
+        let class = |k: &Kept| ttl_class(k.header.exptime, ctx.now);
+        let mut left = Vec::new();
+        for k in kept {
+            let item = kept_item(&seg.data[k.offset..], &k);
+            match self.open_fits((Queue::Main, class(&k)), item.len(), marked, &ctx.flush) {
+                Some(dest) => self.place_kept(&k, dest, &item, freq(&k), ctx),
+                None => left.push(k),
+            }
         }
-        if moved == kept.len() {
+        if left.is_empty() {
             self.forget_segment(id, seg.capacity(), ctx.budget);
             return true;
         }
         // The rest are compacted into this segment's own buffer, which becomes main's open
-        // segment with a fresh range of CAS ids (ids derived from places must never repeat).
+        // segment with a fresh range of CAS ids (ids derived from places must never repeat), for
+        // the lifetime class most of their bytes have (the others share it until it closes).
+        let mut class_bytes = [0usize; TTL_CLASSES];
         let mut rest = Vec::with_capacity(kept_bytes);
-        let mut spans = Vec::with_capacity(kept.len() - moved);
-        for k in &kept[moved..] {
+        let mut spans = Vec::with_capacity(left.len());
+        for k in &left {
+            class_bytes[class(k)] += k.header.total();
             spans.push(rest.len());
             rest.extend_from_slice(&seg.data[k.offset..k.offset + k.header.total()]);
         }
+        let (_, new_class) = class_bytes
+            .iter()
+            .enumerate()
+            .map(|(c, &bytes)| (bytes, c))
+            .max()
+            .expect("classes");
         let mut seg = seg;
         seg.len = 0;
         seg.live = 0;
         seg.live_bytes = 0;
         seg.queue = Queue::Main;
+        seg.class = new_class;
         seg.max_exptime = 0;
         seg.seq_base = ctx.seq_range(seg.capacity());
-        self.seal(Queue::Main, ctx.budget);
+        self.seal(Queue::Main, new_class, ctx.budget);
         let capacity = seg.capacity();
         self.put_back_segment(id, seg);
         let main = &mut self.queues[Queue::Main as usize];
-        main.open = Some(id);
+        main.open[new_class] = Some(id);
         main.bytes += capacity;
         let mut dropped_any = dropped_any;
-        for (k, &span) in kept[moved..].iter().zip(&spans) {
+        for (k, &span) in left.iter().zip(&spans) {
             let item = kept_item(&rest[span..], k);
             if self.seg(id).room() < item.len() {
                 // Only when written-out CAS ids made the kept items outgrow the segment.
@@ -249,30 +263,32 @@ impl Store {
         }
     }
 
-    /// Where an item of `len` bytes for `queue` goes, on the `marked` side of a pending flush:
-    /// the open segment if it has room, else a new segment (evicting to find its bytes); an item
-    /// larger than a segment gets one of its own. None when no room can be made.
+    /// Where `item` goes in `queue`, on the `marked` side of a pending flush: the open segment of
+    /// its lifetime class if it has room, else a new segment (evicting to find its bytes); an
+    /// item larger than a segment gets one of its own. None when no room can be made.
     pub(crate) fn place_for(
         &self,
         shard: &mut Shard,
         own_index: usize,
         queue: Queue,
-        len: usize,
+        item: &NewItem<'_>,
         marked: bool,
         ctx: &Ctx<'_>,
     ) -> Option<Place> {
+        let len = item.len();
         if len > ctx.segment_size {
             return self
                 .make_room(shard, own_index, len, ctx)
                 .then_some(Place::Large(len));
         }
+        let class = ttl_class(item.exptime, ctx.now);
         loop {
-            if let Some(id) = shard.open_fits(queue, len, marked, &ctx.flush) {
+            if let Some(id) = shard.open_fits((queue, class), len, marked, &ctx.flush) {
                 return Some(Place::Open(id));
             }
             if self.budget.try_reserve(ctx.segment_size) {
                 return shard
-                    .open_segment(queue, ctx.segment_size, ctx)
+                    .open_segment(queue, class, ctx.segment_size, ctx)
                     .map(Place::Open);
             }
             if !self.evict_somewhere(shard, own_index, ctx) {

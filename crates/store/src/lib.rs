@@ -17,7 +17,9 @@
 //!   evictions off (`-M`), a store that finds nothing dead to reclaim gets
 //!   [`StoreOutcome::OutOfMemory`].
 //! - **Expiry** is lazy (on access and at eviction), plus [`Store::reclaim_expired`], which frees
-//!   segments whose items have all expired without looking at them one by one.
+//!   segments whose items have all expired without looking at them one by one; segments are
+//!   filled by lifetime class ([`segment::TTL_CLASSES`]) so that short-lived items expire
+//!   together.
 //! - **CAS** ids: every version of an item gets a new one (its place; see [`layout`]); touch and
 //!   gat keep it.
 //!
@@ -232,9 +234,9 @@ impl Store {
         self.segment_size
     }
 
-    /// Frees every closed segment whose items have all expired by `now`, without looking at items
-    /// in segments that still hold a live one: what memcached's LRU crawler does, at the cost of
-    /// a look at each segment's `max_exptime`. The server calls it once a second; `stats` too.
+    /// Frees every segment (open or closed) whose items have all expired by `now`, without looking
+    /// at items in segments that still hold a live one: what memcached's LRU crawler does, at the
+    /// cost of a look at each segment's `max_exptime`. The server calls it once a second; `stats` too.
     /// Counted as memcached counts reclaimed items (`reclaimed`, `expired_unfetched`).
     pub fn reclaim_expired(&self, now: RelTime) {
         self.saw_time(now);
@@ -242,9 +244,9 @@ impl Store {
             let ctx = self.ctx(now);
             let mut shard = shard.lock();
             for id in shard.segment_ids() {
-                let seg = shard.seg(id);
-                let open = shard.queues[seg.queue as usize].open == Some(id);
-                if !open && seg.all_expired(now) {
+                // Open ones too: in a lifetime class that is rarely written, the open segment
+                // may be the only one.
+                if shard.seg(id).all_expired(now) {
                     shard.drop_segment(id, &ctx, |c, fetched| {
                         c.reclaimed += 1;
                         c.expired_unfetched += u64::from(!fetched);

@@ -1,6 +1,7 @@
 //! Segments: the large buffers items are appended to (see `layout.rs` for one item). A shard
 //! keeps two FIFO queues of segments, S3-FIFO's small and main queues; the newest segment of each
-//! is open for appends, the others are closed and wait, oldest first, for eviction.
+//! is open for appends (one per lifetime class, see [`TTL_CLASSES`]), the others are closed and wait,
+//! oldest first, for eviction.
 
 use crate::RelTime;
 
@@ -13,6 +14,30 @@ pub(crate) enum Queue {
     /// Items that proved useful. An item read since it was last kept is kept again when its
     /// segment is evicted (once per hit, up to 3), the others go.
     Main = 1,
+}
+
+/// Lifetime classes of segments (Segcache's TTL buckets, coarser): class 0 holds items that never
+/// expire, class `c` >= 1 items whose time left when written is below `64 * 8^(c-1)` seconds (the
+/// last class: any longer). Each queue has an open segment per class in use, so a segment's items
+/// expire within about a factor of 8 of each other and [`crate::Store::reclaim_expired`] frees it
+/// whole soon after they do, instead of waiting for eviction to reach a segment where short-lived
+/// items sit beside immortal ones. Both queues are split: items kept by eviction are compacted
+/// into the evicted segment's own buffer, which stays one class only if its items were.
+pub(crate) const TTL_CLASSES: usize = 6;
+
+/// The lifetime class (see [`TTL_CLASSES`]) of an item with this exptime written at `now`.
+pub(crate) fn ttl_class(exptime: RelTime, now: RelTime) -> usize {
+    if exptime == 0 {
+        return 0;
+    }
+    let left = exptime.saturating_sub(now).max(1);
+    // 1 below 64 s, 2 below 512 s, 3 below 4096 s (68 min), 4 below 9 h, 5 beyond.
+    let class = if left < 64 {
+        1
+    } else {
+        2 + (left / 64).ilog2() as usize / 3
+    };
+    class.min(TTL_CLASSES - 1)
 }
 
 /// `max_exptime` of a segment holding an item that never expires.
@@ -29,6 +54,8 @@ pub(crate) struct Segment {
     /// Bytes of those items: the rest of `len` is garbage (overwritten or removed versions).
     pub live_bytes: usize,
     pub queue: Queue,
+    /// Its lifetime class in its queue (see [`TTL_CLASSES`]).
+    pub class: usize,
     /// When it opened: with `seq_base`, what `flush_all` compares (every item in a segment is on
     /// the same side of a flush; see `Shard::place_for`).
     pub created: RelTime,
@@ -48,6 +75,7 @@ impl Segment {
             live: 0,
             live_bytes: 0,
             queue,
+            class: 0,
             created,
             seq_base,
             max_exptime: 0,
@@ -133,6 +161,27 @@ mod tests {
         assert!(ghost.contains(a) && !ghost.contains(b));
         ghost.insert(b);
         assert!(ghost.contains(b) && !ghost.contains(a));
+    }
+
+    #[test]
+    fn lifetime_classes() {
+        let class = |left: RelTime| ttl_class(1000 + left, 1000);
+        assert_eq!(ttl_class(0, 1000), 0, "never expires");
+        assert_eq!(ttl_class(900, 1000), 1, "already past: the shortest");
+        for (left, want) in [
+            (1, 1),
+            (63, 1),
+            (64, 2),
+            (511, 2),
+            (512, 3),
+            (4095, 3),
+            (4096, 4),
+            (32767, 4),
+            (32768, 5),
+            (30 * 86400, 5),
+        ] {
+            assert_eq!(class(left), want, "{left} s left");
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::budget::Budget;
 use crate::index::{self, Entry, MAX_SEGMENTS};
 use crate::item::{dead, Dead, FlushState, ItemRef, MetaState};
 use crate::layout::{self, Header, NewItem, BINARY_KEY, HAS_CAS, HAS_EXPTIME};
-use crate::segment::{Ghost, Queue, Segment};
+use crate::segment::{Ghost, Queue, Segment, TTL_CLASSES};
 use crate::stats::Counters;
 use crate::{RelTime, StoreConfig};
 
@@ -56,8 +56,9 @@ pub(crate) enum Place {
 pub(crate) struct QueueState {
     /// Closed segments, oldest first.
     pub closed: VecDeque<u32>,
-    /// The segment new items are appended to.
-    pub open: Option<u32>,
+    /// The segments new items are appended to, one per lifetime class (see
+    /// [`crate::segment::TTL_CLASSES`]).
+    pub open: [Option<u32>; TTL_CLASSES],
     /// Capacity of all its segments.
     pub bytes: usize,
 }
@@ -297,8 +298,8 @@ impl Shard {
         let seg = self.seg_mut(id);
         seg.live -= 1;
         seg.live_bytes -= bytes;
-        let queue = seg.queue as usize;
-        if seg.live == 0 && self.queues[queue].open != Some(id) {
+        let (empty, queue, class) = (seg.live == 0, seg.queue as usize, seg.class);
+        if empty && self.queues[queue].open[class] != Some(id) {
             self.free_segment(id, budget);
         }
     }
@@ -309,8 +310,8 @@ impl Shard {
             .take()
             .expect("freeing a held segment");
         let queue = &mut self.queues[seg.queue as usize];
-        if queue.open == Some(id) {
-            queue.open = None;
+        if queue.open[seg.class] == Some(id) {
+            queue.open[seg.class] = None;
         } else if let Some(at) = queue.closed.iter().position(|&x| x == id) {
             queue.closed.remove(at);
         }
@@ -331,9 +332,10 @@ impl Shard {
         Some((self.segs.len() - 1) as u32)
     }
 
-    /// Closes `queue`'s open segment (freed if nothing in it is live). True when that freed it.
-    pub fn seal(&mut self, queue: Queue, budget: &Budget) -> bool {
-        let Some(id) = self.queues[queue as usize].open else {
+    /// Closes `queue`'s open segment of lifetime class `class` (freed if nothing in it is live).
+    /// True when that freed it.
+    pub fn seal(&mut self, queue: Queue, class: usize, budget: &Budget) -> bool {
+        let Some(id) = self.queues[queue as usize].open[class] else {
             return false;
         };
         if self.seg(id).live == 0 {
@@ -341,37 +343,45 @@ impl Shard {
             return true;
         }
         let q = &mut self.queues[queue as usize];
-        q.open = None;
+        q.open[class] = None;
         q.closed.push_back(id);
         false
     }
 
-    /// Opens a new segment of `capacity` bytes (reserved by the caller) for `queue`, sealing the
-    /// open one. None (and the bytes given back) when the shard is out of segment ids.
-    pub fn open_segment(&mut self, queue: Queue, capacity: usize, ctx: &Ctx<'_>) -> Option<u32> {
+    /// Opens a new segment of `capacity` bytes (reserved by the caller) for `queue` and lifetime
+    /// class `class`, sealing the open one. None (and the bytes given back) when the shard is out
+    /// of segment ids.
+    pub fn open_segment(
+        &mut self,
+        queue: Queue,
+        class: usize,
+        capacity: usize,
+        ctx: &Ctx<'_>,
+    ) -> Option<u32> {
         let Some(id) = self.new_id() else {
             ctx.budget.release(capacity);
             return None;
         };
-        self.seal(queue, ctx.budget);
-        let seg = Segment::new(capacity, queue, ctx.now, ctx.seq_range(capacity));
+        self.seal(queue, class, ctx.budget);
+        let mut seg = Segment::new(capacity, queue, ctx.now, ctx.seq_range(capacity));
+        seg.class = class;
         self.segs[id as usize] = Some(seg);
         let q = &mut self.queues[queue as usize];
-        q.open = Some(id);
+        q.open[class] = Some(id);
         q.bytes += capacity;
         Some(id)
     }
 
-    /// Is `queue`'s open segment one an item of `len` bytes, on this side of a pending flush
-    /// (`marked`), can be appended to?
+    /// Is `queue`'s open segment of lifetime class `class` one an item of `len` bytes, on this
+    /// side of a pending flush (`marked`), can be appended to?
     pub fn open_fits(
         &self,
-        queue: Queue,
+        (queue, class): (Queue, usize),
         len: usize,
         marked: bool,
         flush: &FlushState,
     ) -> Option<u32> {
-        let id = self.queues[queue as usize].open?;
+        let id = self.queues[queue as usize].open[class]?;
         let seg = self.seg(id);
         (seg.room() >= len && len <= index::MAX_OFFSET && flush.marks(seg) == marked).then_some(id)
     }
@@ -580,7 +590,12 @@ impl Shard {
     pub fn segment_ids(&self) -> Vec<u32> {
         self.queues
             .iter()
-            .flat_map(|q| q.closed.iter().copied().chain(q.open))
+            .flat_map(|q| {
+                q.closed
+                    .iter()
+                    .copied()
+                    .chain(q.open.iter().flatten().copied())
+            })
             .collect()
     }
 }

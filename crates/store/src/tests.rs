@@ -785,13 +785,13 @@ fn segments_whose_items_all_expired_are_reclaimed_without_being_met() {
     assert_eq!(before.curr_items, 5_001);
     s.reclaim_expired(5);
     assert_eq!(s.stats().curr_items, 5_001, "nothing expired yet");
-    // Items are dead at 10; closed segments holding only them are freed whole. The open segments
-    // (one per shard and queue) wait until they close or are met.
+    // Items are dead at 10; segments holding only them are freed whole, open ones too ("forever"
+    // is in segments of its own lifetime class).
     s.reclaim_expired(10);
     let after = s.stats();
-    assert!(after.reclaimed > 4_000, "{after:?}");
+    assert_eq!(after.reclaimed, 5_000, "{after:?}");
     assert!(
-        after.curr_items < 1_000 && after.bytes < before.bytes,
+        after.curr_items == 1 && after.bytes < before.bytes,
         "{after:?}"
     );
     assert!(s.get(b"forever", true, 10).is_some());
@@ -956,4 +956,63 @@ proptest::proptest! {
         // Items above the 4 KiB segment size get segments of their own.
         proptest::prop_assert_eq!(check_against_model(&steps, 256 << 10), Ok(()));
     }
+}
+
+#[test]
+fn segments_are_grouped_by_lifetime() {
+    // -M (nothing evicted, every item in the main queue). Short-lived and immortal items
+    // interleaved: each lifetime class has its own segments, so the short-lived ones' segments
+    // are freed whole once they expire, though no run of writes was all short-lived.
+    let s = with(2 << 20, 64 << 10, false);
+    assert_eq!(s.segment_bytes(), 4096);
+    for i in 0..4_000 {
+        let exptime = if i % 2 == 0 { 30 } else { 0 };
+        set(&s, &format!("k{i}"), &[b'x'; 100], exptime, 1);
+    }
+    s.reclaim_expired(29);
+    assert_eq!(s.stats().curr_items, 4_000, "nothing expired yet");
+    let before = s.stats().bytes;
+    s.reclaim_expired(31);
+    let after = s.stats();
+    assert_eq!(after.reclaimed, 2_000, "{after:?}");
+    assert_eq!(after.curr_items, 2_000, "{after:?}");
+    assert!(after.bytes < before, "{after:?}");
+    for i in (1..4_000).step_by(2) {
+        assert!(
+            s.get(format!("k{i}").as_bytes(), false, 31).is_some(),
+            "k{i}"
+        );
+    }
+}
+
+#[test]
+fn items_kept_by_eviction_go_to_the_segments_of_their_lifetime() {
+    // 4 KiB segments, a cache that overflows. Every item is read once while new, so eviction
+    // from the small queue keeps it: it moves to the main queue with the others of its segment,
+    // which are of its lifetime class.
+    let s = with(1 << 20, 64 << 10, true);
+    for i in 0..20_000 {
+        let key = format!("k{i}");
+        let exptime = if i % 2 == 0 { 100 } else { 0 };
+        set(&s, &key, &[b'x'; 100], exptime, 1);
+        s.get(key.as_bytes(), false, 1);
+    }
+    let before = s.stats();
+    assert!(before.evictions > 0, "the cache overflowed: {before:?}");
+    let short_alive = (0..20_000)
+        .step_by(2)
+        .filter(|i| s.get(format!("k{i}").as_bytes(), false, 2).is_some())
+        .count();
+    assert!(short_alive > 1_000, "{short_alive} short-lived items kept");
+    s.reclaim_expired(101);
+    let after = s.stats();
+    let reclaimed = after.reclaimed - before.reclaimed;
+    assert_eq!(
+        reclaimed as usize, short_alive,
+        "every short-lived item is reclaimed without being met: {after:?}"
+    );
+    assert_eq!(
+        after.get_expired, before.get_expired,
+        "none met by a command"
+    );
 }

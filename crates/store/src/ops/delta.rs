@@ -71,7 +71,7 @@ impl Store {
         let queue = shard.seg(e.segment()).queue;
         let marked = ctx.flush.marks_new_write(now);
         let place = if self.make_index_room(shard, index, hash, &ctx) {
-            self.place_for(shard, index, queue, item.len(), marked, &ctx)
+            self.place_for(shard, index, queue, &item, marked, &ctx)
         } else {
             None
         };

@@ -130,7 +130,7 @@ impl Store {
             binary_key: header.bits & BINARY_KEY != 0,
         };
         let marked = ctx.flush.marks(shard.seg(e.segment()));
-        let Some(place) = self.place_for(shard, index, queue, item.len(), marked, ctx) else {
+        let Some(place) = self.place_for(shard, index, queue, &item, marked, ctx) else {
             return (e, header);
         };
         match shard.rewrite(place, queue, hash, &item, ctx) {

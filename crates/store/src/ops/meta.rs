@@ -127,7 +127,7 @@ impl Store {
             shard,
             index,
             queue,
-            item.len(),
+            &item,
             ctx.flush.marks_new_write(now),
             &ctx,
         )?;
@@ -186,7 +186,7 @@ impl Store {
             };
             let marked = ctx.flush.marks(shard.seg(e.segment()));
             let rewritten = self
-                .place_for(shard, index, queue, item.len(), marked, &ctx)
+                .place_for(shard, index, queue, &item, marked, &ctx)
                 .and_then(|place| shard.rewrite(place, queue, hash, &item, &ctx));
             match rewritten {
                 Some(new) => new,

@@ -80,7 +80,7 @@ impl Store {
             binary_key: options.binary_key,
         };
         let place = if self.make_index_room(shard, index, hash, &ctx) {
-            self.place_for(shard, index, queue, item.len(), marked, &ctx)
+            self.place_for(shard, index, queue, &item, marked, &ctx)
         } else {
             None
         };
@@ -138,7 +138,7 @@ impl Store {
                 };
                 // The combined item is placed while the raw one's place is still held, as
                 // memcached allocates the second item before freeing the first.
-                let second = self.place_for(shard, index, queue, item.len(), marked, &ctx);
+                let second = self.place_for(shard, index, queue, &item, marked, &ctx);
                 self.abandon(place);
                 let Some(second) = second else {
                     shard.counters.outofmemory += 1;
