@@ -325,6 +325,23 @@ pub struct HitRatioArgs {
     pub pipeline: usize,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Share of keys (chosen by key, the same for every target) stored with `--exptime`.
+    #[arg(long, default_value_t = 0.0)]
+    pub expiring_share: f64,
+    /// Seconds the expiring keys live (relative exptime of their sets).
+    #[arg(long, default_value_t = 0)]
+    pub exptime: u32,
+    /// Requests per second to replay at (0: as fast as the target answers). With expiring keys,
+    /// a fixed rate makes every target see the same expiries at the same points of the trace.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+}
+
+/// Is key `i` one of the `share` of keys stored with an exptime? A fixed hash of the key, so every
+/// target and every run agrees.
+pub fn expiring(i: u64, share: f64) -> bool {
+    let spread = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11;
+    (spread as f64) < share * (1u64 << 53) as f64
 }
 
 /// The request trace: Zipf-popular keys, with optional scans of one-time keys mixed in. The same
@@ -359,7 +376,12 @@ pub async fn hit_ratio(target: &Target, args: &HitRatioArgs) -> anyhow::Result<R
     // The same over working-set keys only: scan keys are one-time keys, a miss for any cache.
     let (mut counted_ws, mut missed_ws) = (0u64, 0u64);
     let mut per_op = Vec::with_capacity(args.pipeline);
+    let started = tokio::time::Instant::now();
     for (chunk_index, chunk) in trace.chunks(args.pipeline).enumerate() {
+        if args.rate > 0 {
+            let due = (chunk_index * args.pipeline) as f64 / args.rate as f64;
+            tokio::time::sleep_until(started + Duration::from_secs_f64(due)).await;
+        }
         let keys: Vec<Vec<u8>> = chunk.iter().map(|&i| key(i, args.key_size)).collect();
         let singles: Vec<[&[u8]; 1]> = keys.iter().map(|k| [k.as_slice()]).collect();
         let gets: Vec<Op<'_>> = singles.iter().map(|k| Op::Get(k)).collect();
@@ -367,9 +389,16 @@ pub async fn hit_ratio(target: &Target, args: &HitRatioArgs) -> anyhow::Result<R
         wire.batch_detailed(&gets, Some(&mut per_op)).await?;
         let sets: Vec<Op<'_>> = keys
             .iter()
+            .zip(chunk)
             .zip(&per_op)
             .filter(|(_, &hits)| hits == 0)
-            .map(|(k, _)| Op::Set(k, &value))
+            .map(|((k, &i), _)| {
+                if args.exptime > 0 && expiring(i, args.expiring_share) {
+                    Op::SetExpiring(k, &value, args.exptime)
+                } else {
+                    Op::Set(k, &value)
+                }
+            })
             .collect();
         let base = chunk_index * args.pipeline;
         for (i, &hits) in per_op.iter().enumerate() {
@@ -433,6 +462,9 @@ mod tests {
             value_size: 32,
             pipeline: 64,
             seed: 7,
+            expiring_share: 0.0,
+            exptime: 0,
+            rate: 0,
         };
         let a = trace(&args).expect("trace");
         assert_eq!(a, trace(&args).expect("trace"));
@@ -442,6 +474,16 @@ mod tests {
         let mut unique = scans.clone();
         unique.dedup();
         assert_eq!(unique.len(), scans.len(), "scan keys never repeat");
+    }
+
+    #[test]
+    fn expiring_keys_are_the_share_asked_for() {
+        for share in [0.0, 0.25, 0.5, 1.0] {
+            let n = (0..100_000).filter(|&i| expiring(i, share)).count();
+            let want = share * 100_000.0;
+            assert!((n as f64 - want).abs() <= 1_000.0, "{share}: {n}");
+        }
+        assert_eq!(expiring(12345, 0.5), expiring(12345, 0.5));
     }
 
     #[test]

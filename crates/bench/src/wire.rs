@@ -24,6 +24,8 @@ pub struct Replies {
 pub enum Op<'a> {
     Get(&'a [&'a [u8]]),
     Set(&'a [u8], &'a [u8]),
+    /// A set with this exptime.
+    SetExpiring(&'a [u8], &'a [u8], u32),
 }
 
 impl Wire {
@@ -54,14 +56,17 @@ impl Wire {
                 Op::Get(keys) => {
                     encode_get(&mut self.wbuf, keys);
                 }
-                Op::Set(key, value) => encode_set(&mut self.wbuf, key, value),
+                Op::Set(key, value) => encode_set(&mut self.wbuf, key, value, 0),
+                Op::SetExpiring(key, value, exptime) => {
+                    encode_set(&mut self.wbuf, key, value, *exptime)
+                }
             }
         }
         self.stream.write_all(&self.wbuf).await?;
         let mut replies = Replies::default();
         let mut pending = ops.iter().map(|op| match op {
             Op::Get(keys) => keys.len(),
-            Op::Set(..) => 0,
+            Op::Set(..) | Op::SetExpiring(..) => 0,
         });
         let mut current = pending.next();
         let mut pos = 0;
@@ -139,10 +144,10 @@ pub fn encode_get(out: &mut Vec<u8>, keys: &[&[u8]]) {
     out.extend_from_slice(b"\r\n");
 }
 
-pub fn encode_set(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+pub fn encode_set(out: &mut Vec<u8>, key: &[u8], value: &[u8], exptime: u32) {
     out.extend_from_slice(b"set ");
     out.extend_from_slice(key);
-    out.extend_from_slice(format!(" 0 0 {}\r\n", value.len()).as_bytes());
+    out.extend_from_slice(format!(" 0 {exptime} {}\r\n", value.len()).as_bytes());
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
