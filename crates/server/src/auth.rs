@@ -158,10 +158,11 @@ impl AuthConfig {
                 bail!("ERROR: Cannot enable UDP while using binary SASL authentication.");
             }
             let Some(pwdb) = pwdb_env.filter(|p| !p.is_empty()) else {
-                bail!(
+                // memcached: "Error initializing sasl.", exit status 1.
+                return Err(crate::config::failure(format!(
                     "-S (SASL) needs a password file: set {SASL_PWDB_ENV}=<file> \
                      (lines user:password), as memcached's own password DB reads it"
-                );
+                )));
             };
             config.sasl_pwdb = Some(PathBuf::from(pwdb));
         }
@@ -175,7 +176,8 @@ impl AuthConfig {
                 bail!("Cannot use UDP with ascii authentication enabled (-U 0 to disable)");
             }
             let path = PathBuf::from(file);
-            let users = PasswordFile::load_auth_file(&path)?;
+            let users = PasswordFile::load_auth_file(&path)
+                .map_err(|e| crate::config::failure(format!("{e:#}")))?;
             config.auth_file = Some((path, Arc::new(users)));
         }
         Ok(config)

@@ -149,6 +149,36 @@ pub enum Command {
     License,
 }
 
+/// A refused flag that memcached 1.6.18 answers with exit status 1 (`EXIT_FAILURE`); every other
+/// refusal exits with 64 (`EX_USAGE`), as memcached's do (see [`exit_status`]).
+#[derive(Debug)]
+pub struct Failure(pub String);
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// A refusal that exits with status 1 (see [`Failure`]).
+pub(crate) fn failure(message: impl Into<String>) -> anyhow::Error {
+    Failure(message.into()).into()
+}
+
+/// The exit status for a refused command line, as memcached 1.6.18 exits: 1 for getopt's errors,
+/// `-c`, `-t`, `-R`, `-f`, `-n`, an unknown `-o` suboption, `-S` or `-Y` that cannot start, and a
+/// bad `ssl_verify_mode`, `ssl_min_version` or `ssl_wbuf_size`; 64 (`EX_USAGE`) for the rest
+/// (ports, `-m`, `-I`, `-B`, the protocol and UDP checks of `-S`/`-Y`, TLS certificates).
+pub fn exit_status(error: &anyhow::Error) -> u8 {
+    if error.downcast_ref::<Failure>().is_some() {
+        1
+    } else {
+        64
+    }
+}
+
 /// Parses `args` (without the program name) like memcached's `getopt` would.
 pub fn parse_args<I, T>(args: I) -> anyhow::Result<Command>
 where
@@ -159,7 +189,7 @@ where
         std::iter::once(std::ffi::OsString::from("ferrocached"))
             .chain(args.into_iter().map(Into::into)),
     )
-    .map_err(|e| anyhow::anyhow!("{}", e.render().to_string().trim_end()))?;
+    .map_err(|e| failure(e.render().to_string().trim_end()))?;
     if flags.help {
         return Ok(Command::Help);
     }
@@ -247,6 +277,17 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
     );
     not_implemented(flags.memory_file.is_some(), "-e (memory-file)");
 
+    // Ignored (no slabs here), but refused as memcached refuses them: -f with atof, -n with atoi.
+    if let Some(factor) = &flags.growth_factor {
+        if factor.trim().parse::<f64>().unwrap_or(0.0) <= 1.0 {
+            return Err(failure("Factor must be greater than 1"));
+        }
+    }
+    if let Some(size) = &flags.slab_min_size {
+        if atoi(size) == 0 {
+            return Err(failure("Chunk size must be greater than 0"));
+        }
+    }
     let port = number(&flags.port)
         .filter(|p| (-1..=65535).contains(p))
         .with_context(|| format!("ERROR: Invalid port number {}.", flags.port))?;
@@ -269,10 +310,12 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
         .context("-m is too large")?;
     let max_connections = number(&flags.conn_limit)
         .filter(|&c| c > 0)
-        .context("Maximum connections must be greater than 0")? as usize;
+        .ok_or_else(|| failure("Maximum connections must be greater than 0"))?
+        as usize;
     let threads = number(&flags.threads)
         .filter(|&t| t > 0)
-        .context("Number of threads must be greater than 0")? as usize;
+        .ok_or_else(|| failure("Number of threads must be greater than 0"))?
+        as usize;
     if threads > 64 {
         // memcached's words; it starts anyway, and so do we.
         warnings.push(
@@ -283,7 +326,7 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
     }
     let reqs_per_event = number(&flags.reqs_per_event)
         .filter(|&r| r > 0)
-        .context("Number of requests per event must be greater than 0")?
+        .ok_or_else(|| failure("Number of requests per event must be greater than 0"))?
         as usize;
     let backlog = number(&flags.backlog)
         .filter(|&b| (0..=i64::from(i32::MAX)).contains(&b))
@@ -365,7 +408,7 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
                     "-o {key} is accepted but not implemented (no slab allocator here); ignored"
                 ));
             }
-            _ => bail!("Illegal suboption \"{option}\""),
+            _ => return Err(failure(format!("Illegal suboption \"{option}\""))),
         }
     }
     let listen = match (&flags.unix_socket, port) {

@@ -29,7 +29,8 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("{e}");
-            return ExitCode::from(64); // EX_USAGE, as memcached exits on bad flags
+            // 1 or 64 (EX_USAGE), as memcached exits for the same flag.
+            return ExitCode::from(ferrocache_server::config::exit_status(&e));
         }
     };
     let level = match config.verbosity {

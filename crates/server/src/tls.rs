@@ -71,13 +71,21 @@ impl TlsSettings {
             "ssl_verify_mode" => {
                 self.verify_mode = match value.parse::<u8>() {
                     Ok(mode @ 0..=3) => mode,
-                    _ => bail!("Invalid ssl_verify_mode. Use help to see valid options."),
+                    _ => {
+                        return Err(crate::config::failure(
+                            "Invalid ssl_verify_mode. Use help to see valid options.",
+                        ))
+                    }
                 }
             }
             "ssl_min_version" => {
                 self.min_version = match value.parse::<u8>() {
                     Ok(v @ 0..=3) => v,
-                    _ => bail!("Invalid ssl_min_version. Use help to see valid options."),
+                    _ => {
+                        return Err(crate::config::failure(
+                            "Invalid ssl_min_version. Use help to see valid options.",
+                        ))
+                    }
                 };
                 if self.min_version < 2 {
                     warnings.push(format!(
@@ -95,9 +103,9 @@ impl TlsSettings {
                 );
             }
             "ssl_wbuf_size" => {
-                self.wbuf_size_kb = value
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("Invalid value for ssl_wbuf_size: {value}"))?;
+                self.wbuf_size_kb = value.parse().map_err(|_| {
+                    crate::config::failure("could not parse argument to ssl_wbuf_size")
+                })?;
                 warnings.push(
                     "-o ssl_wbuf_size is accepted but not implemented (rustls sizes its own \
                      buffers); ignored"

@@ -33,6 +33,87 @@ fn bad_values_exit_non_zero_with_a_message() {
     }
 }
 
+/// memcached 1.6.18 exits 1 for some refusals and 64 (EX_USAGE) for others; scripts and service
+/// managers that start it see the same status from ferrocached (checked against memcached with the
+/// same flags).
+#[test]
+fn refusals_exit_with_memcacheds_status() {
+    for (args, status, says) in [
+        (
+            &["-c", "0"][..],
+            1,
+            "Maximum connections must be greater than 0",
+        ),
+        (
+            &["-c", "abc"],
+            1,
+            "Maximum connections must be greater than 0",
+        ),
+        (&["-t", "0"], 1, "Number of threads must be greater than 0"),
+        (
+            &["-R", "0"],
+            1,
+            "Number of requests per event must be greater than 0",
+        ),
+        (&["-f", "1"], 1, "Factor must be greater than 1"),
+        (&["-f", "abc"], 1, "Factor must be greater than 1"),
+        (&["-n", "0"], 1, "Chunk size must be greater than 0"),
+        (&["-o", "bogus_opt"], 1, "Illegal suboption \"bogus_opt\""),
+        (&["-z"], 1, "-z"),
+        (&["--bogus"], 1, "--bogus"),
+        (&["-D"], 1, "-D"),
+        (&["-S", "-p", "11290"], 1, "MEMCACHED_SASL_PWDB"),
+        (
+            &["-Y", "/nonexistent/authfile"],
+            1,
+            "Could not open authfile",
+        ),
+        (
+            &["-Z", "-p", "11290", "-o", "ssl_verify_mode=9"],
+            1,
+            "Invalid ssl_verify_mode",
+        ),
+        (
+            &["-I", "1000"],
+            64,
+            "Item max size cannot be less than 1024 bytes.",
+        ),
+        (
+            &["-m", "64", "-I", "40m"],
+            64,
+            "Cannot set item size limit higher than 1/2 of memory max.",
+        ),
+        (
+            &["-B", "nonsense"],
+            64,
+            "Invalid value for binding protocol",
+        ),
+        (&["-p", "99999"], 64, "ERROR: Invalid port number 99999."),
+        (
+            &["-Z", "-p", "0"],
+            64,
+            "You cannot enable SSL without a TCP port",
+        ),
+        (
+            &["-S", "-B", "ascii", "-p", "11290"],
+            64,
+            "You cannot allow the ASCII protocol while using SASL",
+        ),
+    ] {
+        let out = Command::new(ferrocached_bin())
+            .args(args)
+            .env_remove("MEMCACHED_SASL_PWDB")
+            .output()
+            .expect("run ferrocached");
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(status), "{args:?}: {text}");
+        assert!(text.contains(says), "{args:?}: {text}");
+    }
+    // Accepted and ignored (no slabs here), as memcached accepts them.
+    let s = Server::ferrocached(&["-f", "1.25", "-n", "48"]);
+    assert!(s.connect().line("version\r\n").starts_with("VERSION"));
+}
+
 #[test]
 fn help_lists_flags_and_exits_zero() {
     let (code, text) = exit_code(&["-h"]);
