@@ -126,7 +126,8 @@ fn expired_items_are_reclaimed_without_being_read() {
             .parse()
             .expect("a number")
     };
-    assert_eq!(stat(&mut c, "curr_items"), 4000);
+    // Not curr_items: on a slow machine the first short-lived items may be gone already.
+    assert_eq!(stat(&mut c, "total_items"), 4000);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while stat(&mut c, "curr_items") > 2000 {
         assert!(
