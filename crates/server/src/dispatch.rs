@@ -73,12 +73,13 @@ impl Ctx<'_> {
     /// Handles one request. A get-like request is answered whole here; the connection uses
     /// [`Ctx::begin_get`] instead, to write out while it is answered.
     pub fn dispatch(&mut self, request: Request<'_>) -> Next {
-        if let Some(mut get) = self.begin_get(&request) {
-            while !self.get_more(&mut get) {}
-            return Next::Continue;
-        }
         match request {
-            Request::Get { .. } | Request::Gat { .. } => unreachable!("answered by get_more"),
+            Request::Get { .. } | Request::Gat { .. } => {
+                if let Some(mut get) = self.begin_get(&request) {
+                    while !self.get_more(&mut get) {}
+                }
+                Next::Continue
+            }
             Request::Store {
                 command,
                 key,

@@ -127,13 +127,7 @@ impl Output {
     pub async fn flush<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> std::io::Result<usize> {
         let total = self.len();
         if self.segments.is_empty() {
-            let mut at = 0;
-            while at < self.tail.len() {
-                match writer.write(&self.tail[at..]).await? {
-                    0 => return Err(std::io::ErrorKind::WriteZero.into()),
-                    n => at += n,
-                }
-            }
+            writer.write_all(&self.tail).await?;
             self.tail.clear();
             if self.tail.capacity() > KEEP_TAIL {
                 self.tail = Vec::new();

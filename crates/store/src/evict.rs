@@ -137,13 +137,13 @@ impl Shard {
         };
         let marked = ctx.flush.marks(&seg);
         // Into main's open segment of its lifetime class while that has room.
-        let class = |k: &Kept| ttl_class(k.header.exptime, ctx.now);
         let mut left = Vec::new();
         for k in kept {
             let item = kept_item(&seg.data[k.offset..], &k);
-            match self.open_fits((Queue::Main, class(&k)), item.len(), marked, &ctx.flush) {
+            let class = ttl_class(k.header.exptime, ctx.now);
+            match self.open_fits((Queue::Main, class), item.len(), marked, &ctx.flush) {
                 Some(dest) => self.place_kept(&k, dest, &item, freq(&k), ctx),
-                None => left.push(k),
+                None => left.push((k, class)),
             }
         }
         if left.is_empty() {
@@ -156,8 +156,8 @@ impl Shard {
         let mut class_bytes = [0usize; TTL_CLASSES];
         let mut rest = Vec::with_capacity(kept_bytes);
         let mut spans = Vec::with_capacity(left.len());
-        for k in &left {
-            class_bytes[class(k)] += k.header.total();
+        for (k, class) in &left {
+            class_bytes[*class] += k.header.total();
             spans.push(rest.len());
             rest.extend_from_slice(&seg.data[k.offset..k.offset + k.header.total()]);
         }
@@ -182,7 +182,7 @@ impl Shard {
         main.open[new_class] = Some(id);
         main.bytes += capacity;
         let mut dropped_any = dropped_any;
-        for (k, &span) in left.iter().zip(&spans) {
+        for ((k, _), &span) in left.iter().zip(&spans) {
             let item = kept_item(&rest[span..], k);
             if self.seg(id).room() < item.len() {
                 // Only when written-out CAS ids made the kept items outgrow the segment.
