@@ -245,6 +245,10 @@ impl Conn {
             match self.stream.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => out.extend_from_slice(&buf[..n]),
+                // A socket with a read timeout is not restarted after a signal handler runs
+                // (signal(7)), whatever SA_RESTART says; the test process gets SIGCHLD whenever
+                // another test's child exits.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => panic!(
                     "read failed ({e}) waiting for {:?}; got so far {:?}",
                     String::from_utf8_lossy(terminator),
@@ -286,6 +290,7 @@ impl Conn {
             match self.stream.read(&mut buf) {
                 Ok(0) => break true,
                 Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e)
                     if e.kind() == std::io::ErrorKind::WouldBlock
                         || e.kind() == std::io::ErrorKind::TimedOut =>

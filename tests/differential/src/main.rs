@@ -200,6 +200,7 @@ fn read_quiet(stream: &mut TcpStream, quiet: Duration, out: &mut Vec<u8>) -> boo
         match stream.read(&mut buf) {
             Ok(0) => return true,
             Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e)
                 if matches!(
                     e.kind(),
