@@ -10,6 +10,9 @@ use crate::out::Output;
 use crate::stats::{self, ConnCounters};
 use crate::Shared;
 
+/// How many keys ahead of the one answered a multi-key get starts loading index buckets.
+const PREFETCH_AHEAD: usize = 8;
+
 /// What the connection does after a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
@@ -258,7 +261,17 @@ impl Ctx<'_> {
                 return true;
             }
         }
+        // The index buckets of the keys after the next are loaded while the ones before them are
+        // answered (a get of one key has nothing to overlap).
+        let mut ahead = get.keys;
+        ahead.next();
+        for key in ahead.by_ref().take(PREFETCH_AHEAD).flatten() {
+            self.shared.store.prefetch(key);
+        }
         while self.out.len() < crate::out::FLUSH_AT {
+            if let Some(Ok(key)) = ahead.next() {
+                self.shared.store.prefetch(key);
+            }
             let Some(Ok(key)) = get.keys.next() else {
                 reply::line(self.out.text(), reply::END);
                 // memcached writes its replies out after every get; nothing before here can be

@@ -241,6 +241,33 @@ fn multi_megabyte_multiget_streams() {
     );
 }
 
+#[test]
+fn a_long_multiget_answers_every_key_in_order() {
+    // More keys than the index prefetch looks ahead (8), hits and misses mixed, one key twice.
+    let s = server();
+    let mut c = s.connect();
+    for i in (0..40).step_by(3) {
+        let value = format!("v{i}");
+        assert_eq!(
+            c.line(&format!("set k{i} {i} 0 {}\r\n{value}\r\n", value.len())),
+            "STORED\r\n"
+        );
+    }
+    let mut keys: Vec<usize> = (0..40).collect();
+    keys.push(3);
+    let line: Vec<String> = keys.iter().map(|i| format!("k{i}")).collect();
+    let mut want = String::new();
+    for i in keys.iter().filter(|&&i| i % 3 == 0) {
+        let value = format!("v{i}");
+        want += &format!("VALUE k{i} {i} {}\r\n{value}\r\n", value.len());
+    }
+    want += "END\r\n";
+    assert_eq!(
+        c.request(format!("get {}\r\n", line.join(" ")), "END\r\n"),
+        want
+    );
+}
+
 /// Resident memory of a process, in MB.
 fn rss_mb(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");

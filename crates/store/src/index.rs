@@ -1,15 +1,16 @@
-//! The hash index: `hashbrown` tables of 6-byte [`Entry`]s, each naming a place in a segment plus
-//! a few bits of state. hashbrown keeps a control byte per bucket holding 7 bits of the hash, so a
-//! lookup compares keys (in the segment) only on a 1-in-128 false match; an entry therefore costs
-//! 7 bytes per bucket, at a load between 7/16 and 7/8.
+//! The hash index's entries and how keys are split over a shard's tables. An [`Entry`] (46 bits)
+//! names a place in a segment plus a few bits of state; the tables that hold them are
+//! [`crate::table::BucketTable`]s, 7 bytes per slot (entry and a 10-bit tag) in 64-byte buckets,
+//! at a load between 7/16 and 7/8.
 //!
 //! A table doubles when it is 7/8 full. Had a shard one table, or several of equal share, the
-//! whole index would double at once, and the bytes per item would swing between 8 and 16 with the
-//! number of items (so would the items that fit in `-m`). Each shard therefore splits its keys
+//! whole index would double at once, and the bytes per item would swing between 8.1 and 16.3 with
+//! the number of items (so would the items that fit in `-m`). Each shard therefore splits its keys
 //! over [`SUBTABLES`] tables whose shares of the key space are spread over one octave (table `k`
 //! takes a share proportional to `2^(k/SUBTABLES)`): they reach their doubling points at different
-//! sizes, the index grows in small steps, and costs about 11.5 bytes per item whatever the count
-//! (7 bytes at the mean load of a table growing log-uniformly through an octave, 7/8 / 1.44).
+//! sizes, the index grows in small steps, and costs about 11.7 bytes per item whatever the count
+//! (64/9 bytes per slot at the mean load of a table growing log-uniformly through an octave,
+//! 7/8 / 1.44).
 
 /// One index entry, 48 bits:
 ///
@@ -23,7 +24,8 @@
 /// | 44    | stale    | marked stale by meta `md I` / `ms I` (meta `X`) |
 /// | 45    | token    | a meta client was told it won the right to recache it (meta `W`, then `Z`) |
 ///
-/// Held as three `u16` so the table's buckets are 6 bytes with 2-byte alignment.
+/// Held as three `u16` (6 bytes, 2-byte aligned); a table stores it in the low 46 bits of a
+/// 7-byte slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Entry([u16; 3]);
 
@@ -41,11 +43,11 @@ const TOKEN_SENT: u64 = 1 << 45;
 const PLACE_MASK: u64 = (1 << FREQ_SHIFT) - 1;
 
 impl Entry {
-    fn from_bits(v: u64) -> Entry {
+    pub(crate) fn from_bits(v: u64) -> Entry {
         Entry([v as u16, (v >> 16) as u16, (v >> 32) as u16])
     }
 
-    fn bits(self) -> u64 {
+    pub(crate) fn bits(self) -> u64 {
         u64::from(self.0[0]) | u64::from(self.0[1]) << 16 | u64::from(self.0[2]) << 32
     }
 
@@ -132,8 +134,8 @@ impl Entry {
 
 /// Tables per shard (see the module doc).
 pub(crate) const SUBTABLES: usize = 16;
-/// Hash bits that choose the table: bits 40 and up (not those that choose the shard, 32-35, nor
-/// hashbrown's, the lowest and the top 7).
+/// Hash bits that choose the table: bits 40-49 (not those that choose the shard, 32-35, nor the
+/// table's: the lowest for the bucket, the top 10 for the tag).
 const ROUTE_BITS: u32 = 10;
 const ROUTE_SHIFT: u32 = 40;
 
@@ -166,55 +168,9 @@ pub(crate) fn route(route: &[u8], hash: u64) -> usize {
     usize::from(route[((hash >> ROUTE_SHIFT) as usize) & ((1 << ROUTE_BITS) - 1)])
 }
 
-/// Heap bytes of a hashbrown table of entries with this many buckets: the buckets, a control byte
-/// each and a trailing group of 16 control bytes.
-pub(crate) fn table_bytes(buckets: usize) -> usize {
-    if buckets == 0 {
-        0
-    } else {
-        buckets * (std::mem::size_of::<Entry>() + 1) + 16
-    }
-}
-
-/// hashbrown's bucket count for a table of this (full) capacity.
-pub(crate) fn buckets_for_capacity(capacity: usize) -> usize {
-    match capacity {
-        0 => 0,
-        1..=7 => capacity + 1,
-        _ => capacity / 7 * 8,
-    }
-}
-
-/// The capacity hashbrown reports for a table of `buckets` buckets.
-pub(crate) fn capacity_of_buckets(buckets: usize) -> usize {
-    if buckets < 8 {
-        buckets.saturating_sub(1)
-    } else {
-        buckets / 8 * 7
-    }
-}
-
-/// Bytes a table at `len` entries, `buckets` buckets, must grow by to take one more entry.
-pub(crate) fn growth_for(len: usize, capacity: usize, buckets: usize) -> usize {
-    if len < capacity {
-        return 0;
-    }
-    let wanted = (len + 1).max(capacity_of_buckets(buckets) + 1);
-    let new_buckets = if wanted < 4 {
-        4
-    } else if wanted < 8 {
-        8
-    } else {
-        (wanted * 8 / 7).next_power_of_two()
-    };
-    table_bytes(new_buckets).saturating_sub(table_bytes(buckets))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hashbrown::HashTable;
-    use std::hash::BuildHasher;
 
     #[test]
     fn entries_pack_six_bytes() {
@@ -253,23 +209,5 @@ mod tests {
         assert!((1.7..2.1).contains(&ratio), "{counts:?}");
         assert_eq!(route(&table, u64::MAX), SUBTABLES - 1);
         assert_eq!(route(&table, 0), 0);
-    }
-
-    #[test]
-    fn bucket_arithmetic_matches_hashbrown() {
-        let hasher = std::collections::hash_map::RandomState::new();
-        let mut table: HashTable<u32> = HashTable::new();
-        let mut seen = Vec::new();
-        for i in 0..10_000u32 {
-            if table.len() == table.capacity() {
-                table.reserve(1, |&x| hasher.hash_one(x));
-                let buckets = buckets_for_capacity(table.capacity());
-                assert_eq!(capacity_of_buckets(buckets), table.capacity());
-                assert!(buckets.is_power_of_two(), "{buckets}");
-                seen.push(buckets);
-            }
-            table.insert_unique(hasher.hash_one(i), i, |&x| hasher.hash_one(x));
-        }
-        assert_eq!(seen[..4], [4, 8, 16, 32]);
     }
 }

@@ -5,7 +5,8 @@
 //! # Layout (see `docs/storage.md` for the costs in bytes)
 //! - **Shards.** The key space is split into [`SHARDS`] shards by key hash (SipHash with a random
 //!   key, so clients cannot aim many keys at one shard), each a `parking_lot::Mutex` around a
-//!   [`shard`]: its segments, a `hashbrown` index of 6-byte entries, a ghost, its counters.
+//!   [`shard`]: its segments, an index of 7-byte slots in cache-line buckets ([`table`]), a ghost,
+//!   its counters.
 //! - **Segments** ([`segment`], [`layout`]). Items are appended to large buffers with a 3-byte
 //!   header in the common case (no per-item allocation, no slab rounding, CAS ids derived from the
 //!   place); a `get` copies the value out under the shard lock.
@@ -37,6 +38,7 @@ mod ops;
 mod segment;
 mod shard;
 mod stats;
+mod table;
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -190,9 +192,14 @@ impl Store {
     fn locked(&self, key: &[u8], now: RelTime) -> (MutexGuard<'_, Shard>, usize, u64, Ctx<'_>) {
         self.saw_time(now);
         let hash = self.hasher.hash_one(key);
-        // The index uses the low bits and the top 7; the shard takes bits 32-35.
-        let index = (hash >> 32) as usize & (SHARDS - 1);
+        let index = Self::shard_of(hash);
         (self.shards[index].lock(), index, hash, self.ctx(now))
+    }
+
+    /// The shard of a key with this hash: bits 32-35 (the index uses the lowest bits for the
+    /// bucket, 40-49 for the table and the top 10 for the tag).
+    fn shard_of(hash: u64) -> usize {
+        (hash >> 32) as usize & (SHARDS - 1)
     }
 
     /// Counters with memcached's names, and what is held. Sweeps the items of a `flush_all` that

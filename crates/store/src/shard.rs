@@ -9,14 +9,13 @@ use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use hashbrown::HashTable;
-
 use crate::budget::Budget;
 use crate::index::{self, Entry, MAX_SEGMENTS};
 use crate::item::{dead, Dead, FlushState, ItemRef, MetaState};
 use crate::layout::{self, Header, NewItem, BINARY_KEY, HAS_CAS, HAS_EXPTIME};
 use crate::segment::{Ghost, Queue, Segment, TTL_CLASSES};
 use crate::stats::Counters;
+use crate::table::{self, BucketTable};
 use crate::{RelTime, StoreConfig};
 
 /// What every shard operation needs from the store.
@@ -63,17 +62,9 @@ pub(crate) struct QueueState {
     pub bytes: usize,
 }
 
-/// One of a shard's index tables.
-#[derive(Default)]
-struct Table {
-    entries: HashTable<Entry>,
-    /// Buckets of `entries` (hashbrown's capacity is 7/8 of them), known after each growth.
-    buckets: usize,
-}
-
 pub(crate) struct Shard {
     /// The index, split over tables that grow at different sizes (see `index.rs`).
-    tables: Box<[Table]>,
+    tables: Box<[BucketTable]>,
     /// Which table a hash goes to.
     route: Box<[u8]>,
     /// Bytes reserved for the tables (by capacity).
@@ -103,7 +94,9 @@ fn key_at(segs: &[Option<Segment>], e: Entry) -> &[u8] {
 impl Shard {
     pub fn new(ghost_entries: usize) -> Shard {
         Shard {
-            tables: (0..index::SUBTABLES).map(|_| Table::default()).collect(),
+            tables: (0..index::SUBTABLES)
+                .map(|_| BucketTable::default())
+                .collect(),
             route: index::route_table(),
             index_bytes: 0,
             segs: Vec::new(),
@@ -116,12 +109,12 @@ impl Shard {
         }
     }
 
-    fn table(&self, hash: u64) -> &HashTable<Entry> {
-        &self.tables[index::route(&self.route, hash)].entries
+    fn table(&self, hash: u64) -> &BucketTable {
+        &self.tables[index::route(&self.route, hash)]
     }
 
-    fn table_mut(&mut self, hash: u64) -> &mut HashTable<Entry> {
-        &mut self.tables[index::route(&self.route, hash)].entries
+    fn table_mut(&mut self, hash: u64) -> &mut BucketTable {
+        &mut self.tables[index::route(&self.route, hash)]
     }
 
     pub fn live_items(&self) -> usize {
@@ -153,12 +146,15 @@ impl Shard {
         layout::parse(item_at(&self.segs, e))
     }
 
+    /// Starts loading the index bucket of `hash` (see [`BucketTable::prefetch`]).
+    pub fn prefetch(&self, hash: u64) {
+        self.table(hash).prefetch(hash);
+    }
+
     /// The entry of `key`, dead or alive.
     pub fn lookup(&self, hash: u64, key: &[u8]) -> Option<Entry> {
         let segs = &self.segs;
-        self.table(hash)
-            .find(hash, |&e| key_at(segs, e) == key)
-            .copied()
+        self.table(hash).find(hash, |e| key_at(segs, e) == key)
     }
 
     /// The live entry of `key`, with its header. A dead item met here is removed and counted the
@@ -189,9 +185,9 @@ impl Shard {
         ctx: &Ctx<'_>,
     ) -> Option<(Entry, Header)> {
         let segs = &self.segs;
-        let table = &mut self.tables[index::route(&self.route, hash)].entries;
-        let slot = table.find_mut(hash, |&e| key_at(segs, e) == key)?;
-        let e = *slot;
+        let table = &mut self.tables[index::route(&self.route, hash)];
+        let pos = table.find_pos(hash, |e| key_at(segs, e) == key)?;
+        let e = table.get(pos);
         let seg = segs[e.segment() as usize]
             .as_ref()
             .expect("an index entry names a held segment");
@@ -200,7 +196,7 @@ impl Shard {
             // The slow path counts and removes it.
             return self.find_live(hash, key, ctx);
         }
-        *slot = e.read(shows_cas);
+        table.set(pos, e.read(shows_cas));
         Some((e, header))
     }
 
@@ -220,8 +216,9 @@ impl Shard {
 
     /// Replaces the index entry at `old`'s place with `new`.
     fn set_entry(&mut self, hash: u64, old: Entry, new: Entry) {
-        if let Some(slot) = self.table_mut(hash).find_mut(hash, |x| x.same_place(old)) {
-            *slot = new;
+        let table = self.table_mut(hash);
+        if let Some(pos) = table.find_pos(hash, |x| x.same_place(old)) {
+            table.set(pos, new);
         }
     }
 
@@ -284,9 +281,7 @@ impl Shard {
     /// Removes the item `e` names (whose key hashes to `hash`) from the index; a closed segment
     /// left without items is freed at once.
     pub fn remove(&mut self, hash: u64, e: Entry, budget: &Budget) {
-        if let Ok(found) = self.table_mut(hash).find_entry(hash, |x| x.same_place(e)) {
-            found.remove();
-        }
+        self.table_mut(hash).remove(hash, |x| x.same_place(e));
         self.live -= 1;
         self.release_item(e, budget);
     }
@@ -439,8 +434,7 @@ impl Shard {
                 let segs = &self.segs;
                 let hasher = ctx.hasher;
                 self.tables[index::route(&self.route, hash)]
-                    .entries
-                    .insert_unique(hash, new, |&e| hasher.hash_one(key_at(segs, e)));
+                    .insert(hash, new, |e| hasher.hash_one(key_at(segs, e)));
                 self.live += 1;
             }
         }
@@ -507,8 +501,7 @@ impl Shard {
     /// Bytes the index must grow by before one more entry with this hash can be inserted (0:
     /// there is room).
     pub fn index_growth(&self, hash: u64) -> usize {
-        let table = &self.tables[index::route(&self.route, hash)];
-        index::growth_for(table.entries.len(), table.entries.capacity(), table.buckets)
+        self.table(hash).growth()
     }
 
     /// Makes room in the index for one more entry with this hash; the caller has reserved `bytes`.
@@ -516,12 +509,11 @@ impl Shard {
         let segs = &self.segs;
         let hasher = ctx.hasher;
         let table = &mut self.tables[index::route(&self.route, hash)];
-        table
-            .entries
-            .reserve(1, |&e| hasher.hash_one(key_at(segs, e)));
-        let buckets = index::buckets_for_capacity(table.entries.capacity());
-        let actual = index::table_bytes(buckets).saturating_sub(index::table_bytes(table.buckets));
-        table.buckets = buckets;
+        let before = table.buckets();
+        if table.growth() > 0 {
+            table.grow(|e| hasher.hash_one(key_at(segs, e)));
+        }
+        let actual = table::table_bytes(table.buckets()) - table::table_bytes(before);
         if actual <= bytes {
             ctx.budget.release(bytes - actual);
         } else if !ctx.budget.try_reserve(actual - bytes) {
@@ -534,8 +526,11 @@ impl Shard {
     /// Removes the index entry at `e`'s place without touching its segment (which the caller
     /// holds out of the table).
     pub(crate) fn drop_entry(&mut self, hash: u64, e: Entry) {
-        if let Ok(found) = self.table_mut(hash).find_entry(hash, |x| x.same_place(e)) {
-            found.remove();
+        if self
+            .table_mut(hash)
+            .remove(hash, |x| x.same_place(e))
+            .is_some()
+        {
             self.live -= 1;
         }
     }
@@ -543,7 +538,7 @@ impl Shard {
     /// The live entry naming the item at (`id`, `offset`), whose key hashes to `hash`.
     pub(crate) fn entry_at(&self, hash: u64, id: u32, offset: usize) -> Option<Entry> {
         let here = Entry::new(id, offset);
-        self.table(hash).find(hash, |x| x.same_place(here)).copied()
+        self.table(hash).find(hash, |x| x.same_place(here))
     }
 
     pub(crate) fn take_segment(&mut self, id: u32) -> Segment {

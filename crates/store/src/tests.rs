@@ -33,6 +33,24 @@ fn set_get_delete() {
 }
 
 #[test]
+fn prefetch_changes_nothing() {
+    // A hint to the CPU: on an empty store, a missing key and a present one, the answers and the
+    // counters stay those of plain gets.
+    let s = small();
+    s.prefetch(b"k");
+    assert_eq!(
+        s.store(StoreMode::Set, b"k", 0, 0, b"v", 1),
+        StoreOutcome::Stored
+    );
+    s.prefetch(b"k");
+    s.prefetch(b"missing");
+    assert_eq!(&s.get(b"k", false, 1).expect("hit").value[..], b"v");
+    assert!(s.get(b"missing", false, 1).is_none());
+    let st = s.stats();
+    assert_eq!((st.get_hits, st.get_misses, st.curr_items), (1, 1, 1));
+}
+
+#[test]
 fn add_replace_append_prepend() {
     let s = small();
     assert_eq!(

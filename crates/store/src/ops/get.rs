@@ -1,5 +1,7 @@
 //! `get`/`gets`, `gat`/`gats` and `touch`.
 
+use std::hash::BuildHasher;
+
 use crate::index::Entry;
 use crate::layout::{Header, NewItem, BINARY_KEY, HAS_EXPTIME};
 use crate::shard::{Ctx, Shard};
@@ -31,6 +33,13 @@ impl Store {
         };
         shard.counters.get_hits += 1;
         Some(read(&shard.view(e, &header, self.config.use_cas)))
+    }
+
+    /// Starts loading what a lookup of `key` reads first, so that the cache misses of the keys
+    /// of a multi-key get overlap: call it for the keys ahead of the one looked up.
+    pub fn prefetch(&self, key: &[u8]) {
+        let hash = self.hasher.hash_one(key);
+        self.shards[Self::shard_of(hash)].lock().prefetch(hash);
     }
 
     /// Reads an item without counting a hit or marking it accessed: for protocol replies that
