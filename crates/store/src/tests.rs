@@ -1045,3 +1045,30 @@ fn items_kept_by_eviction_go_to_the_segments_of_their_lifetime() {
         "none met by a command"
     );
 }
+
+#[test]
+fn the_index_stays_small_under_eviction_churn() {
+    // A cache at its bound removes an entry for every one it adds. An index that leaves
+    // tombstones (hashbrown's, before) fills up with them and doubles early: on this trace it
+    // used 22 bytes per item instead of 14, and the store held 11% fewer items.
+    let s = store(4 << 20, true, true);
+    let mut x = 1u64;
+    for i in 0..600_000u64 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        // Half the keys from a pool of a million, half seen once.
+        let id = if i % 2 == 0 { x >> 44 } else { 1 << 40 | i };
+        let key = format!("key:{id:016}");
+        if s.get(key.as_bytes(), false, 1).is_none() {
+            s.store(StoreMode::Set, key.as_bytes(), 0, 0, &[b'v'; 32], 1);
+        }
+    }
+    let st = s.stats();
+    assert!(st.evictions > 400_000, "{st:?}");
+    let per_item = (st.index_bytes - st.ghost_bytes) as f64 / st.curr_items as f64;
+    assert!(
+        per_item < 16.0,
+        "{per_item:.1} index bytes per item: {st:?}"
+    );
+}
