@@ -174,6 +174,7 @@ impl BucketTable {
     pub fn set(&mut self, pos: Pos, e: Entry) {
         let bucket = &mut self.buckets[pos.bucket];
         let tag = bucket.slot(pos.slot) & !ENTRY_MASK;
+        debug_assert!(e.bits() <= ENTRY_MASK);
         bucket.set_slot(pos.slot, tag | e.bits());
     }
 
@@ -197,6 +198,7 @@ impl BucketTable {
         if self.len >= self.capacity() {
             self.grow(rehash);
         }
+        debug_assert!(e.bits() <= ENTRY_MASK);
         place(
             &mut self.buckets,
             hash,
