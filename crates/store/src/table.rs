@@ -25,7 +25,7 @@ const ENTRY_MASK: u64 = (1 << ENTRY_BITS) - 1;
 const TAG_BITS: u32 = 10;
 const SLOT_MASK: u64 = (1 << (ENTRY_BITS + TAG_BITS)) - 1;
 /// Bytes of one bucket.
-pub(crate) const BUCKET_BYTES: usize = 64;
+const BUCKET_BYTES: usize = 64;
 
 /// One cache line of the table.
 #[derive(Clone, Copy)]
@@ -72,6 +72,16 @@ impl Bucket {
 /// bucket, bits 32-35 the shard and 40-49 the table of the shard (`index::route`).
 fn tag_of(hash: u64) -> u64 {
     (hash >> (64 - TAG_BITS)).max(1)
+}
+
+/// The bucket a lookup of `hash` starts from in a table of `n` buckets (a power of two).
+fn home(hash: u64, n: usize) -> usize {
+    hash as usize & (n - 1)
+}
+
+/// The bucket after `b`, wrapping around.
+fn next(b: usize, n: usize) -> usize {
+    (b + 1) & (n - 1)
 }
 
 /// Where an entry is in its table, valid until the table next changes.
@@ -126,19 +136,16 @@ impl BucketTable {
         (self.buckets() * 2).max(1)
     }
 
-    fn mask(&self) -> usize {
-        self.buckets() - 1
-    }
-
     /// The place of the entry with this hash that `eq` accepts (called only on a tag match).
     pub fn find_pos(&self, hash: u64, mut eq: impl FnMut(Entry) -> bool) -> Option<Pos> {
         if self.buckets.is_empty() {
             return None;
         }
         let tag = tag_of(hash);
-        let mut b = hash as usize & self.mask();
+        let n = self.buckets();
+        let mut b = home(hash, n);
         // Every bucket at most once (a loop that found no bucket without passes would be a bug).
-        for _ in 0..self.buckets() {
+        for _ in 0..n {
             let bucket = &self.buckets[b];
             for slot in 0..SLOTS {
                 let value = bucket.slot(slot);
@@ -149,7 +156,7 @@ impl BucketTable {
             if bucket.passing() == 0 {
                 return None;
             }
-            b = (b + 1) & self.mask();
+            b = next(b, n);
         }
         None
     }
@@ -158,7 +165,7 @@ impl BucketTable {
     /// misses overlap instead of following one another.
     pub fn prefetch(&self, hash: u64) {
         if !self.buckets.is_empty() {
-            prefetch(&self.buckets[hash as usize & self.mask()]);
+            prefetch(&self.buckets[home(hash, self.buckets())]);
         }
     }
 
@@ -183,10 +190,11 @@ impl BucketTable {
         let pos = self.find_pos(hash, eq)?;
         let e = self.get(pos);
         self.buckets[pos.bucket].set_slot(pos.slot, 0);
-        let mut b = hash as usize & self.mask();
+        let n = self.buckets();
+        let mut b = home(hash, n);
         while b != pos.bucket {
             self.buckets[b].unpass();
-            b = (b + 1) & self.mask();
+            b = next(b, n);
         }
         self.len -= 1;
         Some(e)
@@ -228,7 +236,7 @@ impl BucketTable {
 
 /// Asks the CPU to bring `x`'s first cache line into its caches, without waiting for it.
 #[inline]
-pub(crate) fn prefetch<T>(x: &T) {
+fn prefetch<T>(x: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `_mm_prefetch` is `unsafe` only because it needs SSE, which every x86_64 CPU has
     // (it is in the target's baseline). The instruction is a hint: it reads no memory the program
@@ -245,8 +253,8 @@ pub(crate) fn prefetch<T>(x: &T) {
 /// Puts a slot value in the first free slot from the hash's home bucket on, counting a pass in
 /// each full bucket on the way. The table has a free slot (its load is below 7/8).
 fn place(buckets: &mut [Bucket], hash: u64, value: u64) {
-    let mask = buckets.len() - 1;
-    let mut b = hash as usize & mask;
+    let n = buckets.len();
+    let mut b = home(hash, n);
     loop {
         let bucket = &mut buckets[b];
         if let Some(slot) = bucket.free_slot() {
@@ -254,7 +262,7 @@ fn place(buckets: &mut [Bucket], hash: u64, value: u64) {
             return;
         }
         bucket.pass();
-        b = (b + 1) & mask;
+        b = next(b, n);
     }
 }
 
@@ -285,10 +293,10 @@ mod tests {
                 }
                 let h = hash_of(key_of(Entry::from_bits(value & ENTRY_MASK)));
                 assert_eq!(value >> ENTRY_BITS, tag_of(h), "tag of slot ({b}, {slot})");
-                let mut at = h as usize & (n - 1);
+                let mut at = home(h, n);
                 while at != b {
                     want[at] += 1;
-                    at = (at + 1) & (n - 1);
+                    at = next(at, n);
                 }
             }
         }
