@@ -1,7 +1,8 @@
 //! The server's clock, in memcached's terms: `rel_time` seconds since a start point, and the
 //! conversion of client exptimes into that clock (memcached's `realtime()`).
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ferrocache_store::RelTime;
 
@@ -13,12 +14,16 @@ pub const REALTIME_MAXDELTA: i64 = 60 * 60 * 24 * 30;
 /// so that relative time 1 ("already expired") is always in the past.
 const START_OFFSET: u32 = 62;
 
-/// Monotonic relative clock anchored to the wall clock at start.
-#[derive(Debug, Clone, Copy)]
+/// Monotonic relative clock anchored to the wall clock at start. Like memcached's
+/// `current_time`, [`Clock::now`] reads a value that [`Clock::tick`] sets when each second turns,
+/// so the request path never asks the system for the time.
+#[derive(Debug)]
 pub struct Clock {
     started: Instant,
     /// Unix time of relative time 0.
     process_started: i64,
+    /// The relative time of the last tick.
+    current: AtomicU32,
 }
 
 impl Clock {
@@ -30,12 +35,24 @@ impl Clock {
         Clock {
             started: Instant::now(),
             process_started: unix_now - i64::from(START_OFFSET),
+            current: AtomicU32::new(START_OFFSET),
         }
     }
 
-    /// Seconds on the relative clock now.
+    /// Seconds on the relative clock, as of the last [`Clock::tick`].
     pub fn now(&self) -> RelTime {
-        START_OFFSET.saturating_add(self.started.elapsed().as_secs() as u32)
+        self.current.load(Relaxed)
+    }
+
+    /// Reads the system's monotonic clock and sets the relative time from it. Returns how long
+    /// until the next second turns: the server's ticker sleeps that long and ticks again.
+    pub fn tick(&self) -> Duration {
+        let elapsed = self.started.elapsed();
+        self.current.store(
+            START_OFFSET.saturating_add(elapsed.as_secs() as u32),
+            Relaxed,
+        );
+        Duration::from_secs(1) - Duration::from_nanos(u64::from(elapsed.subsec_nanos()))
     }
 
     /// Unix time now, as memcached reports it in `stats time`.
@@ -43,9 +60,9 @@ impl Clock {
         self.process_started + i64::from(self.now())
     }
 
-    /// Seconds since the server started (`stats uptime`).
+    /// Seconds since the server started (`stats uptime`), as of the last tick.
     pub fn uptime(&self) -> u32 {
-        self.started.elapsed().as_secs() as u32
+        self.now() - START_OFFSET
     }
 
     /// memcached's `realtime(EXPTIME_TO_POSITIVE_TIME(exptime))`: 0 stays "never"; a negative exptime
@@ -116,11 +133,32 @@ mod tests {
         let in_an_hour = clock.unix_now() + 3600;
         assert_eq!(clock.exptime_to_rel(in_an_hour as i32), now + 3600);
         // The binary protocol's field is unsigned: all ones is far in the future.
+        assert_eq!(clock.uptime(), 0);
         assert_eq!(clock.binary_exptime_to_rel(0), 0);
         assert_eq!(clock.binary_exptime_to_rel(10), now + 10);
         assert_eq!(
             clock.binary_exptime_to_rel(u32::MAX),
             (i64::from(u32::MAX) - clock.process_started) as u32
         );
+    }
+
+    #[test]
+    fn moves_only_when_it_ticks() {
+        let clock = Clock::new();
+        assert_eq!(clock.now(), START_OFFSET);
+        // Pretend the server started 3.25 seconds ago.
+        let clock = Clock {
+            started: Instant::now() - Duration::from_millis(3250),
+            ..clock
+        };
+        assert_eq!(clock.now(), START_OFFSET, "no tick yet");
+        let until_next = clock.tick();
+        assert_eq!(clock.now(), START_OFFSET + 3);
+        assert_eq!(clock.uptime(), 3);
+        assert!(
+            until_next <= Duration::from_millis(750) && until_next > Duration::from_millis(500),
+            "{until_next:?}"
+        );
+        assert_eq!(clock.exptime_to_rel(10), START_OFFSET + 13);
     }
 }

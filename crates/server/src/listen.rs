@@ -47,6 +47,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     // -Y auth files reload on SIGHUP too (its own listener; tokio delivers to every one).
     crate::auth::spawn_reload_on_sighup(&shared)?;
     let next_id = Arc::new(AtomicU64::new(1));
+    tokio::spawn(tick_clock(shared.clone()));
     tokio::spawn(reclaim_expired(shared.clone()));
     let mut unix_path = None;
     match &shared.config.listen {
@@ -83,6 +84,16 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(path);
     }
     Ok(())
+}
+
+/// Sets the relative clock each time a second turns (memcached's `clock_handler`), so that
+/// requests read the time from memory.
+async fn tick_clock(shared: Arc<Shared>) {
+    loop {
+        let until_next = shared.clock.tick();
+        // tokio's timer never fires early; the millisecond covers its rounding.
+        tokio::time::sleep(until_next + std::time::Duration::from_millis(1)).await;
+    }
 }
 
 /// Once a second, frees the segments whose items have all expired (memcached's LRU crawler does
