@@ -3,7 +3,7 @@
 
 use ferrocache_protocol::text::{reply, GetKeys, Request, StoreCommand};
 use ferrocache_store::{
-    DeleteOutcome, DeltaOutcome, ItemRef, RelTime, StoreMode, StoreOutcome, TouchOutcome,
+    DeleteOutcome, DeltaOutcome, ItemRef, KeyHash, RelTime, StoreMode, StoreOutcome, TouchOutcome,
 };
 
 use crate::out::Output;
@@ -11,7 +11,9 @@ use crate::stats::{self, ConnCounters};
 use crate::Shared;
 
 /// How many keys ahead of the one answered a multi-key get starts loading index buckets.
-const PREFETCH_AHEAD: usize = 8;
+const BUCKET_AHEAD: usize = 8;
+/// How many keys ahead it starts loading items (their buckets are loaded by then).
+const ITEM_AHEAD: usize = 4;
 
 /// What the connection does after a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,12 +32,54 @@ pub enum Next {
 /// with [`Ctx::get_more`] and writes out in between: what one connection holds stays near
 /// [`crate::out::FLUSH_AT`], whatever it asks for.
 pub struct PendingGet<'a> {
+    /// The keys not hashed yet.
     keys: GetKeys<'a>,
+    /// The next keys to answer, hashed, their index buckets and items loading.
+    ahead: Ahead<'a>,
     cas: bool,
     /// gat/gats: the new exptime.
     touch: Option<RelTime>,
     /// The line has been checked for a key over 250 bytes.
     checked: bool,
+}
+
+/// A small queue of the next keys of a get, with their hashes.
+struct Ahead<'a> {
+    slots: [Option<(&'a [u8], KeyHash)>; BUCKET_AHEAD + 1],
+    head: usize,
+    len: usize,
+}
+
+impl Default for Ahead<'_> {
+    fn default() -> Self {
+        Ahead {
+            slots: [None; BUCKET_AHEAD + 1],
+            head: 0,
+            len: 0,
+        }
+    }
+}
+
+impl<'a> Ahead<'a> {
+    fn push(&mut self, key: &'a [u8], hash: KeyHash) {
+        debug_assert!(self.len < self.slots.len());
+        self.slots[(self.head + self.len) % self.slots.len()] = Some((key, hash));
+        self.len += 1;
+    }
+
+    fn pop(&mut self) -> Option<(&'a [u8], KeyHash)> {
+        let first = self.get(0)?;
+        self.head = (self.head + 1) % self.slots.len();
+        self.len -= 1;
+        Some(first)
+    }
+
+    /// The key `i` places behind the first.
+    fn get(&self, i: usize) -> Option<(&'a [u8], KeyHash)> {
+        (i < self.len)
+            .then(|| self.slots[(self.head + i) % self.slots.len()])
+            .flatten()
+    }
 }
 
 /// Per-connection context for dispatch.
@@ -67,6 +111,7 @@ impl Ctx<'_> {
         };
         Some(PendingGet {
             keys,
+            ahead: Ahead::default(),
             cas,
             touch,
             checked: false,
@@ -254,32 +299,40 @@ impl Ctx<'_> {
                 // response not yet sent and answers the error. The lookups count and bump; their
                 // values are never queued, so nothing of this get is written before the cull.
                 for key in get.keys.take(bad).flatten() {
-                    self.look_up(key, get.cas, get.touch, now, |_, _| {});
+                    let hash = self.shared.store.hash_key(key);
+                    self.look_up(key, hash, get.cas, get.touch, now, |_, _| {});
                 }
                 self.out.discard_since_mark();
                 reply::line(self.out.text(), reply::CLIENT_ERROR_BAD_FORMAT);
                 return true;
             }
         }
-        // The index buckets of the keys after the next are loaded while the ones before them are
-        // answered (a get of one key has nothing to overlap).
-        let mut ahead = get.keys;
-        ahead.next();
-        for key in ahead.by_ref().take(PREFETCH_AHEAD).flatten() {
-            self.shared.store.prefetch(key);
-        }
+        let store = &self.shared.store;
         while self.out.len() < crate::out::FLUSH_AT {
-            if let Some(Ok(key)) = ahead.next() {
-                self.shared.store.prefetch(key);
+            // Keys enter `ahead` hashed; from the second on, their index buckets start loading
+            // then, and their items ITEM_AHEAD keys before they are answered, so that the cache
+            // misses of several keys overlap (a get of one key has nothing to overlap).
+            while get.ahead.len <= BUCKET_AHEAD {
+                let Some(Ok(key)) = get.keys.next() else {
+                    break;
+                };
+                let hash = store.hash_key(key);
+                if get.ahead.len > 0 {
+                    store.prefetch(hash);
+                }
+                get.ahead.push(key, hash);
             }
-            let Some(Ok(key)) = get.keys.next() else {
+            if let Some((_, hash)) = get.ahead.get(ITEM_AHEAD) {
+                store.prefetch_item(hash);
+            }
+            let Some((key, hash)) = get.ahead.pop() else {
                 reply::line(self.out.text(), reply::END);
                 // memcached writes its replies out after every get; nothing before here can be
                 // culled.
                 self.out.mark();
                 return true;
             };
-            self.look_up(key, get.cas, get.touch, now, |out, item| {
+            self.look_up(key, hash, get.cas, get.touch, now, |out, item| {
                 let shown = get.cas.then_some(item.cas);
                 reply::value_header(out.text(), key, item.flags, item.value.len(), shown);
                 out.value_slice(item.value);
@@ -290,9 +343,11 @@ impl Ctx<'_> {
 
     /// One key of a get: counts it and hands a hit to `write`, under the shard's lock, straight
     /// from the segment.
+    #[allow(clippy::too_many_arguments)]
     fn look_up(
         &mut self,
         key: &[u8],
+        hash: KeyHash,
         cas: bool,
         touch: Option<RelTime>,
         now: RelTime,
@@ -304,11 +359,11 @@ impl Ctx<'_> {
         match touch {
             None => {
                 self.counters.cmd_get += 1;
-                store.get_with(key, cas, now, write);
+                store.get_hashed_with(key, hash, cas, now, write);
             }
             Some(exptime) => {
                 self.counters.cmd_touch += 1;
-                store.get_and_touch_with(key, exptime, cas, now, write);
+                store.get_and_touch_hashed_with(key, hash, exptime, cas, now, write);
             }
         }
     }

@@ -1,5 +1,6 @@
-//! Hot paths of the store: a get that hits, a set that replaces, and gets from several threads
-//! at once (to see whether the shard locks serialise readers).
+//! Hot paths of the store: a get that hits, a set that replaces, gets from several threads at
+//! once (to see whether the shard locks serialise readers), and 10-key gets with and without the
+//! prefetches the server's multi-key get makes.
 //! Run: `cargo bench -p ferrocache-store`.
 
 use std::sync::Arc;
@@ -67,6 +68,71 @@ fn set(c: &mut Criterion) {
     });
 }
 
+/// A 10-key get as the server answers it (values copied out under the lock), three ways: no
+/// prefetch; index buckets prefetched 8 keys ahead; buckets 8 and items 4 keys ahead. Keys in a
+/// scattered order, over 100k and over 1M items (the latter well past the L2 and the TLB's reach).
+fn multiget(c: &mut Criterion) {
+    const WIDTH: usize = 10;
+    const BUCKET_AHEAD: usize = 8;
+    const ITEM_AHEAD: usize = 4;
+    for items in [KEYS, 10 * KEYS] {
+        let store = Store::new(StoreConfig {
+            max_bytes: 1024 * 1024 * 1024,
+            item_size_max: 1024 * 1024,
+            evictions: true,
+            use_cas: true,
+        });
+        for i in 0..items {
+            let key = format!("key:{i:08}");
+            store.store(StoreMode::Set, key.as_bytes(), 0, 0, &[b'v'; 32], 100);
+        }
+        let keys: Vec<Vec<u8>> = (0..items)
+            .map(|i| format!("key:{:08}", (i * 7919) % items).into_bytes())
+            .collect();
+        let mut group = c.benchmark_group(format!("multiget_{WIDTH}_of_{items}"));
+        group.throughput(Throughput::Elements(WIDTH as u64));
+        for (name, buckets, items_too) in [
+            ("no_prefetch", false, false),
+            ("buckets", true, false),
+            ("buckets_and_items", true, true),
+        ] {
+            let mut next = 0;
+            let mut out = Vec::with_capacity(64 * 1024);
+            group.bench_function(name, |b| {
+                b.iter(|| {
+                    out.clear();
+                    let batch = &keys[next..next + WIDTH];
+                    next = (next + WIDTH) % (items - WIDTH);
+                    let hashes: Vec<_> = batch.iter().map(|k| store.hash_key(k)).collect();
+                    for (i, key) in batch.iter().enumerate() {
+                        if buckets {
+                            if i == 0 {
+                                for hash in hashes.iter().skip(1).take(BUCKET_AHEAD) {
+                                    store.prefetch(*hash);
+                                }
+                            } else if let Some(hash) = hashes.get(i + BUCKET_AHEAD) {
+                                store.prefetch(*hash);
+                            }
+                        }
+                        if items_too {
+                            if let Some(hash) = hashes.get(i + ITEM_AHEAD) {
+                                store.prefetch_item(*hash);
+                            }
+                        }
+                        store
+                            .get_hashed_with(key, hashes[i], false, 100, |item| {
+                                out.extend_from_slice(item.value)
+                            })
+                            .expect("stored");
+                    }
+                    out.len()
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
 fn parallel_gets(c: &mut Criterion) {
     let store = Arc::new(filled());
     let keys = Arc::new(keys());
@@ -96,5 +162,5 @@ fn parallel_gets(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, get_hit, set, parallel_gets);
+criterion_group!(benches, get_hit, set, multiget, parallel_gets);
 criterion_main!(benches);

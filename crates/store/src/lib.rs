@@ -40,7 +40,6 @@ mod shard;
 mod stats;
 mod table;
 
-use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::{Mutex, MutexGuard};
@@ -54,6 +53,11 @@ pub use item::{Item, ItemRef, MetaState};
 pub use ops::meta::{InvalidateOutcome, MetaGet, MetaGetHit};
 pub use ops::store::WriteOptions;
 pub use stats::StoreStats;
+
+/// A key's hash under one store's hasher ([`Store::hash_key`]), so that a multi-key get hashes
+/// each key once for its prefetches and its lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyHash(u64);
 
 /// Relative time in seconds since the server started (memcached's `rel_time_t`). 0 in an exptime
 /// means "never expires".
@@ -190,10 +194,17 @@ impl Store {
 
     /// The shard for `key`, locked, with its number, the key's hash and the command's context.
     fn locked(&self, key: &[u8], now: RelTime) -> (MutexGuard<'_, Shard>, usize, u64, Ctx<'_>) {
+        self.locked_hashed(self.hash_key(key), now)
+    }
+
+    fn locked_hashed(
+        &self,
+        hash: KeyHash,
+        now: RelTime,
+    ) -> (MutexGuard<'_, Shard>, usize, u64, Ctx<'_>) {
         self.saw_time(now);
-        let hash = self.hasher.hash_one(key);
-        let index = Self::shard_of(hash);
-        (self.shards[index].lock(), index, hash, self.ctx(now))
+        let index = Self::shard_of(hash.0);
+        (self.shards[index].lock(), index, hash.0, self.ctx(now))
     }
 
     /// The shard of a key with this hash: bits 32-35 (the index uses the lowest bits for the

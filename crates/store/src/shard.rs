@@ -151,6 +151,22 @@ impl Shard {
         self.table(hash).prefetch(hash);
     }
 
+    /// Starts loading the first two cache lines from the start of the item of the first entry
+    /// whose tag matches `hash`: header, key and value of a small item (which straddles a line
+    /// boundary more often than not).
+    pub fn prefetch_item(&self, hash: u64) {
+        let Some(e) = self.table(hash).first_match(hash) else {
+            return;
+        };
+        if let Some(Some(seg)) = self.segs.get(e.segment() as usize) {
+            for at in [e.offset(), e.offset() + 64] {
+                if let Some(byte) = seg.data.get(at) {
+                    crate::table::prefetch(byte);
+                }
+            }
+        }
+    }
+
     /// The entry of `key`, dead or alive.
     pub fn lookup(&self, hash: u64, key: &[u8]) -> Option<Entry> {
         let segs = &self.segs;

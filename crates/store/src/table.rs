@@ -169,6 +169,12 @@ impl BucketTable {
         }
     }
 
+    /// The entry in the first slot whose tag matches `hash`: the likeliest entry of its key,
+    /// unchecked.
+    pub fn first_match(&self, hash: u64) -> Option<Entry> {
+        self.find(hash, |_| true)
+    }
+
     pub fn find(&self, hash: u64, eq: impl FnMut(Entry) -> bool) -> Option<Entry> {
         self.find_pos(hash, eq).map(|pos| self.get(pos))
     }
@@ -236,7 +242,7 @@ impl BucketTable {
 
 /// Asks the CPU to bring `x`'s first cache line into its caches, without waiting for it.
 #[inline]
-fn prefetch<T>(x: &T) {
+pub(crate) fn prefetch<T>(x: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `_mm_prefetch` is `unsafe` only because it needs SSE, which every x86_64 CPU has
     // (it is in the target's baseline). The instruction is a hint: it reads no memory the program

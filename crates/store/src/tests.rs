@@ -37,17 +37,34 @@ fn prefetch_changes_nothing() {
     // A hint to the CPU: on an empty store, a missing key and a present one, the answers and the
     // counters stay those of plain gets.
     let s = small();
-    s.prefetch(b"k");
+    let (k, missing) = (s.hash_key(b"k"), s.hash_key(b"missing"));
+    s.prefetch(k);
+    s.prefetch_item(k);
     assert_eq!(
         s.store(StoreMode::Set, b"k", 0, 0, b"v", 1),
         StoreOutcome::Stored
     );
-    s.prefetch(b"k");
-    s.prefetch(b"missing");
+    for hash in [k, missing] {
+        s.prefetch(hash);
+        s.prefetch_item(hash);
+    }
     assert_eq!(&s.get(b"k", false, 1).expect("hit").value[..], b"v");
     assert!(s.get(b"missing", false, 1).is_none());
     let st = s.stats();
     assert_eq!((st.get_hits, st.get_misses, st.curr_items), (1, 1, 1));
+    // The hashed lookups answer as the plain ones; a hash with another key finds nothing.
+    let value = |item: &ItemRef<'_>| item.value.to_vec();
+    assert_eq!(
+        s.get_hashed_with(b"k", k, false, 1, value),
+        Some(b"v".to_vec())
+    );
+    assert_eq!(s.get_hashed_with(b"k", missing, false, 1, value), None);
+    assert_eq!(
+        s.get_and_touch_hashed_with(b"k", k, 100, false, 1, value),
+        Some(b"v".to_vec())
+    );
+    let st = s.stats();
+    assert_eq!((st.get_hits, st.get_misses, st.touch_hits), (2, 2, 1));
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::hash::BuildHasher;
 use crate::index::Entry;
 use crate::layout::{Header, NewItem, BINARY_KEY, HAS_EXPTIME};
 use crate::shard::{Ctx, Shard};
-use crate::{Item, ItemRef, RelTime, Store, TouchOutcome};
+use crate::{Item, ItemRef, KeyHash, RelTime, Store, TouchOutcome};
 
 impl Store {
     /// `get`/`gets`: counts get_hits/get_misses (and get_expired/get_flushed when the item found
@@ -25,7 +25,19 @@ impl Store {
         now: RelTime,
         read: impl FnOnce(&ItemRef<'_>) -> R,
     ) -> Option<R> {
-        let (mut shard, _, hash, ctx) = self.locked(key, now);
+        self.get_hashed_with(key, self.hash_key(key), shows_cas, now, read)
+    }
+
+    /// [`Store::get_with`] of a key whose [`Store::hash_key`] is at hand.
+    pub fn get_hashed_with<R>(
+        &self,
+        key: &[u8],
+        hash: KeyHash,
+        shows_cas: bool,
+        now: RelTime,
+        read: impl FnOnce(&ItemRef<'_>) -> R,
+    ) -> Option<R> {
+        let (mut shard, _, hash, ctx) = self.locked_hashed(hash, now);
         let shows_cas = shows_cas && self.config.use_cas;
         let Some((e, header)) = shard.read_live(hash, key, shows_cas, &ctx) else {
             shard.counters.get_misses += 1;
@@ -35,11 +47,26 @@ impl Store {
         Some(read(&shard.view(e, &header, self.config.use_cas)))
     }
 
-    /// Starts loading what a lookup of `key` reads first, so that the cache misses of the keys
-    /// of a multi-key get overlap: call it for the keys ahead of the one looked up.
-    pub fn prefetch(&self, key: &[u8]) {
-        let hash = self.hasher.hash_one(key);
-        self.shards[Self::shard_of(hash)].lock().prefetch(hash);
+    /// A key's hash, to look it up with (`*_hashed_with`) and to prefetch for it without
+    /// hashing it again. A hash given with another key finds nothing for it.
+    pub fn hash_key(&self, key: &[u8]) -> KeyHash {
+        KeyHash(self.hasher.hash_one(key))
+    }
+
+    /// Starts loading what a lookup of the key reads first, its index bucket, so that the cache
+    /// misses of the keys of a multi-key get overlap: call it for the keys well ahead of the one
+    /// looked up.
+    pub fn prefetch(&self, hash: KeyHash) {
+        self.shards[Self::shard_of(hash.0)].lock().prefetch(hash.0);
+    }
+
+    /// Starts loading what a lookup of the key reads second, its item (the first one its index
+    /// tag matches; the key is not compared): call it for a key whose bucket was prefetched a
+    /// few keys ago, so that reading the bucket here does not wait.
+    pub fn prefetch_item(&self, hash: KeyHash) {
+        self.shards[Self::shard_of(hash.0)]
+            .lock()
+            .prefetch_item(hash.0);
     }
 
     /// Reads an item without counting a hit or marking it accessed: for protocol replies that
@@ -75,7 +102,21 @@ impl Store {
         now: RelTime,
         read: impl FnOnce(&ItemRef<'_>) -> R,
     ) -> Option<R> {
-        let (mut shard, index, hash, ctx) = self.locked(key, now);
+        let hash = self.hash_key(key);
+        self.get_and_touch_hashed_with(key, hash, exptime, shows_cas, now, read)
+    }
+
+    /// [`Store::get_and_touch_with`] of a key whose [`Store::hash_key`] is at hand.
+    pub fn get_and_touch_hashed_with<R>(
+        &self,
+        key: &[u8],
+        hash: KeyHash,
+        exptime: RelTime,
+        shows_cas: bool,
+        now: RelTime,
+        read: impl FnOnce(&ItemRef<'_>) -> R,
+    ) -> Option<R> {
+        let (mut shard, index, hash, ctx) = self.locked_hashed(hash, now);
         let shard = &mut *shard;
         let Some((e, header)) = shard.find_live(hash, key, &ctx) else {
             shard.counters.touch_misses += 1;
