@@ -52,19 +52,26 @@ fn prefetch_changes_nothing() {
     assert!(s.get(b"missing", false, 1).is_none());
     let st = s.stats();
     assert_eq!((st.get_hits, st.get_misses, st.curr_items), (1, 1, 1));
-    // The hashed lookups answer as the plain ones; a hash with another key finds nothing.
+    // The hashed lookups answer as the plain ones; with another key's hash a lookup searches
+    // that key's place, so it misses (or, by a chance tag match there, still finds this key's
+    // item: the key is always compared).
     let value = |item: &ItemRef<'_>| item.value.to_vec();
     assert_eq!(
         s.get_hashed_with(b"k", k, false, 1, value),
         Some(b"v".to_vec())
     );
-    assert_eq!(s.get_hashed_with(b"k", missing, false, 1, value), None);
+    let wrong = s.get_hashed_with(b"k", missing, false, 1, value);
+    assert!(wrong.is_none() || wrong == Some(b"v".to_vec()), "{wrong:?}");
+    let hits = u64::from(wrong.is_some());
     assert_eq!(
         s.get_and_touch_hashed_with(b"k", k, 100, false, 1, value),
         Some(b"v".to_vec())
     );
     let st = s.stats();
-    assert_eq!((st.get_hits, st.get_misses, st.touch_hits), (2, 2, 1));
+    assert_eq!(
+        (st.get_hits, st.get_misses, st.touch_hits),
+        (2 + hits, 2 - hits, 1)
+    );
 }
 
 #[test]

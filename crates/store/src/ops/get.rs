@@ -48,7 +48,8 @@ impl Store {
     }
 
     /// A key's hash, to look it up with (`*_hashed_with`) and to prefetch for it without
-    /// hashing it again. A hash given with another key finds nothing for it.
+    /// hashing it again. A lookup given the hash of another key searches that key's place: it
+    /// misses (unless a tag matches there by chance), and never answers with another key's item.
     pub fn hash_key(&self, key: &[u8]) -> KeyHash {
         KeyHash(self.hasher.hash_one(key))
     }
