@@ -268,6 +268,30 @@ fn a_long_multiget_answers_every_key_in_order() {
     );
 }
 
+#[test]
+fn a_multiget_written_out_in_parts_keeps_its_order() {
+    // Values of 200 KB: the reply is written out every five or six keys (at 1 MB pending), while
+    // the keys ahead are already hashed and prefetched; hits and misses mixed.
+    let s = server();
+    let mut c = s.connect();
+    let value = |i: usize| format!("{i:02}-").repeat(200_000 / 3 + 1)[..200_000].to_string();
+    for i in (0..30).filter(|i| i % 4 != 1) {
+        assert_eq!(
+            c.line(&format!("set p{i} {i} 0 200000\r\n{}\r\n", value(i))),
+            "STORED\r\n"
+        );
+    }
+    let keys: Vec<String> = (0..30).map(|i| format!("p{i}")).collect();
+    let mut want = String::new();
+    for i in (0..30).filter(|i| i % 4 != 1) {
+        want += &format!("VALUE p{i} {i} 200000\r\n{}\r\n", value(i));
+    }
+    want += "END\r\n";
+    c.send(format!("get {}\r\n", keys.join(" ")));
+    let got = c.read_exact(want.len());
+    assert!(got == want.as_bytes(), "replies out of order or altered");
+}
+
 /// Resident memory of a process, in MB.
 fn rss_mb(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
