@@ -11,13 +11,18 @@ use ferrocache_store::{Store, StoreConfig, StoreMode};
 const KEYS: usize = 100_000;
 
 fn filled() -> Store {
+    filled_with(KEYS, 256 * 1024 * 1024)
+}
+
+/// A store of `max_bytes` holding `items` keys `key:00000000`... with 32-byte values.
+fn filled_with(items: usize, max_bytes: usize) -> Store {
     let store = Store::new(StoreConfig {
-        max_bytes: 256 * 1024 * 1024,
+        max_bytes,
         item_size_max: 1024 * 1024,
         evictions: true,
         use_cas: true,
     });
-    for i in 0..KEYS {
+    for i in 0..items {
         let key = format!("key:{i:08}");
         store.store(StoreMode::Set, key.as_bytes(), 0, 0, &[b'v'; 32], 100);
     }
@@ -76,16 +81,7 @@ fn multiget(c: &mut Criterion) {
     const BUCKET_AHEAD: usize = 8;
     const ITEM_AHEAD: usize = 4;
     for items in [KEYS, 10 * KEYS] {
-        let store = Store::new(StoreConfig {
-            max_bytes: 1024 * 1024 * 1024,
-            item_size_max: 1024 * 1024,
-            evictions: true,
-            use_cas: true,
-        });
-        for i in 0..items {
-            let key = format!("key:{i:08}");
-            store.store(StoreMode::Set, key.as_bytes(), 0, 0, &[b'v'; 32], 100);
-        }
+        let store = filled_with(items, 1024 * 1024 * 1024);
         let keys: Vec<Vec<u8>> = (0..items)
             .map(|i| format!("key:{:08}", (i * 7919) % items).into_bytes())
             .collect();
