@@ -71,7 +71,11 @@ fn parse_args() -> anyhow::Result<Args> {
 
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
-    let addr: SocketAddr = format!("{}:{}", args.addr, args.port).parse()?;
+    let ip: std::net::IpAddr = args
+        .addr
+        .parse()
+        .with_context(|| format!("-l {}", args.addr))?;
+    let addr = SocketAddr::new(ip, args.port);
     let first = listener(addr)?;
     let port = first.local_addr()?.port();
     if let Ok(path) = std::env::var("MEMCACHED_PORT_FILENAME") {
