@@ -6,6 +6,7 @@
 //!     --server-args "-m 64 -t 2" throughput --connections 50 --pipeline 16 --duration 5
 //! ferrobench --server ... --server-args "-m 64" fill
 //! ferrobench --server ... --server-args "-m 16" hitratio --zipf 0.9 --working-set 2000000
+//! ferrobench --in-process store --server-args "-m 8" hitratio --requests 30000000
 //! ```
 
 mod modes;
@@ -37,6 +38,10 @@ pub struct Cli {
     /// A server already running: NAME=HOST:PORT. Repeatable.
     #[arg(long = "target")]
     targets: Vec<String>,
+    /// hitratio only: also replay the trace on ferrocached's store in this process, with the -m
+    /// of --server-args, as a row named NAME (no server, no sockets: quick, for eviction work).
+    #[arg(long = "in-process", value_name = "NAME")]
+    in_process: Option<String>,
     /// Print the results as JSON too.
     #[arg(long)]
     json: bool,
@@ -81,7 +86,10 @@ fn specs(cli: &Cli) -> anyhow::Result<Vec<Spec>> {
         let (name, addr) = name_value(spec, "--target", "HOST:PORT")?;
         out.push(Spec::Existing { name, addr });
     }
-    anyhow::ensure!(!out.is_empty(), "give at least one --server or --target");
+    anyhow::ensure!(
+        !out.is_empty() || cli.in_process.is_some(),
+        "give at least one --server, --target or --in-process"
+    );
     Ok(out)
 }
 
@@ -93,6 +101,23 @@ fn start(spec: &Spec, server_args: &str) -> anyhow::Result<Target> {
         Spec::Start { name, bin } => Target::start(name, bin, &args),
         Spec::Existing { name, addr } => Ok(Target::existing(name, addr)),
     }
+}
+
+/// The bytes of `-m` in a server command line (memcached's default: 64 MB).
+fn memory_limit(server_args: &str) -> anyhow::Result<usize> {
+    let mut args = server_args.split_whitespace();
+    let mut megabytes = 64;
+    while let Some(arg) = args.next() {
+        let value = match arg.strip_prefix("-m") {
+            Some("") => args.next(),
+            Some(glued) => Some(glued),
+            None => continue,
+        };
+        megabytes = value.and_then(|v| v.parse::<usize>().ok()).ok_or_else(|| {
+            anyhow::anyhow!("-m wants megabytes in --server-args {server_args:?}")
+        })?;
+    }
+    Ok(megabytes << 20)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -111,6 +136,13 @@ fn main() -> anyhow::Result<()> {
                 Mode::Hitratio(args) => modes::hit_ratio(&target, args).await?,
             });
         }
+        if let Some(name) = &cli.in_process {
+            let Mode::Hitratio(args) = &cli.mode else {
+                anyhow::bail!("--in-process replays hitratio traces only");
+            };
+            let max_bytes = memory_limit(&cli.server_args)?;
+            rows.push(modes::hit_ratio_in_process(name, max_bytes, args)?);
+        }
         anyhow::Ok(modes::Report::from_rows(rows))
     })?;
     print!("{}", report.table());
@@ -122,4 +154,18 @@ fn main() -> anyhow::Result<()> {
         println!("plot written to {}", path.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::memory_limit;
+
+    #[test]
+    fn memory_limit_reads_m_as_memcached_does() {
+        assert_eq!(memory_limit("-m 8 -t 2").unwrap(), 8 << 20);
+        assert_eq!(memory_limit("-t 2 -m16").unwrap(), 16 << 20);
+        assert_eq!(memory_limit("-t 2").unwrap(), 64 << 20);
+        assert!(memory_limit("-m lots").is_err());
+        assert!(memory_limit("-m").is_err());
+    }
 }

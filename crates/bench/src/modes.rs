@@ -367,14 +367,65 @@ pub fn trace(args: &HitRatioArgs) -> anyhow::Result<Vec<u64>> {
     Ok(out)
 }
 
+/// A hit-ratio replay's misses past the warm-up (the first fifth of the trace), over all keys and
+/// over working-set keys only (scan keys are one-time keys, a miss for any cache).
+struct Tally {
+    warm: usize,
+    working_set: u64,
+    counted: u64,
+    missed: u64,
+    counted_ws: u64,
+    missed_ws: u64,
+}
+
+impl Tally {
+    fn new(trace: &[u64], args: &HitRatioArgs) -> Tally {
+        Tally {
+            warm: trace.len() / 5,
+            working_set: args.working_set,
+            counted: 0,
+            missed: 0,
+            counted_ws: 0,
+            missed_ws: 0,
+        }
+    }
+
+    /// Request number `at` of the trace, for key number `key`.
+    fn record(&mut self, at: usize, key: u64, hit: bool) {
+        if at >= self.warm {
+            self.counted += 1;
+            self.missed += u64::from(!hit);
+            if key < self.working_set {
+                self.counted_ws += 1;
+                self.missed_ws += u64::from(!hit);
+            }
+        }
+    }
+
+    fn row(&self, target: &str, held: f64) -> Row {
+        Row {
+            target: target.to_string(),
+            metrics: vec![
+                (
+                    "miss ratio",
+                    self.missed as f64 / self.counted.max(1) as f64,
+                ),
+                (
+                    "miss ratio, working-set keys",
+                    self.missed_ws as f64 / self.counted_ws.max(1) as f64,
+                ),
+                ("items held at end", held),
+                ("cache / working set", held / self.working_set as f64),
+            ],
+        }
+    }
+}
+
 pub async fn hit_ratio(target: &Target, args: &HitRatioArgs) -> anyhow::Result<Row> {
     let trace = trace(args)?;
-    let warm = trace.len() / 5;
+    let mut tally = Tally::new(&trace, args);
     let mut wire = Wire::connect(&target.addr).await?;
     let value = vec![b'v'; args.value_size];
-    let (mut counted, mut missed) = (0u64, 0u64);
-    // The same over working-set keys only: scan keys are one-time keys, a miss for any cache.
-    let (mut counted_ws, mut missed_ws) = (0u64, 0u64);
     let mut per_op = Vec::with_capacity(args.pipeline);
     let started = tokio::time::Instant::now();
     for (chunk_index, chunk) in trace.chunks(args.pipeline).enumerate() {
@@ -402,32 +453,72 @@ pub async fn hit_ratio(target: &Target, args: &HitRatioArgs) -> anyhow::Result<R
             .collect();
         let base = chunk_index * args.pipeline;
         for (i, &hits) in per_op.iter().enumerate() {
-            if base + i >= warm {
-                counted += 1;
-                missed += u64::from(hits == 0);
-                if chunk[i] < args.working_set {
-                    counted_ws += 1;
-                    missed_ws += u64::from(hits == 0);
-                }
-            }
+            tally.record(base + i, chunk[i], hits > 0);
         }
         if !sets.is_empty() {
             wire.batch(&sets).await?;
         }
     }
     let held = stat(&mut wire, "curr_items").await?;
-    Ok(Row {
-        target: target.name.clone(),
-        metrics: vec![
-            ("miss ratio", missed as f64 / counted.max(1) as f64),
-            (
-                "miss ratio, working-set keys",
-                missed_ws as f64 / counted_ws.max(1) as f64,
-            ),
-            ("items held at end", held),
-            ("cache / working set", held / args.working_set as f64),
-        ],
-    })
+    Ok(tally.row(&target.name, held))
+}
+
+/// [`hit_ratio`] on ferrocached's store itself, in this process: the same trace and the same
+/// look-aside pattern (a batch of `--pipeline` gets, then a set for each miss) on a store of
+/// `max_bytes`, without sockets. Ten times quicker than through a server, for trying eviction
+/// changes on long traces; the miss ratios agree with ferrocached's to about a thousandth (the
+/// keys' spread over the shards is keyed anew in each process). Time is the trace's: with
+/// `--rate`, request `i` is at second `i / rate`, and expired segments are reclaimed each second
+/// as the server does.
+pub fn hit_ratio_in_process(
+    name: &str,
+    max_bytes: usize,
+    args: &HitRatioArgs,
+) -> anyhow::Result<Row> {
+    use ferrocache_store::{Store, StoreConfig, StoreMode};
+    anyhow::ensure!(
+        args.exptime == 0 || args.rate > 0,
+        "an in-process replay with --exptime needs --rate (its clock)"
+    );
+    let trace = trace(args)?;
+    let mut tally = Tally::new(&trace, args);
+    let store = Store::new(StoreConfig {
+        max_bytes,
+        item_size_max: 1024 * 1024,
+        evictions: true,
+        use_cas: true,
+    });
+    let value = vec![b'v'; args.value_size];
+    let mut misses = Vec::with_capacity(args.pipeline);
+    let mut now = 1;
+    for (chunk_index, chunk) in trace.chunks(args.pipeline).enumerate() {
+        let base = chunk_index * args.pipeline;
+        if let Some(elapsed) = (base as u64).checked_div(args.rate) {
+            let second = 1 + u32::try_from(elapsed)?;
+            if second != now {
+                now = second;
+                store.reclaim_expired(now);
+            }
+        }
+        misses.clear();
+        for (i, &k) in chunk.iter().enumerate() {
+            let name = key(k, args.key_size);
+            let hit = store.get_with(&name, false, now, |_| ()).is_some();
+            tally.record(base + i, k, hit);
+            if !hit {
+                misses.push((k, name));
+            }
+        }
+        for (k, name) in &misses {
+            let exptime = if args.exptime > 0 && expiring(*k, args.expiring_share) {
+                now + args.exptime
+            } else {
+                0
+            };
+            store.store(StoreMode::Set, name, 0, exptime, &value, now);
+        }
+    }
+    Ok(tally.row(name, store.stats().curr_items as f64))
 }
 
 #[cfg(test)]

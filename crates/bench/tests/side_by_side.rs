@@ -65,6 +65,8 @@ fn throughput_fill_and_hitratio_runs() {
     );
 
     let table = ferrobench(&[
+        "--in-process",
+        "store",
         "--server-args",
         "-m 2 -t 1",
         "hitratio",
@@ -73,7 +75,7 @@ fn throughput_fill_and_hitratio_runs() {
         "--requests",
         "60000",
     ]);
-    let miss: Vec<f64> = row(&table, "miss ratio")[..2]
+    let miss: Vec<f64> = row(&table, "miss ratio")[..3]
         .iter()
         .map(|v| v.parse().expect("number"))
         .collect();
@@ -82,4 +84,54 @@ fn throughput_fill_and_hitratio_runs() {
         (miss[0] - miss[1]).abs() < 0.05,
         "same server, same trace: {table}"
     );
+    assert!(table.contains("store/a"), "{table}");
+    assert!(
+        (miss[0] - miss[2]).abs() < 0.01,
+        "the store in process misses as the server does: {table}"
+    );
+}
+
+/// The in-process replay alone: no server needed, more memory misses less, and it refuses what
+/// it cannot replay.
+#[test]
+fn hitratio_in_process() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ferrobench"))
+            .args(args)
+            .output()
+            .expect("run ferrobench")
+    };
+    let trace = [
+        "hitratio",
+        "--working-set",
+        "200000",
+        "--requests",
+        "400000",
+    ];
+    let miss = |megabytes: &str| -> f64 {
+        let out = run(&[
+            &["--in-process", "s", "--server-args", megabytes][..],
+            &trace,
+        ]
+        .concat());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let table = String::from_utf8_lossy(&out.stdout).into_owned();
+        row(&table, "miss ratio")[0].parse().expect("number")
+    };
+    let (small, large) = (miss("-m 1"), miss("-m 4"));
+    assert!(
+        0.0 < large && large < small && small < 1.0,
+        "{small} {large}"
+    );
+
+    let out = run(&["--in-process", "s", "fill"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hitratio traces only"));
+    let out = run(&[&["--in-process", "s"][..], &trace, &["--exptime", "2"]].concat());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs --rate"));
 }
