@@ -38,8 +38,9 @@ pub struct Cli {
     /// A server already running: NAME=HOST:PORT. Repeatable.
     #[arg(long = "target")]
     targets: Vec<String>,
-    /// hitratio only: also replay the trace on ferrocached's store in this process, with the -m
-    /// of --server-args, as a row named NAME (no server, no sockets: quick, for eviction work).
+    /// hitratio only: also replay the trace on ferrocached's store in this process, made with the
+    /// -m, -M and -C of --server-args, as a row named NAME (no server, no sockets: quick, for
+    /// eviction work).
     #[arg(long = "in-process", value_name = "NAME")]
     in_process: Option<String>,
     /// Print the results as JSON too.
@@ -103,21 +104,38 @@ fn start(spec: &Spec, server_args: &str) -> anyhow::Result<Target> {
     }
 }
 
-/// The bytes of `-m` in a server command line (memcached's default: 64 MB).
+/// The bytes of `-m` (`--memory-limit`) in a server command line (memcached's default: 64 MB).
 fn memory_limit(server_args: &str) -> anyhow::Result<usize> {
     let mut args = server_args.split_whitespace();
     let mut megabytes = 64;
     while let Some(arg) = args.next() {
-        let value = match arg.strip_prefix("-m") {
-            Some("") => args.next(),
-            Some(glued) => Some(glued),
-            None => continue,
+        let value = if arg == "-m" || arg == "--memory-limit" {
+            args.next()
+        } else if let Some(glued) = arg
+            .strip_prefix("--memory-limit=")
+            .or_else(|| arg.strip_prefix("-m"))
+        {
+            Some(glued)
+        } else {
+            continue;
         };
         megabytes = value.and_then(|v| v.parse::<usize>().ok()).ok_or_else(|| {
             anyhow::anyhow!("-m wants megabytes in --server-args {server_args:?}")
         })?;
     }
     Ok(megabytes << 20)
+}
+
+/// The store a server started with `server_args` would make: `-m`, and `-M` (no evictions) and
+/// `-C` (no CAS ids) when given. `-I` is left at its default: the replay's items are small.
+fn store_config(server_args: &str) -> anyhow::Result<ferrocache_store::StoreConfig> {
+    let has = |flag: &str| server_args.split_whitespace().any(|a| a == flag);
+    Ok(ferrocache_store::StoreConfig {
+        max_bytes: memory_limit(server_args)?,
+        item_size_max: 1024 * 1024,
+        evictions: !has("-M") && !has("--disable-evictions"),
+        use_cas: !has("-C") && !has("--disable-cas"),
+    })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -140,8 +158,11 @@ fn main() -> anyhow::Result<()> {
             let Mode::Hitratio(args) = &cli.mode else {
                 anyhow::bail!("--in-process replays hitratio traces only");
             };
-            let max_bytes = memory_limit(&cli.server_args)?;
-            rows.push(modes::hit_ratio_in_process(name, max_bytes, args)?);
+            rows.push(modes::hit_ratio_in_process(
+                name,
+                store_config(&cli.server_args)?,
+                args,
+            )?);
         }
         anyhow::Ok(modes::Report::from_rows(rows))
     })?;
@@ -158,14 +179,25 @@ fn main() -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::memory_limit;
+    use super::{memory_limit, store_config};
 
     #[test]
     fn memory_limit_reads_m_as_memcached_does() {
         assert_eq!(memory_limit("-m 8 -t 2").unwrap(), 8 << 20);
         assert_eq!(memory_limit("-t 2 -m16").unwrap(), 16 << 20);
         assert_eq!(memory_limit("-t 2").unwrap(), 64 << 20);
+        assert_eq!(memory_limit("--memory-limit=32 -t 2").unwrap(), 32 << 20);
+        assert_eq!(memory_limit("--memory-limit 4").unwrap(), 4 << 20);
         assert!(memory_limit("-m lots").is_err());
         assert!(memory_limit("-m").is_err());
+    }
+
+    #[test]
+    fn store_config_follows_the_server_flags() {
+        let plain = store_config("-m 8 -t 2").unwrap();
+        assert_eq!(plain.max_bytes, 8 << 20);
+        assert!(plain.evictions && plain.use_cas);
+        let strict = store_config("-m 8 -M -C").unwrap();
+        assert!(!strict.evictions && !strict.use_cas);
     }
 }

@@ -464,30 +464,25 @@ pub async fn hit_ratio(target: &Target, args: &HitRatioArgs) -> anyhow::Result<R
 }
 
 /// [`hit_ratio`] on ferrocached's store itself, in this process: the same trace and the same
-/// look-aside pattern (a batch of `--pipeline` gets, then a set for each miss) on a store of
-/// `max_bytes`, without sockets. Ten times quicker than through a server, for trying eviction
+/// look-aside pattern (a batch of `--pipeline` gets, then a set for each miss) on a store made
+/// as the server would make it, without sockets. Ten times quicker than through a server, for trying eviction
 /// changes on long traces; the miss ratios agree with ferrocached's to about a thousandth (the
 /// keys' spread over the shards is keyed anew in each process). Time is the trace's: with
 /// `--rate`, request `i` is at second `i / rate`, and expired segments are reclaimed each second
 /// as the server does.
 pub fn hit_ratio_in_process(
     name: &str,
-    max_bytes: usize,
+    config: ferrocache_store::StoreConfig,
     args: &HitRatioArgs,
 ) -> anyhow::Result<Row> {
-    use ferrocache_store::{Store, StoreConfig, StoreMode};
+    use ferrocache_store::{Store, StoreMode};
     anyhow::ensure!(
         args.exptime == 0 || args.rate > 0,
         "an in-process replay with --exptime needs --rate (its clock)"
     );
     let trace = trace(args)?;
     let mut tally = Tally::new(&trace, args);
-    let store = Store::new(StoreConfig {
-        max_bytes,
-        item_size_max: 1024 * 1024,
-        evictions: true,
-        use_cas: true,
-    });
+    let store = Store::new(config);
     let value = vec![b'v'; args.value_size];
     let mut misses = Vec::with_capacity(args.pipeline);
     let mut now = 1;
