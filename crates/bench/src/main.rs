@@ -123,7 +123,9 @@ fn memory_limit(server_args: &str) -> anyhow::Result<usize> {
             anyhow::anyhow!("-m wants megabytes in --server-args {server_args:?}")
         })?;
     }
-    Ok(megabytes << 20)
+    megabytes
+        .checked_mul(1 << 20)
+        .ok_or_else(|| anyhow::anyhow!("-m {megabytes} is more bytes than this machine has"))
 }
 
 /// The store a server started with `server_args` would make: `-m`, and `-M` (no evictions) and
@@ -144,6 +146,10 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let specs = specs(&cli)?;
+    anyhow::ensure!(
+        cli.in_process.is_none() || matches!(cli.mode, Mode::Hitratio(_)),
+        "--in-process replays hitratio traces only"
+    );
     let report = runtime.block_on(async {
         let mut rows = Vec::new();
         for spec in &specs {
@@ -154,10 +160,7 @@ fn main() -> anyhow::Result<()> {
                 Mode::Hitratio(args) => modes::hit_ratio(&target, args).await?,
             });
         }
-        if let Some(name) = &cli.in_process {
-            let Mode::Hitratio(args) = &cli.mode else {
-                anyhow::bail!("--in-process replays hitratio traces only");
-            };
+        if let (Some(name), Mode::Hitratio(args)) = (&cli.in_process, &cli.mode) {
             rows.push(modes::hit_ratio_in_process(
                 name,
                 store_config(&cli.server_args)?,
@@ -190,6 +193,7 @@ mod tests {
         assert_eq!(memory_limit("--memory-limit 4").unwrap(), 4 << 20);
         assert!(memory_limit("-m lots").is_err());
         assert!(memory_limit("-m").is_err());
+        assert!(memory_limit(&format!("-m {}", usize::MAX)).is_err());
     }
 
     #[test]

@@ -347,6 +347,7 @@ pub fn expiring(i: u64, share: f64) -> bool {
 /// The request trace: Zipf-popular keys, with optional scans of one-time keys mixed in. The same
 /// seed gives every target the same trace.
 pub fn trace(args: &HitRatioArgs) -> anyhow::Result<Vec<u64>> {
+    anyhow::ensure!(args.pipeline > 0, "--pipeline must be at least 1");
     let picker = KeyPicker::new(args.working_set, args.zipf)?;
     let mut rng = StdRng::seed_from_u64(args.seed);
     let mut out = Vec::with_capacity(args.requests as usize);
@@ -506,7 +507,7 @@ pub fn hit_ratio_in_process(
         }
         for (k, name) in &misses {
             let exptime = if args.exptime > 0 && expiring(*k, args.expiring_share) {
-                now + args.exptime
+                now.saturating_add(args.exptime)
             } else {
                 0
             };
@@ -554,6 +555,11 @@ mod tests {
         };
         let a = trace(&args).expect("trace");
         assert_eq!(a, trace(&args).expect("trace"));
+        let unbatched = HitRatioArgs {
+            pipeline: 0,
+            ..args.clone()
+        };
+        assert!(trace(&unbatched).is_err(), "a batch of no requests");
         assert_eq!(a.len(), 5000);
         let scans: Vec<u64> = a.iter().copied().filter(|&k| k >= 1000).collect();
         assert!(scans.len() >= 300);
