@@ -188,7 +188,9 @@ impl Conn {
 /// false after `quit`.
 fn respond(input: &[u8], out: &mut Vec<u8>, value: &[u8]) -> (usize, bool) {
     let mut at = 0;
-    while let Some(nl) = memchr(&input[at..]) {
+    // What follows the key on every VALUE line: the same for all of them.
+    let header_tail = format!(" 0 {}\r\n", value.len());
+    while let Some(nl) = memchr::memchr(b'\n', &input[at..]) {
         let line_end = at + nl + 1;
         let line = input[at..at + nl]
             .strip_suffix(b"\r")
@@ -202,7 +204,7 @@ fn respond(input: &[u8], out: &mut Vec<u8>, value: &[u8]) -> (usize, bool) {
                 for key in words {
                     out.extend_from_slice(b"VALUE ");
                     out.extend_from_slice(key);
-                    out.extend_from_slice(format!(" 0 {}\r\n", value.len()).as_bytes());
+                    out.extend_from_slice(header_tail.as_bytes());
                     out.extend_from_slice(value);
                     out.extend_from_slice(b"\r\n");
                 }
@@ -236,10 +238,6 @@ fn respond(input: &[u8], out: &mut Vec<u8>, value: &[u8]) -> (usize, bool) {
         at = line_end;
     }
     (at, true)
-}
-
-fn memchr(haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|&b| b == b'\n')
 }
 
 mod uring {
