@@ -39,7 +39,7 @@ pub struct PendingGet<'a> {
     cas: bool,
     /// gat/gats: the new exptime.
     touch: Option<RelTime>,
-    /// The line has been checked for a key over 250 bytes.
+    /// The line has been checked for a key over 250 bytes, and the first keys queued.
     checked: bool,
 }
 
@@ -306,20 +306,18 @@ impl Ctx<'_> {
                 reply::line(self.out.text(), reply::CLIENT_ERROR_BAD_FORMAT);
                 return true;
             }
+            self.start_get(get);
         }
         let store = &self.shared.store;
         while self.out.len() < crate::out::FLUSH_AT {
-            // Keys enter `ahead` hashed; from the second on, their index buckets start loading
-            // then, and their items ITEM_AHEAD keys before they are answered, so that the cache
-            // misses of several keys overlap (a get of one key has nothing to overlap).
+            // After the start, a key enters `ahead` hashed, its index bucket starts loading then
+            // (BUCKET_AHEAD keys before it is answered), and its item ITEM_AHEAD keys before.
             while get.ahead.len <= BUCKET_AHEAD {
                 let Some(Ok(key)) = get.keys.next() else {
                     break;
                 };
                 let hash = store.hash_key(key);
-                if get.ahead.len > 0 {
-                    store.prefetch(hash);
-                }
+                store.prefetch(hash);
                 get.ahead.push(key, hash);
             }
             if let Some((_, hash)) = get.ahead.get(ITEM_AHEAD) {
@@ -339,6 +337,32 @@ impl Ctx<'_> {
             });
         }
         false
+    }
+
+    /// Fills `ahead` with the first keys of a get. If there are several, it starts loading all
+    /// their index buckets, then the items of the first ITEM_AHEAD (reading a bucket waits for
+    /// the first only), so that the cache misses of the first keys overlap as those of the later
+    /// ones do. A get of one key has nothing to overlap and prefetches nothing.
+    fn start_get(&self, get: &mut PendingGet<'_>) {
+        let store = &self.shared.store;
+        while get.ahead.len <= BUCKET_AHEAD {
+            let Some(Ok(key)) = get.keys.next() else {
+                break;
+            };
+            get.ahead.push(key, store.hash_key(key));
+        }
+        if get.ahead.len > 1 {
+            for i in 0..get.ahead.len {
+                if let Some((_, hash)) = get.ahead.get(i) {
+                    store.prefetch(hash);
+                }
+            }
+            for i in 0..ITEM_AHEAD {
+                if let Some((_, hash)) = get.ahead.get(i) {
+                    store.prefetch_item(hash);
+                }
+            }
+        }
     }
 
     /// One key of a get: counts it and hands a hit to `write`, under the shard's lock, straight

@@ -269,6 +269,45 @@ fn a_long_multiget_answers_every_key_in_order() {
 }
 
 #[test]
+fn short_multigets_answer_every_key_in_order() {
+    // Gets of 1 to 10 keys: all of a short get's buckets and its first items are prefetched
+    // before its first lookup. Hits and misses mixed, a key named twice, `get` and `gets`.
+    let s = server();
+    let mut c = s.connect();
+    let names = ["a", "b", "x", "c", "a", "y", "d", "e", "z", "f"];
+    for (i, key) in ["a", "b", "c", "d", "e", "f"].iter().enumerate() {
+        assert_eq!(
+            c.line(&format!("set {key} {i} 0 2\r\n{key}{key}\r\n")),
+            "STORED\r\n"
+        );
+    }
+    let flags = |key: &str| {
+        ["a", "b", "c", "d", "e", "f"]
+            .iter()
+            .position(|k| *k == key)
+    };
+    for n in 1..=names.len() {
+        let keys = &names[..n];
+        for command in ["get", "gets"] {
+            let got = c.request(format!("{command} {}\r\n", keys.join(" ")), "END\r\n");
+            let mut lines = got.split("\r\n");
+            for key in keys {
+                let Some(f) = flags(key) else { continue };
+                let head: Vec<&str> = lines.next().expect("a VALUE line").split(' ').collect();
+                assert_eq!(&head[..4], ["VALUE", key, &f.to_string(), "2"], "{got:?}");
+                assert_eq!(head.len(), if command == "gets" { 5 } else { 4 }, "{got:?}");
+                assert_eq!(
+                    lines.next(),
+                    Some(format!("{key}{key}").as_str()),
+                    "{got:?}"
+                );
+            }
+            assert_eq!(lines.next(), Some("END"), "{command} of {n} keys: {got:?}");
+        }
+    }
+}
+
+#[test]
 fn a_multiget_written_out_in_parts_keeps_its_order() {
     // Values of 200 KB: the reply is written out every five or six keys (at 1 MB pending), while
     // the keys ahead are already hashed and prefetched; hits and misses mixed.
