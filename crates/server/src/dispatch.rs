@@ -3,7 +3,8 @@
 
 use ferrocache_protocol::text::{reply, GetKeys, Request, StoreCommand};
 use ferrocache_store::{
-    DeleteOutcome, DeltaOutcome, ItemRef, KeyHash, RelTime, StoreMode, StoreOutcome, TouchOutcome,
+    DeleteOutcome, DeltaOutcome, ItemRef, KeyHash, RelTime, Store, StoreMode, StoreOutcome,
+    TouchOutcome,
 };
 
 use crate::out::Output;
@@ -41,6 +42,23 @@ pub struct PendingGet<'a> {
     touch: Option<RelTime>,
     /// The line has been checked for a key over 250 bytes, and the first keys queued.
     checked: bool,
+}
+
+impl PendingGet<'_> {
+    /// Hashes the next keys into `ahead` until it is full or the keys run out; with `prefetch`,
+    /// each one's index bucket starts loading as it enters.
+    fn queue_keys(&mut self, store: &Store, prefetch: bool) {
+        while self.ahead.len <= BUCKET_AHEAD {
+            let Some(Ok(key)) = self.keys.next() else {
+                break;
+            };
+            let hash = store.hash_key(key);
+            if prefetch {
+                store.prefetch(hash);
+            }
+            self.ahead.push(key, hash);
+        }
+    }
 }
 
 /// A small queue of the next keys of a get, with their hashes.
@@ -312,14 +330,7 @@ impl Ctx<'_> {
         while self.out.len() < crate::out::FLUSH_AT {
             // After the start, a key enters `ahead` hashed, its index bucket starts loading then
             // (BUCKET_AHEAD keys before it is answered), and its item ITEM_AHEAD keys before.
-            while get.ahead.len <= BUCKET_AHEAD {
-                let Some(Ok(key)) = get.keys.next() else {
-                    break;
-                };
-                let hash = store.hash_key(key);
-                store.prefetch(hash);
-                get.ahead.push(key, hash);
-            }
+            get.queue_keys(store, true);
             if let Some((_, hash)) = get.ahead.get(ITEM_AHEAD) {
                 store.prefetch_item(hash);
             }
@@ -345,12 +356,7 @@ impl Ctx<'_> {
     /// ones do. A get of one key has nothing to overlap and prefetches nothing.
     fn start_get(&self, get: &mut PendingGet<'_>) {
         let store = &self.shared.store;
-        while get.ahead.len <= BUCKET_AHEAD {
-            let Some(Ok(key)) = get.keys.next() else {
-                break;
-            };
-            get.ahead.push(key, store.hash_key(key));
-        }
+        get.queue_keys(store, false);
         if get.ahead.len > 1 {
             for i in 0..get.ahead.len {
                 if let Some((_, hash)) = get.ahead.get(i) {
