@@ -337,6 +337,13 @@ pub struct HitRatioArgs {
     pub rate: u64,
 }
 
+impl HitRatioArgs {
+    /// The relative exptime key `i` is stored with, if it is one of the expiring keys.
+    fn exptime_of(&self, i: u64) -> Option<u32> {
+        (self.exptime > 0 && expiring(i, self.expiring_share)).then_some(self.exptime)
+    }
+}
+
 /// Is key `i` one of the `share` of keys stored with an exptime? A fixed hash of the key, so every
 /// target and every run agrees.
 pub fn expiring(i: u64, share: f64) -> bool {
@@ -444,12 +451,9 @@ pub async fn hit_ratio(target: &Target, args: &HitRatioArgs) -> anyhow::Result<R
             .zip(chunk)
             .zip(&per_op)
             .filter(|(_, &hits)| hits == 0)
-            .map(|((k, &i), _)| {
-                if args.exptime > 0 && expiring(i, args.expiring_share) {
-                    Op::SetExpiring(k, &value, args.exptime)
-                } else {
-                    Op::Set(k, &value)
-                }
+            .map(|((k, &i), _)| match args.exptime_of(i) {
+                Some(exptime) => Op::SetExpiring(k, &value, exptime),
+                None => Op::Set(k, &value),
             })
             .collect();
         let base = chunk_index * args.pipeline;
@@ -466,9 +470,9 @@ pub async fn hit_ratio(target: &Target, args: &HitRatioArgs) -> anyhow::Result<R
 
 /// [`hit_ratio`] on ferrocached's store itself, in this process: the same trace and the same
 /// look-aside pattern (a batch of `--pipeline` gets, then a set for each miss) on a store made
-/// as the server would make it, without sockets. Ten times quicker than through a server, for trying eviction
-/// changes on long traces; the miss ratios agree with ferrocached's to about a thousandth (the
-/// keys' spread over the shards is keyed anew in each process). Time is the trace's: with
+/// as the server would make it, without sockets. Ten times quicker than through a server, for
+/// trying eviction changes on long traces; the miss ratios agree with ferrocached's to about a
+/// thousandth (the keys' spread over the shards is keyed anew in each process). Time is the trace's: with
 /// `--rate`, request `i` is at second `i / rate`, and expired segments are reclaimed each second
 /// as the server does.
 pub fn hit_ratio_in_process(
@@ -506,11 +510,9 @@ pub fn hit_ratio_in_process(
             }
         }
         for (k, name) in &misses {
-            let exptime = if args.exptime > 0 && expiring(*k, args.expiring_share) {
-                now.saturating_add(args.exptime)
-            } else {
-                0
-            };
+            let exptime = args
+                .exptime_of(*k)
+                .map_or(0, |exptime| now.saturating_add(exptime));
             store.store(StoreMode::Set, name, 0, exptime, &value, now);
         }
     }

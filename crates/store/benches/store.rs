@@ -104,22 +104,19 @@ fn multiget(c: &mut Criterion) {
                     next = (next + WIDTH) % (items - WIDTH);
                     let hashes: Vec<_> = batch.iter().map(|k| store.hash_key(k)).collect();
                     for (i, key) in batch.iter().enumerate() {
-                        if first_keys && i == 0 {
+                        if i == 0 && first_keys {
                             for hash in hashes.iter().take(BUCKET_AHEAD + 1) {
                                 store.prefetch(*hash);
                             }
                             for hash in hashes.iter().take(ITEM_AHEAD) {
                                 store.prefetch_item(*hash);
                             }
-                        }
-                        if buckets {
-                            if i == 0 {
-                                if !first_keys {
-                                    for hash in hashes.iter().skip(1).take(BUCKET_AHEAD) {
-                                        store.prefetch(*hash);
-                                    }
-                                }
-                            } else if let Some(hash) = hashes.get(i + BUCKET_AHEAD) {
+                        } else if i == 0 && buckets {
+                            for hash in hashes.iter().skip(1).take(BUCKET_AHEAD) {
+                                store.prefetch(*hash);
+                            }
+                        } else if buckets {
+                            if let Some(hash) = hashes.get(i + BUCKET_AHEAD) {
                                 store.prefetch(*hash);
                             }
                         }
