@@ -14,6 +14,10 @@ pub const FLUSH_AT: usize = 1024 * 1024;
 
 /// Values at least this large are queued by reference instead of copied.
 const BY_REFERENCE: usize = 512;
+/// A value read under a store lock is copied anyway: into the pending text while that stays under
+/// this size (no allocation, one plain write), else into a buffer of its own. Under
+/// [`KEEP_TAIL`], so a connection reading values this size keeps its text buffer between writes.
+const COPY_INTO_TEXT: usize = 16 * 1024;
 /// Buffers handed to one vectored write.
 const MAX_SLICES: usize = 64;
 /// A text buffer that grew past this (a big multi-get of small values) is not kept after a write.
@@ -42,10 +46,10 @@ impl Output {
         self.tail.extend_from_slice(b"\r\n");
     }
 
-    /// Queues a value and its "\r\n" from a borrowed slice (read under a store lock): small ones
-    /// are copied into the pending text, large ones into a buffer of their own.
+    /// Queues a value and its "\r\n" from a borrowed slice (read under a store lock): copied into
+    /// the pending text while that stays under [`COPY_INTO_TEXT`], else into a buffer of its own.
     pub fn value_slice(&mut self, value: &[u8]) {
-        if value.len() >= BY_REFERENCE {
+        if value.len() >= BY_REFERENCE && self.tail.len() + value.len() + 2 > COPY_INTO_TEXT {
             self.value(&Bytes::copy_from_slice(value));
         } else {
             self.tail.extend_from_slice(value);
@@ -252,6 +256,45 @@ mod tests {
         w.max = usize::MAX;
         out.flush(&mut w).await.expect("write");
         assert_eq!(out.tail.capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn values_read_under_a_lock_are_copied_into_the_text_while_it_stays_small() {
+        let mut out = Output::default();
+        let mut sink = Vec::new();
+        // One 1 KB value at a time, as a client that waits for each reply reads them: copied
+        // into the text, written with it, and the next one reuses the same buffer.
+        out.text().extend_from_slice(b"VALUE a 0 1024\r\n");
+        out.value_slice(&[b'a'; 1024]);
+        out.text().extend_from_slice(b"END\r\n");
+        assert!(out.segments.is_empty(), "no buffer of its own");
+        let buffer = out.tail.as_ptr();
+        assert_eq!(out.flush(&mut sink).await.expect("write"), 16 + 1026 + 5);
+        out.text().extend_from_slice(b"VALUE a 0 1024\r\n");
+        out.value_slice(&[b'a'; 1024]);
+        assert_eq!(
+            out.tail.as_ptr(),
+            buffer,
+            "the text buffer is kept and reused"
+        );
+        out.text().extend_from_slice(b"END\r\n");
+        out.flush(&mut sink).await.expect("write");
+        let mut one = b"VALUE a 0 1024\r\n".to_vec();
+        one.extend_from_slice(&[b'a'; 1024]);
+        one.extend_from_slice(b"\r\nEND\r\n");
+        assert_eq!(sink, [one.clone(), one].concat());
+        // A value that would take the text past COPY_INTO_TEXT gets a buffer of its own, after
+        // the text before it; small text after it starts a new tail. Order is kept.
+        sink.clear();
+        out.text().extend_from_slice(b"VALUE b 0 16384\r\n");
+        out.value_slice(&[b'b'; COPY_INTO_TEXT]);
+        out.text().extend_from_slice(b"END\r\n");
+        assert_eq!(out.segments.len(), 2, "the text before, then the value");
+        out.flush(&mut sink).await.expect("write");
+        let mut expected = b"VALUE b 0 16384\r\n".to_vec();
+        expected.extend_from_slice(&[b'b'; COPY_INTO_TEXT]);
+        expected.extend_from_slice(b"\r\nEND\r\n");
+        assert_eq!(sink, expected);
     }
 
     #[test]
