@@ -13,7 +13,7 @@ use crate::budget::Budget;
 use crate::index::{self, Entry, MAX_SEGMENTS};
 use crate::item::{dead, Dead, FlushState, ItemRef, MetaState};
 use crate::layout::{self, Header, NewItem, BINARY_KEY, HAS_CAS, HAS_EXPTIME};
-use crate::segment::{Ghost, Queue, Segment, TTL_CLASSES};
+use crate::segment::{ttl_class, Ghost, Queue, Segment, TTL_CLASSES};
 use crate::stats::Counters;
 use crate::table::{self, BucketTable};
 use crate::{RelTime, StoreConfig};
@@ -470,6 +470,38 @@ impl Shard {
         };
         let old = self.lookup(hash, item.key);
         self.link(hash, Entry::new(id, offset), old, ctx);
+        self.counters.total_items += 1;
+        true
+    }
+
+    /// Writes a new version of a key over its live current one `e` (a set or replace), when
+    /// nothing can tell that place from a new one: the new item is as long as the old, belongs
+    /// in the same lifetime class and on the same side of a pending flush, and no client has
+    /// seen the old version's CAS id, so the id this place gives (newer than any of the key's
+    /// earlier places) is new to everyone. Overwriting a key with a value of the same size then
+    /// leaves no dead version taking room until eviction reaches it. Like [`Shard::put`], the
+    /// entry is a fresh one, but it keeps the key's frequency. False when it does not apply.
+    pub fn overwrite_in_place(
+        &mut self,
+        hash: u64,
+        e: Entry,
+        old: &Header,
+        item: &NewItem<'_>,
+        ctx: &Ctx<'_>,
+    ) -> bool {
+        let seg = self.seg(e.segment());
+        if e.cas_seen()
+            || item.len() != old.total()
+            || seg.class != ttl_class(item.exptime, ctx.now)
+            || ctx.flush.marks(seg) != ctx.flush.marks_new_write(ctx.now)
+        {
+            return false;
+        }
+        let seg = self.seg_mut(e.segment());
+        let at = e.offset();
+        item.write(&mut seg.data[at..at + old.total()]);
+        seg.saw_exptime(item.exptime);
+        self.set_entry(hash, e, Entry::new(e.segment(), at).with_freq(e.freq()));
         self.counters.total_items += 1;
         true
     }

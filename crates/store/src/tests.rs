@@ -1096,3 +1096,124 @@ fn the_index_stays_small_under_eviction_churn() {
         "{per_item:.1} index bytes per item: {st:?}"
     );
 }
+
+#[test]
+fn same_size_overwrites_leave_nothing_behind() {
+    // A set of a key with a value of the same size writes over its old version, so a store whose
+    // keys are overwritten over and over never fills: 200 rounds over 1,000 keys write about
+    // 11 MB into a 1 MB store without an eviction, and every key reads its last value.
+    let s = with(1 << 20, 64 << 10, true);
+    let value = |round: usize, i: usize| format!("{round:08}-{i:023}");
+    for i in 0..1_000 {
+        set(&s, &format!("key:{i}"), value(0, i).as_bytes(), 0, 1);
+    }
+    let before = s.stats();
+    for round in 1..=200 {
+        for i in 0..1_000 {
+            let outcome = if i % 2 == 0 {
+                set(&s, &format!("key:{i}"), value(round, i).as_bytes(), 0, 1)
+            } else {
+                let key = format!("key:{i}");
+                s.store(
+                    StoreMode::Replace,
+                    key.as_bytes(),
+                    0,
+                    0,
+                    value(round, i).as_bytes(),
+                    1,
+                )
+            };
+            assert_eq!(outcome, StoreOutcome::Stored);
+        }
+    }
+    let after = s.stats();
+    assert_eq!(after.evictions, 0, "{after:?}");
+    assert_eq!(after.bytes, before.bytes, "no segment was added");
+    assert_eq!(after.total_items, before.total_items + 200_000);
+    assert_eq!(after.curr_items, 1_000);
+    for i in 0..1_000 {
+        let item = s.get(format!("key:{i}").as_bytes(), false, 1).expect("hit");
+        assert_eq!(item.value, value(200, i).as_bytes());
+    }
+    // A value of another size takes a new place, as before.
+    set(
+        &s,
+        "key:0",
+        b"longer than the others were, by a few bytes",
+        0,
+        1,
+    );
+    assert_eq!(
+        &s.get(b"key:0", false, 1).expect("hit").value[..],
+        b"longer than the others were, by a few bytes"
+    );
+    assert_eq!(s.stats().curr_items, 1_000);
+}
+
+#[test]
+fn an_overwrite_never_reuses_a_cas_id_a_client_saw() {
+    let s = small();
+    set(&s, "k", b"one", 0, 1);
+    let seen = s.get(b"k", true, 1).expect("hit").cas;
+    // Same size, but the old id was shown: the new version needs a new one.
+    set(&s, "k", b"two", 0, 1);
+    assert_eq!(
+        s.store(StoreMode::Cas(seen), b"k", 0, 0, b"bad", 1),
+        StoreOutcome::Exists
+    );
+    // Not shown since: written in place. Its id is still newer than any the client saw.
+    set(&s, "k", b"six", 0, 1);
+    let now_seen = s.get(b"k", true, 1).expect("hit");
+    assert_eq!(&now_seen.value[..], b"six");
+    assert!(now_seen.cas > seen);
+    assert_eq!(
+        s.store(StoreMode::Cas(now_seen.cas), b"k", 0, 0, b"ten", 1),
+        StoreOutcome::Stored
+    );
+    assert_eq!(
+        s.store(StoreMode::Cas(now_seen.cas), b"k", 0, 0, b"bad", 1),
+        StoreOutcome::Exists
+    );
+    assert_eq!(&s.get(b"k", false, 1).expect("hit").value[..], b"ten");
+}
+
+#[test]
+fn an_overwrite_with_another_lifetime_goes_to_that_lifetime_segments() {
+    // An immortal item overwritten by one of the same length that expires (4 bytes less value,
+    // 4 bytes of exptime field) must not stay in the immortal segment: there, reclaiming the
+    // expired would have to wait for its neighbours.
+    let s = with(2 << 20, 64 << 10, true);
+    for i in 0..2_000 {
+        set(&s, &format!("k{i}"), &[b'x'; 104], 0, 1);
+    }
+    for i in (0..2_000).step_by(2) {
+        set(&s, &format!("k{i}"), &[b'y'; 100], 30, 1);
+    }
+    s.reclaim_expired(31);
+    let after = s.stats();
+    assert_eq!(after.reclaimed, 1_000, "{after:?}");
+    assert_eq!(after.curr_items, 1_000, "{after:?}");
+}
+
+#[test]
+fn without_evictions_an_overwrite_still_needs_room_first() {
+    // -M keeps memcached's order: room for the new version is found before the key is looked
+    // at, so a full store refuses a set even of an existing key with a value of the same size.
+    let s = with(1 << 20, 64 << 10, false);
+    fill_until_refused(&s, &[b'v'; 32]);
+    assert_eq!(set(&s, "k0", &[b'w'; 32], 0, 1), StoreOutcome::OutOfMemory);
+}
+
+#[test]
+fn an_overwrite_before_a_pending_flush_is_flushed_with_it() {
+    // Written over in place before the flush's time: flushed as memcached flushes any item
+    // stored before it. Stored after it: a new place, and kept.
+    let s = small();
+    set(&s, "a", b"old", 0, 100);
+    s.flush_all(110, 100);
+    set(&s, "a", b"new", 0, 105);
+    assert_eq!(&s.get(b"a", false, 108).expect("hit").value[..], b"new");
+    assert!(s.get(b"a", false, 109).is_none());
+    set(&s, "a", b"end", 0, 110);
+    assert_eq!(&s.get(b"a", false, 111).expect("hit").value[..], b"end");
+}

@@ -79,6 +79,15 @@ impl Store {
             keep_exptime_field: !self.config.evictions,
             binary_key: options.binary_key,
         };
+        if self.config.evictions && matches!(mode, StoreMode::Set | StoreMode::Replace) {
+            // With evictions on, memcached's allocating the new item first only shows in the
+            // `evictions` count; with -M it decides whether the store fails, so -M keeps that order.
+            if let Some((e, old)) = shard.find_live(hash, key, &ctx) {
+                if shard.overwrite_in_place(hash, e, &old, &item, &ctx) {
+                    return StoreOutcome::Stored;
+                }
+            }
+        }
         let place = if self.make_index_room(shard, index, hash, &ctx) {
             self.place_for(shard, index, queue, &item, marked, &ctx)
         } else {
