@@ -474,6 +474,15 @@ impl Shard {
         true
     }
 
+    /// Whether a new version of the item `e` names may take its place without a new CAS id: no
+    /// client has seen its id (the place's id is then as new to everyone as a fresh place's, and
+    /// newer than any earlier place of the key gave), and no pending flush lies between its
+    /// segment and a write now.
+    pub fn may_rewrite_in_place(&self, e: Entry, ctx: &Ctx<'_>) -> bool {
+        !e.cas_seen()
+            && ctx.flush.marks(self.seg(e.segment())) == ctx.flush.marks_new_write(ctx.now)
+    }
+
     /// Writes a new version of a key over its live current one `e` (a set or replace), when
     /// nothing can tell that place from a new one: the new item is as long as the old, belongs
     /// in the same lifetime class and on the same side of a pending flush, and no client has
@@ -489,11 +498,9 @@ impl Shard {
         item: &NewItem<'_>,
         ctx: &Ctx<'_>,
     ) -> bool {
-        let seg = self.seg(e.segment());
-        if e.cas_seen()
+        if !self.may_rewrite_in_place(e, ctx)
             || item.len() != old.total()
-            || seg.class != ttl_class(item.exptime, ctx.now)
-            || ctx.flush.marks(seg) != ctx.flush.marks_new_write(ctx.now)
+            || self.seg(e.segment()).class != ttl_class(item.exptime, ctx.now)
         {
             return false;
         }

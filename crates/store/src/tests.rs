@@ -1217,3 +1217,44 @@ fn an_overwrite_before_a_pending_flush_is_flushed_with_it() {
     set(&s, "a", b"end", 0, 110);
     assert_eq!(&s.get(b"a", false, 111).expect("hit").value[..], b"end");
 }
+
+#[test]
+fn counters_count_in_place_until_a_client_sees_their_cas_id() {
+    // 100 counters of 10 digits, incremented 100,000 times in all in a 1 MB store, with a new
+    // key stored after each round. Written in place, the counters take no more room, so the
+    // 1,000 new keys all fit. Were each count a new version, the dead ones would share their
+    // segments with the new keys, and eviction would have to make room.
+    let s = with(1 << 20, 64 << 10, true);
+    for i in 0..100 {
+        set(&s, &format!("n{i}"), b"1000000000", 0, 1);
+    }
+    for round in 0..1_000 {
+        for i in 0..100 {
+            let key = format!("n{i}");
+            assert_eq!(
+                s.delta(key.as_bytes(), true, 1, 1),
+                DeltaOutcome::Value(1_000_000_001 + round)
+            );
+        }
+        set(&s, &format!("other{round}"), &[b'x'; 100], 0, 1);
+    }
+    let after = s.stats();
+    assert_eq!(after.evictions, 0, "{after:?}");
+    assert_eq!(after.curr_items, 1_100, "{after:?}");
+    assert_eq!(after.total_items, 1_100);
+    let seen = s.get(b"n0", true, 1).expect("hit").cas;
+    assert_eq!(
+        s.delta(b"n0", true, 1, 1),
+        DeltaOutcome::Value(1_000_001_001)
+    );
+    assert_eq!(
+        s.store(StoreMode::Cas(seen), b"n0", 0, 0, b"0", 1),
+        StoreOutcome::Exists
+    );
+    let now_seen = s.get(b"n0", true, 1).expect("hit").cas;
+    assert!(now_seen > seen);
+    assert_eq!(
+        s.store(StoreMode::Cas(now_seen), b"n0", 0, 0, b"0", 1),
+        StoreOutcome::Stored
+    );
+}

@@ -12,7 +12,8 @@ impl Store {
     /// A number not longer than the old value is padded with spaces to the old length, as
     /// memcached rewrites in place: memcached 1.6.18, `set n 0 0 2` `10`, `decr n 1`, `get n`
     /// answers "9 " (2 bytes). A longer number makes a longer value with the same flags and
-    /// exptime. Either way the new version is written like any other, with a new CAS id.
+    /// exptime. A new CAS id comes with it, unless no client has seen the old one (then a
+    /// number that fits is written over the old in place, keeping it).
     pub fn delta(&self, key: &[u8], incr: bool, delta: u64, now: RelTime) -> DeltaOutcome {
         let (mut shard, index, hash, ctx) = self.locked(key, now);
         let shard = &mut *shard;
@@ -51,10 +52,13 @@ impl Store {
             value.resize(old_len, b' ');
         }
         // In place, as memcached does, when the number fits and the CAS id can change there
-        // (always with -M, where every item has the field, so an incr never needs room).
+        // (always with -M, where every item has the field, so an incr never needs room), or
+        // need not change because no client has seen it (see `Shard::may_rewrite_in_place`).
         let cas_in_place = header.bits & HAS_CAS != 0;
-        if text.len() <= old_len && (cas_in_place || !self.config.use_cas) {
-            let cas = self.config.use_cas.then(|| ctx.seq_range(0));
+        let keeps_id =
+            !self.config.use_cas || (self.config.evictions && shard.may_rewrite_in_place(e, &ctx));
+        if text.len() <= old_len && (cas_in_place || keeps_id) {
+            let cas = cas_in_place.then(|| ctx.seq_range(0));
             shard.set_value_in_place(e, &header, &value, cas);
             shard.mark_read(hash, e, false);
             return DeltaOutcome::Value(new);
