@@ -483,11 +483,9 @@ impl Shard {
             && ctx.flush.marks(self.seg(e.segment())) == ctx.flush.marks_new_write(ctx.now)
     }
 
-    /// Writes a new version of a key over its live current one `e` (a set or replace), when
-    /// nothing can tell that place from a new one: the new item is as long as the old, belongs
-    /// in the same lifetime class and on the same side of a pending flush, and no client has
-    /// seen the old version's CAS id, so the id this place gives (newer than any of the key's
-    /// earlier places) is new to everyone. Overwriting a key with a value of the same size then
+    /// Writes a new version of a key over its live current one `e` (a set or replace) when
+    /// [`Shard::may_rewrite_in_place`] allows it, the new item is as long as the old and it
+    /// belongs in the same lifetime class. Overwriting a key with a value of the same size then
     /// leaves no dead version taking room until eviction reaches it. Like [`Shard::put`], the
     /// entry is a fresh one, but it keeps the key's frequency. False when it does not apply.
     pub fn overwrite_in_place(
