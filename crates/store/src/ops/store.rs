@@ -66,8 +66,6 @@ impl Store {
         }
         let (mut shard, index, hash, ctx) = self.locked(key, now);
         let shard = &mut *shard;
-        let queue = shard.queue_for(hash, key, self.config.evictions);
-        let marked = ctx.flush.marks_new_write(now);
         let item = NewItem {
             key,
             value,
@@ -88,6 +86,8 @@ impl Store {
                 }
             }
         }
+        let queue = shard.queue_for(hash, key, self.config.evictions);
+        let marked = ctx.flush.marks_new_write(now);
         let place = if self.make_index_room(shard, index, hash, &ctx) {
             self.place_for(shard, index, queue, &item, marked, &ctx)
         } else {
