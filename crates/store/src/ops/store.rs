@@ -77,13 +77,13 @@ impl Store {
             keep_exptime_field: !self.config.evictions,
             binary_key: options.binary_key,
         };
-        if self.config.evictions && matches!(mode, StoreMode::Set | StoreMode::Replace) {
-            // With evictions on, memcached's allocating the new item first only shows in the
-            // `evictions` count; with -M it decides whether the store fails, so -M keeps that order.
-            if let Some((e, old)) = shard.find_live(hash, key, &ctx) {
-                if shard.overwrite_in_place(hash, e, &old, &item, &ctx) {
-                    return StoreOutcome::Stored;
-                }
+        // With evictions on, memcached's allocating the new item first only shows in the
+        // `evictions` count; with -M it decides whether the store fails, so -M keeps that order.
+        let looked = (self.config.evictions && matches!(mode, StoreMode::Set | StoreMode::Replace))
+            .then(|| shard.find_live(hash, key, &ctx));
+        if let Some(Some((e, old))) = looked {
+            if shard.overwrite_in_place(hash, e, &old, &item, &ctx) {
+                return StoreOutcome::Stored;
             }
         }
         let queue = shard.queue_for(hash, key, self.config.evictions);
@@ -104,7 +104,11 @@ impl Store {
             }
             return StoreOutcome::OutOfMemory;
         };
-        let existing = shard.find_live(hash, key, &ctx);
+        // Making room can only have removed the key: one found absent above still is.
+        let existing = match looked {
+            Some(None) => None,
+            _ => shard.find_live(hash, key, &ctx),
+        };
         let refuse = |outcome| {
             self.abandon(place);
             outcome
