@@ -159,6 +159,10 @@ pub struct ThroughputArgs {
     pub key_size: usize,
     #[arg(long, default_value_t = 64)]
     pub value_size: usize,
+    /// When above `--value-size`: every set's value has a length drawn uniformly from
+    /// `--value-size` to this (values whose size changes when they are written again).
+    #[arg(long, default_value_t = 0)]
+    pub value_size_max: usize,
     /// Zipf exponent of key popularity; 0 for uniform.
     #[arg(long, default_value_t = 0.0)]
     pub zipf: f64,
@@ -167,12 +171,27 @@ pub struct ThroughputArgs {
     pub duration: f64,
 }
 
+impl ThroughputArgs {
+    /// The length of a set's value: `--value-size`, or drawn up to `--value-size-max`.
+    fn value_len(&self, rng: &mut StdRng) -> usize {
+        if self.value_size_max > self.value_size {
+            rng.gen_range(self.value_size..=self.value_size_max)
+        } else {
+            self.value_size
+        }
+    }
+}
+
 pub async fn throughput(target: &Target, args: &ThroughputArgs) -> anyhow::Result<Row> {
     let keys: Arc<Vec<Vec<u8>>> = Arc::new((0..args.keys).map(|i| key(i, args.key_size)).collect());
-    let value = Arc::new(vec![b'v'; args.value_size]);
+    let value = Arc::new(vec![b'v'; args.value_size.max(args.value_size_max)]);
     let mut loader = Wire::connect(&target.addr).await?;
+    let mut rng = StdRng::seed_from_u64(0);
     for chunk in keys.chunks(100) {
-        let ops: Vec<Op<'_>> = chunk.iter().map(|k| Op::Set(k, &value)).collect();
+        let ops: Vec<Op<'_>> = chunk
+            .iter()
+            .map(|k| Op::Set(k, &value[..args.value_len(&mut rng)]))
+            .collect();
         loader.batch(&ops).await?;
     }
     let cpu_before = target.cpu_seconds();
@@ -205,7 +224,11 @@ pub async fn throughput(target: &Target, args: &ThroughputArgs) -> anyhow::Resul
                 }
                 for slot in &get_keys {
                     if slot.is_empty() {
-                        ops.push(Op::Set(&keys[picker.pick(&mut rng) as usize], &value));
+                        let len = args.value_len(&mut rng);
+                        ops.push(Op::Set(
+                            &keys[picker.pick(&mut rng) as usize],
+                            &value[..len],
+                        ));
                         key_ops += 1;
                     } else {
                         ops.push(Op::Get(slot));
@@ -250,6 +273,7 @@ pub async fn throughput(target: &Target, args: &ThroughputArgs) -> anyhow::Resul
     if let Some(cpu) = cpu {
         metrics.push(("server CPU us/request", cpu * 1e6 / requests.max(1) as f64));
     }
+    metrics.push(("items held at end", stat(&mut loader, "curr_items").await?));
     Ok(Row {
         target: target.name.clone(),
         metrics,
@@ -522,6 +546,26 @@ pub fn hit_ratio_in_process(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_values_vary_in_length_only_when_asked() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: ThroughputArgs,
+        }
+        use clap::Parser;
+        let mut rng = StdRng::seed_from_u64(3);
+        let fixed = Cli::parse_from(["t", "--value-size", "100"]).args;
+        assert!((0..100).all(|_| fixed.value_len(&mut rng) == 100));
+        let varied = Cli::parse_from(["t", "--value-size", "32", "--value-size-max", "40"]).args;
+        let lens: Vec<usize> = (0..1000).map(|_| varied.value_len(&mut rng)).collect();
+        assert!(lens.iter().all(|l| (32..=40).contains(l)));
+        assert!(
+            lens.contains(&32) && lens.contains(&40),
+            "both ends are drawn"
+        );
+    }
 
     #[test]
     fn zipf_prefers_low_indices() {
