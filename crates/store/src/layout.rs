@@ -5,6 +5,7 @@
 //! | key_len   | 1-2   | always, LEB128 (1 byte below 128) |
 //! | bits      | 1     | always: [`HAS_FLAGS`], [`HAS_EXPTIME`], [`HAS_CAS`] |
 //! | value_len | 1-5   | always, LEB128 |
+//! | pad       | 1-5   | when [`HAS_PAD`]: bytes after the value that belong to no field, LEB128 |
 //! | flags     | 1-5   | client flags when not 0, LEB128 |
 //! | exptime   | 4     | when not 0 (never expires), little-endian relative time |
 //! | cas       | 8     | only when the CAS id cannot be derived from the item's place (see below) |
@@ -12,6 +13,10 @@
 //!
 //! A 20-byte key with a 32-byte value, flags 0 and no exptime takes 55 bytes; memcached 1.6 puts
 //! the same item in a 120-byte slab chunk.
+//!
+//! **Padding** lets a shorter new version of a key be written over its old one
+//! ([`NewItem::write_padded`]): the item then keeps the old one's length, the bytes it does not
+//! use following its value, so the items after it are still found where they were.
 //!
 //! **CAS ids** are not stored as a rule: a segment takes a fresh range of sequence numbers when it
 //! is opened, and an item's CAS id is the start of that range plus its offset. Every write lands
@@ -30,6 +35,8 @@ pub(crate) const HAS_EXPTIME: u8 = 2;
 pub(crate) const HAS_CAS: u8 = 4;
 /// The key was sent base64-encoded (meta `b`): it is binary, and returned encoded.
 pub(crate) const BINARY_KEY: u8 = 8;
+/// Unused bytes follow the value (their count is written after `value_len`).
+pub(crate) const HAS_PAD: u8 = 16;
 
 /// An item's header, read from its bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,12 +51,14 @@ pub(crate) struct Header {
     /// The written CAS id (when [`HAS_CAS`]).
     pub cas: u64,
     pub header_len: usize,
+    /// Unused bytes after the value (when [`HAS_PAD`]).
+    pub pad: usize,
 }
 
 impl Header {
     /// Bytes the whole item takes.
     pub fn total(&self) -> usize {
-        self.header_len + self.key_len + self.value_len
+        self.header_len + self.key_len + self.value_len + self.pad
     }
 
     pub fn key<'a>(&self, item: &'a [u8]) -> &'a [u8] {
@@ -79,6 +88,18 @@ fn put_varint(buf: &mut [u8], mut at: usize, mut v: u32) -> usize {
     }
     buf[at] = v as u8;
     at + 1
+}
+
+/// Writes `v` in exactly `width` bytes of LEB128 (a longer encoding than needed reads the same).
+fn put_varint_width(buf: &mut [u8], mut at: usize, mut v: u32, width: usize) -> usize {
+    for left in (0..width).rev() {
+        let more = if left > 0 { 0x80 } else { 0 };
+        buf[at] = (v & 0x7f) as u8 | more;
+        v >>= 7;
+        at += 1;
+    }
+    debug_assert_eq!(v, 0, "the value fits the width");
+    at
 }
 
 fn get_varint(buf: &[u8], mut at: usize) -> (u32, usize) {
@@ -146,10 +167,30 @@ impl NewItem<'_> {
 
     /// Writes the item at the start of `buf` (at least [`NewItem::len`] bytes); returns its length.
     pub fn write(&self, buf: &mut [u8]) -> usize {
-        let bits = self.bits();
+        self.write_with(buf, self.bits(), None)
+    }
+
+    /// Writes the item so that it fills all of `slot`, which is longer than [`NewItem::len`]:
+    /// the bytes it does not use become padding after its value.
+    pub fn write_padded(&self, slot: &mut [u8]) {
+        let spare = slot.len() - self.len();
+        debug_assert!(spare > 0, "a padded item is shorter than its slot");
+        // The pad count takes `width` bytes; the pad is what is left after it.
+        let width = varint_len(spare as u32);
+        let pad = spare - width;
+        let written = self.write_with(slot, self.bits() | HAS_PAD, Some((pad as u32, width)));
+        debug_assert_eq!(written + pad, slot.len());
+    }
+
+    /// Writes the item with these bits and, for [`HAS_PAD`], the pad count and its width;
+    /// returns the bytes written (the pad not included).
+    fn write_with(&self, buf: &mut [u8], bits: u8, pad: Option<(u32, usize)>) -> usize {
         let mut at = put_varint(buf, 0, self.key.len() as u32);
         buf[at] = bits;
         at = put_varint(buf, at + 1, self.value.len() as u32);
+        if let Some((pad, width)) = pad {
+            at = put_varint_width(buf, at, pad, width);
+        }
         if bits & HAS_FLAGS != 0 {
             at = put_varint(buf, at, self.flags);
         }
@@ -173,6 +214,10 @@ pub(crate) fn parse(item: &[u8]) -> Header {
     let (key_len, at) = get_varint(item, 0);
     let bits = item[at];
     let (value_len, mut at) = get_varint(item, at + 1);
+    let mut pad = 0;
+    if bits & HAS_PAD != 0 {
+        (pad, at) = get_varint(item, at);
+    }
     let mut flags = 0;
     if bits & HAS_FLAGS != 0 {
         (flags, at) = get_varint(item, at);
@@ -197,6 +242,7 @@ pub(crate) fn parse(item: &[u8]) -> Header {
         exptime_at,
         cas,
         header_len: at,
+        pad: pad as usize,
     }
 }
 
@@ -254,6 +300,39 @@ mod tests {
         assert_eq!(item(&key, &value, 0, 0).len(), 55);
         assert_eq!(item(&key, &value, 1, 0).len(), 56);
         assert_eq!(item(&key, &value, 1 << 31, 100).len(), 64);
+    }
+
+    #[test]
+    fn a_padded_item_fills_its_slot_and_the_next_item_is_found() {
+        // Every spare size around the pad count's width changes (1 to 3 bytes of count).
+        let key = b"key";
+        let value = [b'v'; 40];
+        let next = item(b"next", b"after", 7, 0);
+        for spare in [
+            1, 2, 3, 127, 128, 129, 130, 131, 16_383, 16_384, 16_385, 16_386, 70_000,
+        ] {
+            for shorter in [item(key, &value, 0, 0), item(key, &value[..3], 9, 1234)] {
+                let slot = shorter.len() + spare;
+                let mut buf = vec![0xeeu8; slot + next.len()];
+                shorter.write_padded(&mut buf[..slot]);
+                assert_eq!(next.write(&mut buf[slot..]), next.len());
+                let read: Vec<_> = items(&buf, buf.len()).collect();
+                assert_eq!(read.len(), 2, "spare {spare}");
+                let (at, header) = read[0];
+                assert_eq!((at, header.total()), (0, slot), "spare {spare}");
+                assert_eq!(header.bits & HAS_PAD, HAS_PAD);
+                assert_eq!(header.key(&buf), key);
+                assert_eq!(header.value(&buf), shorter.value);
+                assert_eq!(
+                    (header.flags, header.exptime),
+                    (shorter.flags, shorter.exptime)
+                );
+                let (at, header) = read[1];
+                assert_eq!(at, slot);
+                assert_eq!(header.value(&buf[at..]), b"after");
+                assert_eq!(header.pad, 0);
+            }
+        }
     }
 
     #[test]

@@ -484,10 +484,12 @@ impl Shard {
     }
 
     /// Writes a new version of a key over its live current one `e` (a set or replace) when
-    /// [`Shard::may_rewrite_in_place`] allows it, the new item is as long as the old and it
-    /// belongs in the same lifetime class. Overwriting a key with a value of the same size then
-    /// leaves no dead version taking room until eviction reaches it. Like [`Shard::put`], the
-    /// entry is a fresh one, but it keeps the key's frequency. False when it does not apply.
+    /// [`Shard::may_rewrite_in_place`] allows it, the new item is no longer than the old and it
+    /// belongs in the same lifetime class. Overwriting a key then leaves no dead version taking
+    /// room until eviction reaches it. A shorter item is padded to the old one's length
+    /// ([`NewItem::write_padded`]); the padding goes when eviction moves the item. Like
+    /// [`Shard::put`], the entry is a fresh one, but it keeps the key's frequency. False when it
+    /// does not apply.
     pub fn overwrite_in_place(
         &mut self,
         hash: u64,
@@ -496,15 +498,21 @@ impl Shard {
         item: &NewItem<'_>,
         ctx: &Ctx<'_>,
     ) -> bool {
+        let len = item.len();
         if !self.may_rewrite_in_place(e, ctx)
-            || item.len() != old.total()
+            || len > old.total()
             || self.seg(e.segment()).class != ttl_class(item.exptime, ctx.now)
         {
             return false;
         }
         let seg = self.seg_mut(e.segment());
+        let slot = &mut seg.data[e.offset()..e.offset() + old.total()];
+        if len == slot.len() {
+            item.write(slot);
+        } else {
+            item.write_padded(slot);
+        }
         let at = e.offset();
-        item.write(&mut seg.data[at..at + old.total()]);
         seg.saw_exptime(item.exptime);
         self.set_entry(hash, e, Entry::new(e.segment(), at).with_freq(e.freq()));
         self.counters.total_items += 1;

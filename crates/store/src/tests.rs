@@ -1258,3 +1258,70 @@ fn counters_count_in_place_until_a_client_sees_their_cas_id() {
         StoreOutcome::Stored
     );
 }
+
+#[test]
+fn shorter_overwrites_keep_their_place_padded_until_eviction_moves_them() {
+    // A set of a key with a shorter value writes over the old version, padded to its length:
+    // 200 rounds of values of 1 to 40 bytes over 1,000 keys first stored with 40 bytes fit in a
+    // 1 MB store without an eviction, and every key reads its last value.
+    let s = with(1 << 20, 64 << 10, true);
+    let value = |round: usize, i: usize| {
+        let text = format!("{round:05}:{i:05}:{}", "v".repeat(40));
+        text[..1 + (round * 7 + i) % 40].to_string()
+    };
+    for i in 0..1_000 {
+        set(&s, &format!("key:{i}"), "x".repeat(40).as_bytes(), 0, 1);
+    }
+    let before = s.stats();
+    for round in 1..=200 {
+        for i in 0..1_000 {
+            let mode = if i % 2 == 0 {
+                StoreMode::Set
+            } else {
+                StoreMode::Replace
+            };
+            let key = format!("key:{i}");
+            let v = value(round, i);
+            let outcome = s.store(mode, key.as_bytes(), 0, 0, v.as_bytes(), 1);
+            assert_eq!(outcome, StoreOutcome::Stored);
+        }
+    }
+    let after = s.stats();
+    assert_eq!(after.evictions, 0, "{after:?}");
+    assert_eq!(after.bytes, before.bytes, "no segment was added");
+    let pad_of = |key: &str| {
+        let (shard, _, hash, _) = s.locked(key.as_bytes(), 1);
+        shard
+            .lookup(hash, key.as_bytes())
+            .map(|e| shard.header(e).pad)
+    };
+    for i in 0..1_000 {
+        let key = format!("key:{i}");
+        let item = s.get(key.as_bytes(), false, 1).expect("hit");
+        assert_eq!(item.value, value(200, i).as_bytes());
+        // 40 - len spare bytes: one of them holds the pad count, unless there are none.
+        let spare = 40 - item.value.len();
+        assert_eq!(pad_of(&key), Some(spare.saturating_sub(1)), "{key}");
+    }
+    // The keys were just read: eviction keeps them, moving them without their padding.
+    for i in 0..20_000 {
+        set(&s, &format!("other:{i}"), &[b'o'; 40], 0, 1);
+    }
+    assert!(s.stats().evictions > 0);
+    let mut kept = 0;
+    for i in 0..1_000 {
+        let key = format!("key:{i}");
+        if let Some(item) = s.get(key.as_bytes(), false, 1) {
+            assert_eq!(item.value, value(200, i).as_bytes());
+            assert_eq!(pad_of(&key), Some(0), "{key}");
+            kept += 1;
+        }
+    }
+    assert!(kept > 500, "{kept} of the read keys kept");
+    // A longer value than the slot takes a new place.
+    set(&s, "key:1", &[b'L'; 60], 0, 1);
+    assert_eq!(
+        &s.get(b"key:1", false, 1).expect("hit").value[..],
+        &[b'L'; 60][..]
+    );
+}
