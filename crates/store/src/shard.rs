@@ -499,9 +499,16 @@ impl Shard {
         ctx: &Ctx<'_>,
     ) -> bool {
         let len = item.len();
+        let seg = self.seg(e.segment());
+        // The last live item of a closed segment is better appended when that takes less than
+        // the segment, which is then freed whole (a large item's, or one with nothing else left).
+        let last_of_closed = seg.live == 1
+            && self.queues[seg.queue as usize].open[seg.class] != Some(e.segment())
+            && len < seg.capacity();
         if !self.may_rewrite_in_place(e, ctx)
             || len > old.total()
-            || self.seg(e.segment()).class != ttl_class(item.exptime, ctx.now)
+            || seg.class != ttl_class(item.exptime, ctx.now)
+            || last_of_closed
         {
             return false;
         }

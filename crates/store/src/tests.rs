@@ -1151,6 +1151,36 @@ fn same_size_overwrites_leave_nothing_behind() {
 }
 
 #[test]
+fn the_last_live_item_of_a_closed_segment_is_not_overwritten_in_place() {
+    // A large item is alone in its segment: a shorter new version is appended, and the old
+    // segment is freed at once instead of kept for its padding. One of the same size still takes
+    // its place (appending it would take as much).
+    let s = with(8 << 20, 1 << 20, true);
+    let segment = s.segment_bytes() as u64;
+    let big = vec![b'b'; 200_000];
+    let held = |s: &Store| {
+        let st = s.stats();
+        st.bytes - st.index_bytes
+    };
+    set(&s, "big", &big, 0, 1);
+    let total_items = s.stats().total_items;
+    assert!(held(&s) >= 200_000);
+    let other = vec![b'o'; 200_000];
+    set(&s, "big", &other, 0, 1);
+    assert!(held(&s) >= 200_000 && held(&s) < 200_000 + segment);
+    assert_eq!(s.stats().total_items, total_items + 1);
+    assert_eq!(&s.get(b"big", false, 1).expect("hit").value[..], &other[..]);
+    set(&s, "big", b"small", 0, 1);
+    assert!(
+        held(&s) <= 2 * segment,
+        "the large segment is gone: {} bytes held",
+        held(&s)
+    );
+    assert_eq!(&s.get(b"big", false, 1).expect("hit").value[..], b"small");
+    assert_eq!(s.stats().evictions, 0);
+}
+
+#[test]
 fn an_overwrite_never_reuses_a_cas_id_a_client_saw() {
     let s = small();
     set(&s, "k", b"one", 0, 1);
