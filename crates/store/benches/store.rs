@@ -1,6 +1,6 @@
-//! Hot paths of the store: a get that hits, a set that replaces, gets from several threads at
-//! once (to see whether the shard locks serialise readers), and 10-key gets with and without the
-//! prefetches the server's multi-key get makes.
+//! Hot paths of the store: a get that hits, a set that replaces (with a value of the same size or
+//! a shorter one), gets from several threads at once (to see whether the shard locks serialise
+//! readers), and 10-key gets with and without the prefetches the server's multi-key get makes.
 //! Run: `cargo bench -p ferrocache-store`.
 
 use std::sync::Arc;
@@ -56,6 +56,14 @@ fn set(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % KEYS;
             store.store(StoreMode::Set, &keys[i], 0, 0, &value, 100)
+        })
+    });
+    // Values of 16 to 32 bytes over keys stored with 32: every set is a shorter (padded) or
+    // same-size overwrite in place.
+    c.bench_function("set_replace_shorter_16_to_32B", |b| {
+        b.iter(|| {
+            i = (i + 1) % KEYS;
+            store.store(StoreMode::Set, &keys[i], 0, 0, &value[..16 + i % 17], 100)
         })
     });
     // Sets into a store at its limit: every set evicts.
