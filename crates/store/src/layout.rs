@@ -3,7 +3,7 @@
 //! | field     | bytes | when |
 //! |-----------|-------|------|
 //! | key_len   | 1-2   | always, LEB128 (1 byte below 128) |
-//! | bits      | 1     | always: [`HAS_FLAGS`], [`HAS_EXPTIME`], [`HAS_CAS`] |
+//! | bits      | 1     | always: [`HAS_FLAGS`], [`HAS_EXPTIME`], [`HAS_CAS`], [`BINARY_KEY`], [`HAS_PAD`] |
 //! | value_len | 1-5   | always, LEB128 |
 //! | pad       | 1-5   | when [`HAS_PAD`]: bytes after the value that belong to no field, LEB128 |
 //! | flags     | 1-5   | client flags when not 0, LEB128 |
@@ -19,11 +19,13 @@
 //! use following its value, so the items after it are still found where they were.
 //!
 //! **CAS ids** are not stored as a rule: a segment takes a fresh range of sequence numbers when it
-//! is opened, and an item's CAS id is the start of that range plus its offset. Every write lands
-//! at a new place, so every version gets a new id, for free. An item that is moved without being
-//! changed (kept by eviction, or rewritten by a `touch` that adds an exptime) gets a new place;
-//! if a client may hold its old id (one was reported since it was written), the id is written
-//! out with it ([`HAS_CAS`]), else it silently takes the new one, which no one has seen.
+//! is opened, and an item's CAS id is the start of that range plus its offset. A write at a new
+//! place gets a new id, for free. A version is written over the old one (same place, so same id)
+//! only when no client has seen that id, which is then as new to everyone as a fresh one
+//! (`Shard::may_rewrite_in_place`). An item that is moved without being changed (kept by
+//! eviction, or rewritten by a `touch` that adds an exptime) gets a new place; if a client may
+//! hold its old id (one was reported since it was written), the id is written out with it
+//! ([`HAS_CAS`]), else it silently takes the new one, which no one has seen.
 
 use crate::RelTime;
 
