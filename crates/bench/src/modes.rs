@@ -345,6 +345,10 @@ pub struct HitRatioArgs {
     pub key_size: usize,
     #[arg(long, default_value_t = 32)]
     pub value_size: usize,
+    /// When above `--value-size`: each key's value has its own length, from `--value-size` to
+    /// this (fixed per key by a hash of it, the same for every target).
+    #[arg(long, default_value_t = 0)]
+    pub value_size_max: usize,
     #[arg(long, default_value_t = 64)]
     pub pipeline: usize,
     #[arg(long, default_value_t = 42)]
@@ -362,6 +366,16 @@ pub struct HitRatioArgs {
 }
 
 impl HitRatioArgs {
+    /// The length of key `i`'s value.
+    fn value_len(&self, i: u64) -> usize {
+        if self.value_size_max > self.value_size {
+            let spread = i.wrapping_add(1).wrapping_mul(0xD6E8_FEB8_6659_FD93) >> 32;
+            self.value_size + spread as usize % (self.value_size_max - self.value_size + 1)
+        } else {
+            self.value_size
+        }
+    }
+
     /// The relative exptime key `i` is stored with, if it is one of the expiring keys.
     fn exptime_of(&self, i: u64) -> Option<u32> {
         (self.exptime > 0 && expiring(i, self.expiring_share)).then_some(self.exptime)
@@ -457,7 +471,7 @@ pub async fn hit_ratio(target: &Target, args: &HitRatioArgs) -> anyhow::Result<R
     let trace = trace(args)?;
     let mut tally = Tally::new(&trace, args);
     let mut wire = Wire::connect(&target.addr).await?;
-    let value = vec![b'v'; args.value_size];
+    let value = vec![b'v'; args.value_size.max(args.value_size_max)];
     let mut per_op = Vec::with_capacity(args.pipeline);
     let started = tokio::time::Instant::now();
     for (chunk_index, chunk) in trace.chunks(args.pipeline).enumerate() {
@@ -475,9 +489,12 @@ pub async fn hit_ratio(target: &Target, args: &HitRatioArgs) -> anyhow::Result<R
             .zip(chunk)
             .zip(&per_op)
             .filter(|(_, &hits)| hits == 0)
-            .map(|((k, &i), _)| match args.exptime_of(i) {
-                Some(exptime) => Op::SetExpiring(k, &value, exptime),
-                None => Op::Set(k, &value),
+            .map(|((k, &i), _)| {
+                let value = &value[..args.value_len(i)];
+                match args.exptime_of(i) {
+                    Some(exptime) => Op::SetExpiring(k, value, exptime),
+                    None => Op::Set(k, value),
+                }
             })
             .collect();
         let base = chunk_index * args.pipeline;
@@ -512,7 +529,7 @@ pub fn hit_ratio_in_process(
     let trace = trace(args)?;
     let mut tally = Tally::new(&trace, args);
     let store = Store::new(config);
-    let value = vec![b'v'; args.value_size];
+    let value = vec![b'v'; args.value_size.max(args.value_size_max)];
     let mut misses = Vec::with_capacity(args.pipeline);
     let mut now = 1;
     for (chunk_index, chunk) in trace.chunks(args.pipeline).enumerate() {
@@ -537,7 +554,8 @@ pub fn hit_ratio_in_process(
             let exptime = args
                 .exptime_of(*k)
                 .map_or(0, |exptime| now.saturating_add(exptime));
-            store.store(StoreMode::Set, name, 0, exptime, &value, now);
+            let value = &value[..args.value_len(*k)];
+            store.store(StoreMode::Set, name, 0, exptime, value, now);
         }
     }
     Ok(tally.row(name, store.stats().curr_items as f64))
@@ -593,6 +611,7 @@ mod tests {
             scan_length: 100,
             key_size: 20,
             value_size: 32,
+            value_size_max: 0,
             pipeline: 64,
             seed: 7,
             expiring_share: 0.0,
