@@ -586,6 +586,28 @@ mod tests {
     }
 
     #[test]
+    fn each_key_of_a_hit_ratio_trace_keeps_one_value_length() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: HitRatioArgs,
+        }
+        use clap::Parser;
+        let fixed = Cli::parse_from(["t"]).args;
+        assert!((0..1000).all(|i| fixed.value_len(i) == 32));
+        let mixed = Cli::parse_from(["t", "--value-size", "32", "--value-size-max", "512"]).args;
+        let lens: Vec<usize> = (0..10_000).map(|i| mixed.value_len(i)).collect();
+        assert!(lens.iter().all(|l| (32..=512).contains(l)));
+        assert_eq!(
+            lens,
+            (0..10_000).map(|i| mixed.value_len(i)).collect::<Vec<_>>()
+        );
+        let mean = lens.iter().sum::<usize>() as f64 / lens.len() as f64;
+        assert!((mean - 272.0).abs() < 10.0, "spread evenly: mean {mean}");
+        assert!(lens.iter().any(|&l| l < 40) && lens.iter().any(|&l| l > 500));
+    }
+
+    #[test]
     fn zipf_prefers_low_indices() {
         let picker = KeyPicker::new(10_000, 1.0).expect("zipf");
         let mut rng = StdRng::seed_from_u64(1);
