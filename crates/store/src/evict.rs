@@ -8,7 +8,8 @@
 //! - from the small queue, read while there (freq > 0): moved to main, freq reset;
 //! - from the main queue, read since last kept: moved back into main, freq less one;
 //! - otherwise: evicted (`evictions`, `evicted_unfetched`); evicted from small, its fingerprint
-//!   goes to the ghost.
+//!   goes to the ghost (a key stored again while the ghost remembers it goes straight to main,
+//!   unless its item is much longer than most: `Shard::queue_for`).
 //!
 //! A hit only bumps two bits in the index entry: no list to update, no lock but the shard's.
 //! Kept items are appended to main's open segment of their lifetime class (by the time they have

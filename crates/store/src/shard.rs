@@ -62,6 +62,14 @@ pub(crate) struct QueueState {
     pub bytes: usize,
 }
 
+/// A key the ghost remembers goes straight to main only if its item is at most 5/4 of the
+/// average length of the items written lately (numerator, denominator). A ghost hit says a key is
+/// wanted again soon, but not how much room it takes: main's room is best spent on the items
+/// that bring the most hits per byte, and with values of mixed sizes a long item must show it is
+/// wanted by a hit while in small. Items of about the same size all pass: on traces with one
+/// value size nothing changes.
+pub(crate) const GHOST_ADMITS: (u64, u64) = (5, 4);
+
 pub(crate) struct Shard {
     /// The index, split over tables that grow at different sizes (see `index.rs`).
     tables: Box<[BucketTable]>,
@@ -75,6 +83,8 @@ pub(crate) struct Shard {
     pub(crate) ghost: Ghost,
     ghost_bytes: usize,
     live: usize,
+    /// Moving average of the length of the items stores append, times 256 (0 before the first).
+    written_avg: u64,
     pub counters: Counters,
 }
 
@@ -105,6 +115,7 @@ impl Shard {
             ghost: Ghost::new(ghost_entries),
             ghost_bytes: Ghost::bytes(ghost_entries),
             live: 0,
+            written_avg: 0,
             counters: Counters::default(),
         }
     }
@@ -216,18 +227,36 @@ impl Shard {
         Some((e, header))
     }
 
-    /// Which queue a new version of `key` goes to: main if the current one is there or the ghost
-    /// remembers the key, else small.
+    /// Which queue a new version of `key`, `len` bytes long, goes to: main if the current one is
+    /// there, or if the ghost remembers the key and the item is not much longer than the items
+    /// written lately (see [`GHOST_ADMITS`]); else small.
     /// Without evictions (`-M`) there is nothing to choose between: everything goes to main.
-    pub fn queue_for(&self, hash: u64, key: &[u8], evictions: bool) -> Queue {
+    pub fn queue_for(&self, hash: u64, key: &[u8], len: usize, evictions: bool) -> Queue {
         if !evictions {
             return Queue::Main;
         }
         match self.lookup(hash, key) {
             Some(e) if self.seg(e.segment()).queue == Queue::Main => Queue::Main,
-            _ if self.ghost.contains(hash) => Queue::Main,
+            _ if self.ghost.contains(hash) && self.ghost_admits(len) => Queue::Main,
             _ => Queue::Small,
         }
+    }
+
+    /// Whether an item of `len` bytes may go from the ghost to main: at most [`GHOST_ADMITS`]
+    /// times the average length of the items written lately.
+    fn ghost_admits(&self, len: usize) -> bool {
+        let (times, over) = GHOST_ADMITS;
+        self.written_avg == 0 || (len as u64) * 256 * over <= self.written_avg * times
+    }
+
+    /// Counts an item of `len` bytes that a store appends in the average [`Shard::queue_for`]
+    /// compares with: each weighs 1/256, so it follows the last thousand or so of the shard.
+    pub fn note_written(&mut self, len: usize) {
+        let len = len as u64 * 256;
+        self.written_avg = match self.written_avg {
+            0 => len,
+            avg => avg - avg / 256 + len / 256,
+        };
     }
 
     /// Replaces the index entry at `old`'s place with `new`.

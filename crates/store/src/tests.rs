@@ -324,6 +324,47 @@ fn recently_read_items_survive_eviction() {
 }
 
 #[test]
+fn the_ghost_sends_only_items_of_about_the_usual_size_to_main() {
+    // Keys stored once with 40-byte values and never read: the early ones are evicted from small
+    // and their fingerprints go to the ghost.
+    let s = store(2 * 1024 * 1024, true, true);
+    for i in 0..60_000 {
+        set(&s, &format!("key:{i}"), &[b'v'; 40], 0, 1);
+    }
+    assert!(s.stats().evictions > 0);
+    let remembered = |key: &str| {
+        let (shard, _, hash, _) = s.locked(key.as_bytes(), 1);
+        shard.ghost.contains(hash) && shard.lookup(hash, key.as_bytes()).is_none()
+    };
+    let queue_of = |key: &str| {
+        let (shard, _, hash, _) = s.locked(key.as_bytes(), 1);
+        let e = shard.lookup(hash, key.as_bytes()).expect("stored");
+        shard.seg(e.segment()).queue
+    };
+    // Keys the ghost remembers come back, in turn with a value of about the usual size and one
+    // ten times as long. (Each store can evict and overwrite other fingerprints, so a key is
+    // checked right before it comes back.)
+    let (mut to_main, mut to_small) = (0, 0);
+    for i in 0..60_000 {
+        let key = format!("key:{i}");
+        if !remembered(&key) {
+            continue;
+        }
+        if i % 2 == 0 {
+            set(&s, &key, &[b'w'; 44], 0, 1);
+            assert_eq!(queue_of(&key), crate::segment::Queue::Main, "{key}");
+            to_main += 1;
+        } else {
+            // Must be read while in small to stay.
+            set(&s, &key, &[b'w'; 400], 0, 1);
+            assert_eq!(queue_of(&key), crate::segment::Queue::Small, "{key}");
+            to_small += 1;
+        }
+    }
+    assert!(to_main > 100 && to_small > 100, "{to_main} {to_small}");
+}
+
+#[test]
 fn largest_item_fits_in_small_memory() {
     let s = store(2 * 1024 * 1024, true, true);
     let big = vec![b'x'; 1024 * 1024 - 100];

@@ -119,7 +119,7 @@ impl Store {
             keep_exptime_field: !evictions,
             binary_key: request.binary_key,
         };
-        let queue = shard.queue_for(hash, key, evictions);
+        let queue = shard.queue_for(hash, key, item.len(), evictions);
         if !self.make_index_room(shard, index, hash, &ctx) {
             return None;
         }
