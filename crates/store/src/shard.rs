@@ -250,7 +250,7 @@ impl Shard {
     }
 
     /// Counts an item of `len` bytes that a store appends in the average [`Shard::queue_for`]
-    /// compares with: each weighs 1/256, so it follows the last thousand or so of the shard.
+    /// compares with: each weighs 1/256, so it follows the last few hundred of the shard.
     pub fn note_written(&mut self, len: usize) {
         let len = len as u64 * 256;
         self.written_avg = match self.written_avg {
