@@ -46,16 +46,22 @@ impl Shard {
     /// shard may free.
     pub fn evict_one(&mut self, ctx: &Ctx<'_>) -> bool {
         if !ctx.config.evictions {
-            // Nothing may be evicted: compact the segment with the most garbage first.
+            // Nothing may be evicted: compact the segment with the most garbage first, an open
+            // one too (sealed first), as the version a store just replaced may be there.
             let most = self
                 .queues
                 .iter()
-                .flat_map(|q| q.closed.iter().copied())
+                .flat_map(|q| q.closed.iter().chain(q.open.iter().flatten()).copied())
                 .map(|id| (self.seg(id).garbage(), id))
                 .max();
             if let Some((garbage, id)) = most {
                 if garbage > 0 {
-                    let queue = self.seg(id).queue;
+                    let (queue, class) = (self.seg(id).queue, self.seg(id).class);
+                    if self.queues[queue as usize].open[class] == Some(id)
+                        && self.seal(queue, class, ctx.budget)
+                    {
+                        return true;
+                    }
                     return self.evict_segment(queue, id, ctx);
                 }
             }

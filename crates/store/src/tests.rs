@@ -407,10 +407,16 @@ fn set(s: &Store, key: &str, value: &[u8], exptime: RelTime, now: RelTime) -> St
 
 /// Fills a `-M` store until it refuses 300 new keys in a row (every shard has had its chance to
 /// use a free slot); returns how many keys were tried, stored or not.
+/// The `i`th key [`fill_until_refused`] stores. All are as long, so that once every shard
+/// refuses them no shard has room left for any of them.
+fn fill_key(i: usize) -> String {
+    format!("k{i:07}")
+}
+
 fn fill_until_refused(s: &Store, value: &[u8]) -> usize {
     let mut refused = 0;
     for i in 0..1_000_000 {
-        match set(s, &format!("k{i}"), value, 0, 1) {
+        match set(s, &fill_key(i), value, 0, 1) {
             StoreOutcome::Stored => refused = 0,
             StoreOutcome::OutOfMemory => refused += 1,
             other => panic!("{other:?}"),
@@ -516,7 +522,7 @@ fn without_evictions_expired_room_is_reused() {
     assert!(n > 1000);
     // Expire everything: a -M store reclaims dead items rather than refusing.
     for i in 0..n {
-        s.touch(format!("k{i}").as_bytes(), 5, 1);
+        s.touch(fill_key(i).as_bytes(), 5, 1);
     }
     let refusals = s.stats().outofmemory;
     for i in 0..n / 2 {
@@ -532,29 +538,36 @@ fn without_evictions_expired_room_is_reused() {
 
 #[test]
 fn out_of_memory_comes_before_the_key_is_looked_at() {
-    // memcached 1.6.18 -M -m 2, full of 1000-byte items: `add k0` (exists), `replace nokey`
-    // and `cas nokey` all answer SERVER_ERROR out of memory; a 1-byte `add k0` answers
-    // NOT_STORED; a refused `set k1` leaves no k1 behind.
+    // memcached 1.6.18 -M -m 2, full of 1000-byte items: `add` of an existing key, and `replace`
+    // and `cas` of a missing one, all answer SERVER_ERROR out of memory; a 1-byte `add` of an
+    // existing key answers NOT_STORED; a refused `set` leaves no old value behind. (Every key
+    // here is as long as the fill's, so no shard has room for any of them.)
     let s = with(1 << 20, 64 << 10, false);
     let value = [b'x'; 1000];
     fill_until_refused(&s, &value);
     let out = |mode, key: &str| s.store(mode, key.as_bytes(), 0, 0, &value, 1);
-    assert_eq!(out(StoreMode::Add, "k0"), StoreOutcome::OutOfMemory);
-    assert_eq!(out(StoreMode::Replace, "nokey"), StoreOutcome::OutOfMemory);
-    assert_eq!(out(StoreMode::Cas(1), "nokey"), StoreOutcome::OutOfMemory);
+    assert_eq!(out(StoreMode::Add, "k0000000"), StoreOutcome::OutOfMemory);
+    assert_eq!(
+        out(StoreMode::Replace, "nokey000"),
+        StoreOutcome::OutOfMemory
+    );
+    assert_eq!(
+        out(StoreMode::Cas(1), "nokey000"),
+        StoreOutcome::OutOfMemory
+    );
     assert_eq!(s.stats().cas_misses, 0);
-    assert!(s.get(b"k1", true, 1).is_some());
-    assert_eq!(out(StoreMode::Set, "k1"), StoreOutcome::OutOfMemory);
+    assert!(s.get(b"k0000001", true, 1).is_some());
+    assert_eq!(out(StoreMode::Set, "k0000001"), StoreOutcome::OutOfMemory);
     // The refused set must not have been a refusal for arena growth only.
-    assert!(s.get(b"k0", true, 1).is_some());
+    assert!(s.get(b"k0000000", true, 1).is_some());
     assert!(
-        s.get(b"k1", true, 1).is_none(),
+        s.get(b"k0000001", true, 1).is_none(),
         "a refused set unlinks the old value"
     );
     // The unlink freed room for a small one (here room is per shard, so the same key: memcached
     // would take any key there).
     assert_eq!(
-        s.store(StoreMode::Add, b"k1", 0, 0, b"x", 1),
+        s.store(StoreMode::Add, b"k0000001", 0, 0, b"x", 1),
         StoreOutcome::Stored
     );
 }
@@ -1272,7 +1285,10 @@ fn without_evictions_an_overwrite_still_needs_room_first() {
     // at, so a full store refuses a set even of an existing key with a value of the same size.
     let s = with(1 << 20, 64 << 10, false);
     fill_until_refused(&s, &[b'v'; 32]);
-    assert_eq!(set(&s, "k0", &[b'w'; 32], 0, 1), StoreOutcome::OutOfMemory);
+    assert_eq!(
+        set(&s, &fill_key(0), &[b'w'; 32], 0, 1),
+        StoreOutcome::OutOfMemory
+    );
 }
 
 #[test]
