@@ -57,9 +57,7 @@ impl Shard {
             if let Some((garbage, id)) = most {
                 if garbage > 0 {
                     let (queue, class) = (self.seg(id).queue, self.seg(id).class);
-                    if self.queues[queue as usize].open[class] == Some(id)
-                        && self.seal(queue, class, ctx.budget)
-                    {
+                    if self.is_open(id) && self.seal(queue, class, ctx.budget) {
                         return true;
                     }
                     return self.evict_segment(queue, id, ctx);

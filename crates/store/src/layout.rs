@@ -169,7 +169,7 @@ impl NewItem<'_> {
 
     /// Writes the item at the start of `buf` (at least [`NewItem::len`] bytes); returns its length.
     pub fn write(&self, buf: &mut [u8]) -> usize {
-        self.write_with(buf, self.bits(), None)
+        self.write_with(buf, None)
     }
 
     /// Writes the item so that it fills all of `slot`, which is longer than [`NewItem::len`]:
@@ -180,13 +180,14 @@ impl NewItem<'_> {
         // The pad count takes `width` bytes; the pad is what is left after it.
         let width = varint_len(spare as u32);
         let pad = spare - width;
-        let written = self.write_with(slot, self.bits() | HAS_PAD, Some((pad as u32, width)));
+        let written = self.write_with(slot, Some((pad as u32, width)));
         debug_assert_eq!(written + pad, slot.len());
     }
 
-    /// Writes the item with these bits and, for [`HAS_PAD`], the pad count and its width;
+    /// Writes the item, with [`HAS_PAD`] and this pad count in this width when there is one;
     /// returns the bytes written (the pad not included).
-    fn write_with(&self, buf: &mut [u8], bits: u8, pad: Option<(u32, usize)>) -> usize {
+    fn write_with(&self, buf: &mut [u8], pad: Option<(u32, usize)>) -> usize {
+        let bits = self.bits() | if pad.is_some() { HAS_PAD } else { 0 };
         let mut at = put_varint(buf, 0, self.key.len() as u32);
         buf[at] = bits;
         at = put_varint(buf, at + 1, self.value.len() as u32);

@@ -331,6 +331,12 @@ impl Shard {
         self.release_item(e, budget);
     }
 
+    /// Whether segment `id` is the open one of its queue and lifetime class.
+    pub(crate) fn is_open(&self, id: u32) -> bool {
+        let seg = self.seg(id);
+        self.queues[seg.queue as usize].open[seg.class] == Some(id)
+    }
+
     /// The item `e` names left its segment (removed, or replaced by a newer version).
     fn release_item(&mut self, e: Entry, budget: &Budget) {
         let id = e.segment();
@@ -338,8 +344,7 @@ impl Shard {
         let seg = self.seg_mut(id);
         seg.live -= 1;
         seg.live_bytes -= bytes;
-        let (empty, queue, class) = (seg.live == 0, seg.queue as usize, seg.class);
-        if empty && self.queues[queue].open[class] != Some(id) {
+        if seg.live == 0 && !self.is_open(id) {
             self.free_segment(id, budget);
         }
     }
@@ -531,9 +536,7 @@ impl Shard {
         let seg = self.seg(e.segment());
         // The last live item of a closed segment is better appended when that takes less than
         // the segment, which is then freed whole (a large item's, or one with nothing else left).
-        let last_of_closed = seg.live == 1
-            && self.queues[seg.queue as usize].open[seg.class] != Some(e.segment())
-            && len < seg.capacity();
+        let last_of_closed = seg.live == 1 && !self.is_open(e.segment()) && len < seg.capacity();
         if !self.may_rewrite_in_place(e, ctx)
             || len > old.total()
             || seg.class != ttl_class(item.exptime, ctx.now)

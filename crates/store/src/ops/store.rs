@@ -86,8 +86,9 @@ impl Store {
                 return StoreOutcome::Stored;
             }
         }
-        shard.note_written(item.len());
-        let queue = shard.queue_for(hash, key, item.len(), self.config.evictions);
+        let len = item.len();
+        shard.note_written(len);
+        let queue = shard.queue_for(hash, key, len, self.config.evictions);
         let marked = ctx.flush.marks_new_write(now);
         let place = if self.make_index_room(shard, index, hash, &ctx) {
             self.place_for(shard, index, queue, &item, marked, &ctx)
