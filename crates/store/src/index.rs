@@ -1,16 +1,18 @@
 //! The hash index's entries and how keys are split over a shard's tables. An [`Entry`] (46 bits)
 //! names a place in a segment plus a few bits of state; the tables that hold them are
 //! [`crate::table::BucketTable`]s, 7 bytes per slot (entry and a 10-bit tag) in 64-byte buckets,
-//! at a load between 7/16 and 7/8.
+//! at a load between 7/10 and 7/8.
 //!
-//! A table doubles when it is 7/8 full. Had a shard one table, or several of equal share, the
-//! whole index would double at once, and the bytes per item would swing between 8.1 and 16.3 with
-//! the number of items (so would the items that fit in `-m`). Each shard therefore splits its keys
-//! over [`SUBTABLES`] tables whose shares of the key space are spread over one octave (table `k`
-//! takes a share proportional to `2^(k/SUBTABLES)`): they reach their doubling points at different
-//! sizes, the index grows in small steps, and costs about 11.7 bytes per item whatever the count
-//! (64/9 bytes per slot at the mean load of a table growing log-uniformly through an octave,
-//! 7/8 / 1.44).
+//! A table grows by a quarter when it is 7/8 full (it doubled before, which left it between 7/16
+//! and 7/8 full: 11.7 bytes per item on average against about 9 now; the price is that an entry
+//! is rehashed four times as it grows instead of once, with its key's read prefetched). Had a
+//! shard one table, or several of equal share, the whole index would grow at once, and the bytes
+//! per item would swing with the number of items (so would the items that fit in `-m`). Each
+//! shard therefore splits its keys over [`SUBTABLES`] tables whose shares of the key space are
+//! spread over one octave (table `k` takes a share proportional to `2^(k/SUBTABLES)`): they reach
+//! their growth points at different sizes, so the index grows in small steps and costs about the
+//! same per item whatever the count (64/9 bytes per slot at the mean load of a table growing
+//! log-uniformly through a factor of 5/4, 7/8 / 1.12), and no growth stops a shard for long.
 
 /// One index entry, 48 bits:
 ///
@@ -135,7 +137,7 @@ impl Entry {
 /// Tables per shard (see the module doc).
 pub(crate) const SUBTABLES: usize = 16;
 /// Hash bits that choose the table: bits 40-49 (not those that choose the shard, 32-35, nor the
-/// table's: the lowest for the bucket, the top 10 for the tag).
+/// table's: the low 32 for the bucket, the top 10 for the tag).
 const ROUTE_BITS: u32 = 10;
 const ROUTE_SHIFT: u32 = 40;
 

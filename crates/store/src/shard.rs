@@ -101,6 +101,17 @@ fn key_at(segs: &[Option<Segment>], e: Entry) -> &[u8] {
     layout::parse(item).key(item)
 }
 
+/// Starts loading the header and key of `e`'s item: the line it starts in, and the next when
+/// they may cross into it.
+fn load_key(segs: &[Option<Segment>], e: Entry) {
+    let item = item_at(segs, e);
+    for at in [0, 63] {
+        if let Some(byte) = item.get(at) {
+            crate::table::prefetch(byte);
+        }
+    }
+}
+
 impl Shard {
     pub fn new(ghost_entries: usize) -> Shard {
         Shard {
@@ -483,8 +494,12 @@ impl Shard {
             None => {
                 let segs = &self.segs;
                 let hasher = ctx.hasher;
-                self.tables[index::route(&self.route, hash)]
-                    .insert(hash, new, |e| hasher.hash_one(key_at(segs, e)));
+                self.tables[index::route(&self.route, hash)].insert(
+                    hash,
+                    new,
+                    |e| hasher.hash_one(key_at(segs, e)),
+                    |e| load_key(segs, e),
+                );
                 self.live += 1;
             }
         }
@@ -611,7 +626,7 @@ impl Shard {
         let table = &mut self.tables[index::route(&self.route, hash)];
         let before = table.buckets();
         if table.growth() > 0 {
-            table.grow(|e| hasher.hash_one(key_at(segs, e)));
+            table.grow(|e| hasher.hash_one(key_at(segs, e)), |e| load_key(segs, e));
         }
         let actual = table::table_bytes(table.buckets()) - table::table_bytes(before);
         if actual <= bytes {

@@ -68,20 +68,26 @@ impl Bucket {
     }
 }
 
-/// The tag of a hash: its top 10 bits, 0 made 1 (0 marks an empty slot). The low bits pick the
+/// The tag of a hash: its top 10 bits, 0 made 1 (0 marks an empty slot). The low 32 bits pick the
 /// bucket, bits 32-35 the shard and 40-49 the table of the shard (`index::route`).
 fn tag_of(hash: u64) -> u64 {
     (hash >> (64 - TAG_BITS)).max(1)
 }
 
-/// The bucket a lookup of `hash` starts from in a table of `n` buckets (a power of two).
+/// The bucket a lookup of `hash` starts from in a table of `n` buckets: the low 32 bits of the
+/// hash scaled to `n` (a multiply and a shift, for any `n`; the order of homes follows the order
+/// of those bits, so growing the table keeps neighbours near).
 fn home(hash: u64, n: usize) -> usize {
-    hash as usize & (n - 1)
+    (((hash & 0xFFFF_FFFF) * n as u64) >> 32) as usize
 }
 
 /// The bucket after `b`, wrapping around.
 fn next(b: usize, n: usize) -> usize {
-    (b + 1) & (n - 1)
+    if b + 1 == n {
+        0
+    } else {
+        b + 1
+    }
 }
 
 /// Where an entry is in its table, valid until the table next changes.
@@ -94,7 +100,7 @@ pub(crate) struct Pos {
 /// A table of entries, looked up by hash with a predicate that checks the entry's key.
 #[derive(Default)]
 pub(crate) struct BucketTable {
-    /// A power of two of buckets, or none before the first insert.
+    /// Any number of buckets, none before the first insert.
     buckets: Box<[Bucket]>,
     len: usize,
 }
@@ -104,9 +110,17 @@ pub(crate) fn table_bytes(buckets: usize) -> usize {
     buckets * BUCKET_BYTES
 }
 
-/// Entries a table of this many buckets takes before it doubles: 7/8 of its slots.
+/// The most a table is filled to before it grows, as a fraction of its slots.
+const MAX_LOAD: (usize, usize) = (7, 8);
+/// How much a full table grows by, as a fraction of its buckets.
+const GROWTH: (usize, usize) = (5, 4);
+/// Entries rehashed ahead of the one being placed when a table grows: their items are being
+/// loaded meanwhile.
+const REHASH_AHEAD: usize = 16;
+
+/// Entries a table of this many buckets takes before it grows: [`MAX_LOAD`] of its slots.
 pub(crate) fn capacity_of_buckets(buckets: usize) -> usize {
-    buckets * SLOTS * 7 / 8
+    buckets * SLOTS * MAX_LOAD.0 / MAX_LOAD.1
 }
 
 impl BucketTable {
@@ -133,7 +147,8 @@ impl BucketTable {
     }
 
     fn grown_buckets(&self) -> usize {
-        (self.buckets() * 2).max(1)
+        let n = self.buckets();
+        (n * GROWTH.0 / GROWTH.1).max(n + 1)
     }
 
     /// The place of the entry with this hash that `eq` accepts (called only on a tag match).
@@ -206,11 +221,18 @@ impl BucketTable {
         Some(e)
     }
 
-    /// Adds an entry for a key not in the table. A full table doubles first (`rehash` gives an
-    /// entry's hash); the store grows it beforehand, with the bytes reserved (`growth`).
-    pub fn insert(&mut self, hash: u64, e: Entry, rehash: impl Fn(Entry) -> u64) {
+    /// Adds an entry for a key not in the table. A full table grows first (`rehash` gives an
+    /// entry's hash, `load` starts loading what `rehash` reads); the store grows it beforehand,
+    /// with the bytes reserved (`growth`).
+    pub fn insert(
+        &mut self,
+        hash: u64,
+        e: Entry,
+        rehash: impl Fn(Entry) -> u64,
+        load: impl Fn(Entry),
+    ) {
         if self.len >= self.capacity() {
-            self.grow(rehash);
+            self.grow(rehash, load);
         }
         debug_assert!(e.bits() <= ENTRY_MASK);
         place(
@@ -221,20 +243,27 @@ impl BucketTable {
         self.len += 1;
     }
 
-    /// Doubles the buckets and places every entry again (`rehash` gives an entry's hash).
-    pub fn grow(&mut self, rehash: impl Fn(Entry) -> u64) {
-        let mut grown = vec![Bucket::EMPTY; self.grown_buckets()].into_boxed_slice();
+    /// Grows the buckets by [`GROWTH`] and places every entry again. `rehash` gives an entry's
+    /// hash (reading its key, a cache miss for each entry); `load` is called [`REHASH_AHEAD`]
+    /// entries earlier, to start that read, so the misses overlap.
+    pub fn grow(&mut self, rehash: impl Fn(Entry) -> u64, load: impl Fn(Entry)) {
+        let mut values = Vec::with_capacity(self.len);
         for bucket in self.buckets.iter() {
-            for slot in 0..SLOTS {
-                let value = bucket.slot(slot);
-                if value != 0 {
-                    place(
-                        &mut grown,
-                        rehash(Entry::from_bits(value & ENTRY_MASK)),
-                        value,
-                    );
-                }
+            values.extend((0..SLOTS).map(|i| bucket.slot(i)).filter(|&v| v != 0));
+        }
+        let mut grown = vec![Bucket::EMPTY; self.grown_buckets()].into_boxed_slice();
+        for &value in values.iter().take(REHASH_AHEAD) {
+            load(Entry::from_bits(value & ENTRY_MASK));
+        }
+        for (i, &value) in values.iter().enumerate() {
+            if let Some(&ahead) = values.get(i + REHASH_AHEAD) {
+                load(Entry::from_bits(ahead & ENTRY_MASK));
             }
+            place(
+                &mut grown,
+                rehash(Entry::from_bits(value & ENTRY_MASK)),
+                value,
+            );
         }
         self.buckets = grown;
     }
@@ -257,7 +286,7 @@ pub(crate) fn prefetch<T>(x: &T) {
 }
 
 /// Puts a slot value in the first free slot from the hash's home bucket on, counting a pass in
-/// each full bucket on the way. The table has a free slot (its load is below 7/8).
+/// each full bucket on the way. The table has a free slot (its load is below [`MAX_LOAD`]).
 fn place(buckets: &mut [Bucket], hash: u64, value: u64) {
     let n = buckets.len();
     let mut b = home(hash, n);
@@ -327,7 +356,7 @@ mod tests {
             assert_eq!(found, model.get(&key).copied(), "step {step} key {key}");
             match (x >> 20) % 4 {
                 0 | 1 if found.is_none() => {
-                    table.insert(h, entry(key), rehash);
+                    table.insert(h, entry(key), rehash, |_| {});
                     model.insert(key, entry(key));
                 }
                 0 => {
@@ -367,12 +396,12 @@ mod tests {
 
     #[test]
     fn colliding_hashes_chain_through_full_buckets() {
-        // 4 home buckets for all keys and 64 tag values: long runs of full buckets, many passes
-        // and false tag matches.
+        // 4 home buckets for all keys (the top bits of the low 32 pick the home) and 64 tag
+        // values: long runs of full buckets, many passes and false tag matches.
         run_against_model(
             |k| {
                 let k = u64::from(k);
-                (k % 4) | ((k * 0x9E37_79B9) % 64) << 54
+                (k % 4) << 30 | ((k * 0x9E37_79B9) % 64) << 54
             },
             200,
             100_000,
@@ -382,13 +411,21 @@ mod tests {
     #[test]
     fn a_miss_stops_at_the_first_bucket_nothing_passed() {
         let mut table = BucketTable::default();
-        // One bucket first, then 2, 4, ...: fill to 7/8 of the slots of 64 buckets.
+        // One bucket first, then 2, 3, ..., 8, 10, 12, 15, 18, 22, 27, 33, 41, 51: fill a table of at least
+        // 50 buckets to its most.
         let hash_of = |k: u32| u64::from(k).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        for k in 0..capacity_of_buckets(64) as u32 {
-            table.insert(hash_of(k), entry(k), |e| hash_of(key_of(e)));
+        let mut k = 0;
+        while table.buckets() < 50 || table.len() < table.capacity() {
+            table.insert(hash_of(k), entry(k), |e| hash_of(key_of(e)), |_| {});
+            k += 1;
         }
-        assert_eq!(table.buckets(), 64);
-        assert_eq!(table.growth(), table_bytes(64));
+        let n = table.buckets();
+        assert_eq!(
+            n, 51,
+            "1, 2, ..., 8, then a quarter more (rounded down) each time"
+        );
+        assert_eq!(k as usize, capacity_of_buckets(n));
+        assert_eq!(table.growth(), table_bytes(63) - table_bytes(n));
         let mut probed = 0;
         let missing = 1_000_000;
         assert_eq!(
@@ -399,6 +436,43 @@ mod tests {
             None
         );
         assert!(probed <= SLOTS * 4, "{probed} tag matches");
+    }
+
+    #[test]
+    fn growth_loads_each_entry_once_ahead_of_placing_it() {
+        let hash_of = |k: u32| u64::from(k).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut table = BucketTable::default();
+        for k in 0..1000 {
+            table.insert(hash_of(k), entry(k), |e| hash_of(key_of(e)), |_| {});
+        }
+        let (before, len) = (table.buckets(), table.len());
+        let loaded = std::cell::RefCell::new(Vec::new());
+        let placed = std::cell::RefCell::new(Vec::new());
+        table.grow(
+            |e| {
+                placed.borrow_mut().push(key_of(e));
+                hash_of(key_of(e))
+            },
+            |e| loaded.borrow_mut().push((key_of(e), placed.borrow().len())),
+        );
+        assert_eq!(table.buckets(), before * 5 / 4);
+        let (loaded, placed) = (loaded.into_inner(), placed.into_inner());
+        assert_eq!(placed.len(), len);
+        let mut keys: Vec<u32> = loaded.iter().map(|&(k, _)| k).collect();
+        assert_eq!(keys, placed, "loaded in the order placed");
+        keys.sort_unstable();
+        assert_eq!(keys, (0..1000).collect::<Vec<_>>());
+        for (i, &(_, placed_then)) in loaded.iter().enumerate() {
+            assert_eq!(
+                placed_then,
+                i.saturating_sub(REHASH_AHEAD),
+                "entry {i} loaded ahead"
+            );
+        }
+        for k in 0..1000 {
+            assert_eq!(table.find(hash_of(k), |e| key_of(e) == k), Some(entry(k)));
+        }
+        check_passing(&table, &hash_of);
     }
 
     #[test]
