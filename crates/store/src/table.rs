@@ -75,8 +75,7 @@ fn tag_of(hash: u64) -> u64 {
 }
 
 /// The bucket a lookup of `hash` starts from in a table of `n` buckets: the low 32 bits of the
-/// hash scaled to `n` (a multiply and a shift, for any `n`; the order of homes follows the order
-/// of those bits, so growing the table keeps neighbours near).
+/// hash scaled to `n` (a multiply and a shift, for any `n`).
 fn home(hash: u64, n: usize) -> usize {
     (((hash & 0xFFFF_FFFF) * n as u64) >> 32) as usize
 }
@@ -247,24 +246,23 @@ impl BucketTable {
     /// hash (reading its key, a cache miss for each entry); `load` is called [`REHASH_AHEAD`]
     /// entries earlier, to start that read, so the misses overlap.
     pub fn grow(&mut self, rehash: impl Fn(Entry) -> u64, load: impl Fn(Entry)) {
-        let mut values = Vec::with_capacity(self.len);
-        for bucket in self.buckets.iter() {
-            values.extend((0..SLOTS).map(|i| bucket.slot(i)).filter(|&v| v != 0));
-        }
         let mut grown = vec![Bucket::EMPTY; self.grown_buckets()].into_boxed_slice();
-        for &value in values.iter().take(REHASH_AHEAD) {
-            load(Entry::from_bits(value & ENTRY_MASK));
-        }
-        for (i, &value) in values.iter().enumerate() {
-            if let Some(&ahead) = values.get(i + REHASH_AHEAD) {
-                load(Entry::from_bits(ahead & ENTRY_MASK));
+        let mut place_again = |value: u64| {
+            let hash = rehash(Entry::from_bits(value & ENTRY_MASK));
+            place(&mut grown, hash, value);
+        };
+        // The values loaded and not yet placed, oldest first.
+        let mut ahead = std::collections::VecDeque::with_capacity(REHASH_AHEAD + 1);
+        for bucket in self.buckets.iter() {
+            for value in (0..SLOTS).map(|i| bucket.slot(i)).filter(|&v| v != 0) {
+                load(Entry::from_bits(value & ENTRY_MASK));
+                ahead.push_back(value);
+                if ahead.len() > REHASH_AHEAD {
+                    place_again(ahead.pop_front().expect("not empty"));
+                }
             }
-            place(
-                &mut grown,
-                rehash(Entry::from_bits(value & ENTRY_MASK)),
-                value,
-            );
         }
+        ahead.into_iter().for_each(place_again);
         self.buckets = grown;
     }
 }
@@ -411,8 +409,8 @@ mod tests {
     #[test]
     fn a_miss_stops_at_the_first_bucket_nothing_passed() {
         let mut table = BucketTable::default();
-        // One bucket first, then 2, 3, ..., 8, 10, 12, 15, 18, 22, 27, 33, 41, 51: fill a table of at least
-        // 50 buckets to its most.
+        // One bucket first, then 2, 3, ..., 8, 10, 12, 15, 18, 22, 27, 33, 41, 51: fill a table
+        // of at least 50 buckets to its most.
         let hash_of = |k: u32| u64::from(k).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut k = 0;
         while table.buckets() < 50 || table.len() < table.capacity() {
