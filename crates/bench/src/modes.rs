@@ -27,12 +27,15 @@ impl Report {
         Report { rows }
     }
 
-    /// Metric names in order (from the first row).
+    /// Metric names in order, each once: the first row's, then any only later rows have.
     pub fn metric_names(&self) -> Vec<&'static str> {
-        self.rows
-            .first()
-            .map(|r| r.metrics.iter().map(|(n, _)| *n).collect())
-            .unwrap_or_default()
+        let mut names = Vec::new();
+        for (name, _) in self.rows.iter().flat_map(|r| &r.metrics) {
+            if !names.contains(name) {
+                names.push(*name);
+            }
+        }
+        names
     }
 
     pub fn value(&self, row: usize, metric: &str) -> Option<f64> {
@@ -130,12 +133,20 @@ impl KeyPicker {
 }
 
 async fn stat(wire: &mut Wire, name: &str) -> anyhow::Result<f64> {
-    wire.stats()
+    stat_if_any(wire, name)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no stat {name}"))
+}
+
+/// A numeric stat, or none when the server does not report it (`nullcached` stores nothing and
+/// reports no `curr_items`).
+async fn stat_if_any(wire: &mut Wire, name: &str) -> anyhow::Result<Option<f64>> {
+    Ok(wire
+        .stats()
         .await?
         .into_iter()
         .find(|(k, _)| k == name)
-        .and_then(|(_, v)| v.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no stat {name}"))
+        .and_then(|(_, v)| v.parse().ok()))
 }
 
 #[derive(Args, Debug, Clone)]
@@ -273,7 +284,9 @@ pub async fn throughput(target: &Target, args: &ThroughputArgs) -> anyhow::Resul
     if let Some(cpu) = cpu {
         metrics.push(("server CPU us/request", cpu * 1e6 / requests.max(1) as f64));
     }
-    metrics.push(("items held at end", stat(&mut loader, "curr_items").await?));
+    if let Some(held) = stat_if_any(&mut loader, "curr_items").await? {
+        metrics.push(("items held at end", held));
+    }
     Ok(Row {
         target: target.name.clone(),
         metrics,

@@ -91,6 +91,37 @@ fn throughput_fill_and_hitratio_runs() {
     );
 }
 
+/// `nullcached`, the do-nothing server that measures the floor, runs beside ferrocached although it
+/// reports no `curr_items`: its column shows `-` there, and so does the ratio.
+#[test]
+fn throughput_with_a_server_that_stores_nothing() {
+    let server = ferrocache_testkit::ferrocached_bin();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrobench"))
+        .arg("--server")
+        .arg(format!("null={}", env!("CARGO_BIN_EXE_nullcached")))
+        .arg("--server")
+        .arg(format!("fc={}", server.to_str().expect("utf-8 path")))
+        .args([
+            "--server-args",
+            "-m 8 -t 1",
+            "throughput",
+            "--connections",
+            "2",
+        ])
+        .args(["--duration", "1", "--keys", "100"])
+        .output()
+        .expect("run ferrobench");
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}{table}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(row(&table, "hit ratio")[..2], ["1.0000", "1.0000"]);
+    let held = row(&table, "items held at end");
+    assert_eq!((held[0], held[1], held[2]), ("-", "100", "-"), "{table}");
+}
+
 /// The in-process replay alone: no server needed, more memory misses less, and it refuses what
 /// it cannot replay.
 #[test]
