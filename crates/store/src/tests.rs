@@ -1124,6 +1124,11 @@ fn items_kept_by_eviction_go_to_the_segments_of_their_lifetime() {
     );
 }
 
+/// Bytes of index per item held (`index_bytes` counts the ghost too).
+fn index_bytes_per_item(st: &StoreStats) -> f64 {
+    (st.index_bytes - st.ghost_bytes) as f64 / st.curr_items as f64
+}
+
 #[test]
 fn the_index_stays_small_under_eviction_churn() {
     // A cache at its bound removes an entry for every one it adds. An index that leaves
@@ -1144,7 +1149,7 @@ fn the_index_stays_small_under_eviction_churn() {
     }
     let st = s.stats();
     assert!(st.evictions > 400_000, "{st:?}");
-    let per_item = (st.index_bytes - st.ghost_bytes) as f64 / st.curr_items as f64;
+    let per_item = index_bytes_per_item(&st);
     // 10.5 since tables grow by a quarter (13.7 when they doubled).
     assert!(
         per_item < 12.0,
@@ -1158,10 +1163,7 @@ fn the_index_costs_about_nine_bytes_per_item_at_any_count() {
     // slot at that load is 8.1 to 10.2 bytes per item (doubling tables took 8.1 to 16.3, 11.7
     // on average). Checked at every 50,000 items on the way to the first eviction, and there.
     let s = store(32 << 20, true, true);
-    let per_item = |s: &Store| {
-        let st = s.stats();
-        (st.index_bytes - st.ghost_bytes) as f64 / st.curr_items as f64
-    };
+    let per_item = |s: &Store| index_bytes_per_item(&s.stats());
     let mut seen = Vec::new();
     for i in 0u64.. {
         let key = format!("fill:{i:015}");
