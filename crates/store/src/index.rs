@@ -12,7 +12,8 @@
 //! spread over one octave (table `k` takes a share proportional to `2^(k/SUBTABLES)`): they reach
 //! their growth points at different sizes, so the index grows in small steps and costs about the
 //! same per item whatever the count (64/9 bytes per slot at the mean load of a table growing
-//! log-uniformly through a factor of 5/4, 7/8 / 1.12), and a growth rehashes a 256th of the index.
+//! log-uniformly through a factor of 5/4, 7/8 / 1.12), and a growth rehashes a 256th of the index
+//! (a large table's growth, a few buckets per insert: `table.rs`).
 
 /// One index entry, 48 bits:
 ///

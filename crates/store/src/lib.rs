@@ -276,4 +276,15 @@ impl Store {
 }
 
 #[cfg(test)]
+impl Store {
+    /// Index tables, over all shards, with a growth under way.
+    fn growths_under_way(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().growths_under_way())
+            .sum()
+    }
+}
+
+#[cfg(test)]
 mod tests;

@@ -15,7 +15,7 @@ use crate::item::{dead, Dead, FlushState, ItemRef, MetaState};
 use crate::layout::{self, Header, NewItem, BINARY_KEY, HAS_CAS, HAS_EXPTIME};
 use crate::segment::{ttl_class, Ghost, Queue, Segment, TTL_CLASSES};
 use crate::stats::Counters;
-use crate::table::{self, BucketTable};
+use crate::table::BucketTable;
 use crate::{RelTime, StoreConfig};
 
 /// What every shard operation needs from the store.
@@ -137,6 +137,12 @@ impl Shard {
 
     fn table_mut(&mut self, hash: u64) -> &mut BucketTable {
         &mut self.tables[index::route(&self.route, hash)]
+    }
+
+    /// Index tables with a growth under way.
+    #[cfg(test)]
+    pub fn growths_under_way(&self) -> usize {
+        self.tables.iter().filter(|t| t.growing()).count()
     }
 
     pub fn live_items(&self) -> usize {
@@ -494,12 +500,16 @@ impl Shard {
             None => {
                 let segs = &self.segs;
                 let hasher = ctx.hasher;
-                self.tables[index::route(&self.route, hash)].insert(
+                let table = &mut self.tables[index::route(&self.route, hash)];
+                let before = table.bytes();
+                table.insert(
                     hash,
                     new,
                     |e| hasher.hash_one(key_at(segs, e)),
                     |e| load_key(segs, e),
                 );
+                let after = table.bytes();
+                self.settle_index_bytes(before, after, 0, ctx.budget);
                 self.live += 1;
             }
         }
@@ -624,18 +634,32 @@ impl Shard {
         let segs = &self.segs;
         let hasher = ctx.hasher;
         let table = &mut self.tables[index::route(&self.route, hash)];
-        let before = table.buckets();
+        let before = table.bytes();
         if table.growth() > 0 {
             table.grow(|e| hasher.hash_one(key_at(segs, e)), |e| load_key(segs, e));
         }
-        let actual = table::table_bytes(table.buckets()) - table::table_bytes(before);
-        if actual <= bytes {
-            ctx.budget.release(bytes - actual);
-        } else if !ctx.budget.try_reserve(actual - bytes) {
-            // Never expected (the estimate is exact); the next store evicts back under the bound.
-            ctx.budget.force(actual - bytes);
+        let after = table.bytes();
+        self.settle_index_bytes(before, after, bytes, ctx.budget);
+    }
+
+    /// Charges the budget for a table that went from `before` to `after` bytes, `reserved` of
+    /// which the caller reserved: what was not needed goes back, a shortfall is taken.
+    fn settle_index_bytes(
+        &mut self,
+        before: usize,
+        after: usize,
+        reserved: usize,
+        budget: &Budget,
+    ) {
+        self.index_bytes = self.index_bytes - before + after;
+        let held = before + reserved;
+        if after <= held {
+            budget.release(held - after);
+        } else if !budget.try_reserve(after - held) {
+            // Never expected (growth is reserved first, and exactly); the next store evicts back
+            // under the bound.
+            budget.force(after - held);
         }
-        self.index_bytes += actual;
     }
 
     /// Removes the index entry at `e`'s place without touching its segment (which the caller

@@ -1188,6 +1188,56 @@ fn the_index_costs_about_nine_bytes_per_item_at_any_count() {
 }
 
 #[test]
+fn keys_stay_found_while_index_tables_grow() {
+    // A growing table moves its entries into its larger buckets a few buckets per insert, and a
+    // lookup meanwhile finds the rest in the old buckets. Sets, overwrites (some in place, some
+    // longer, so appended), deletes and gets, with every key checked as tables grow.
+    let s = store(64 << 20, true, true);
+    let n = 300_000usize;
+    let key = |i: usize| format!("grow:{i:012}");
+    let mut model: Vec<Option<Vec<u8>>> = vec![None; n];
+    let mut growing_seen = 0;
+    for i in 0..n {
+        let value = key(i).into_bytes();
+        s.store(StoreMode::Set, key(i).as_bytes(), 0, 0, &value, 1);
+        model[i] = Some(value);
+        if i % 3 == 0 {
+            let j = i / 2;
+            let longer = format!("{}:{i}", key(j)).into_bytes();
+            s.store(StoreMode::Set, key(j).as_bytes(), 0, 0, &longer, 1);
+            model[j] = Some(longer);
+        }
+        if i % 5 == 0 {
+            let j = i / 3;
+            assert_eq!(
+                s.delete(key(j).as_bytes(), 1) == DeleteOutcome::Deleted,
+                model[j].is_some()
+            );
+            model[j] = None;
+        }
+        if i % 1000 == 999 {
+            growing_seen += s.growths_under_way();
+            for j in (i % 61..=i).step_by(61) {
+                let got = s
+                    .get(key(j).as_bytes(), false, 1)
+                    .map(|item| item.value.to_vec());
+                assert_eq!(got, model[j], "key {j} after {i} sets");
+            }
+        }
+    }
+    assert_eq!(s.stats().evictions, 0);
+    assert!(growing_seen > 20, "{growing_seen} growths seen under way");
+    for (j, want) in model.iter().enumerate() {
+        let got = s
+            .get(key(j).as_bytes(), false, 1)
+            .map(|item| item.value.to_vec());
+        assert_eq!(&got, want, "key {j}");
+    }
+    let st = s.stats();
+    assert_eq!(st.curr_items as usize, model.iter().flatten().count());
+}
+
+#[test]
 fn same_size_overwrites_leave_nothing_behind() {
     // A set of a key with a value of the same size writes over its old version, so a store whose
     // keys are overwritten over and over never fills: 200 rounds over 1,000 keys write about
