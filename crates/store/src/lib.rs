@@ -155,7 +155,7 @@ impl Store {
     pub fn new(config: StoreConfig) -> Store {
         let ghost_entries = (config.max_bytes / GHOST_BYTES_PER_KEY / SHARDS).max(16);
         let shards: Box<[Mutex<Shard>]> = (0..SHARDS)
-            .map(|_| Mutex::new(Shard::new(ghost_entries)))
+            .map(|number| Mutex::new(Shard::new(number, ghost_entries)))
             .collect();
         let budget = Budget::new(config.max_bytes);
         let ghost_bytes: usize = shards.iter().map(|s| s.lock().index_bytes()).sum();

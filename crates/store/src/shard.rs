@@ -15,7 +15,7 @@ use crate::item::{dead, Dead, FlushState, ItemRef, MetaState};
 use crate::layout::{self, Header, NewItem, BINARY_KEY, HAS_CAS, HAS_EXPTIME};
 use crate::segment::{ttl_class, Ghost, Queue, Segment, TTL_CLASSES};
 use crate::stats::Counters;
-use crate::table::BucketTable;
+use crate::table::{self, BucketTable};
 use crate::{RelTime, StoreConfig};
 
 /// What every shard operation needs from the store.
@@ -113,10 +113,11 @@ fn load_key(segs: &[Option<Segment>], e: Entry) {
 }
 
 impl Shard {
-    pub fn new(ghost_entries: usize) -> Shard {
+    /// Shard `number` of the store (it sets its index tables' growth phase).
+    pub fn new(number: usize, ghost_entries: usize) -> Shard {
         Shard {
             tables: (0..index::SUBTABLES)
-                .map(|_| BucketTable::default())
+                .map(|_| BucketTable::new(number % table::PHASES))
                 .collect(),
             route: index::route_table(),
             index_bytes: 0,

@@ -119,6 +119,9 @@ pub(crate) struct BucketTable {
     old_len: usize,
     /// Buckets of `old` emptied so far, from the first.
     moved: usize,
+    /// Which of [`PHASES`] sizes this table takes when it first grows past [`PHASE_FROM`]
+    /// buckets.
+    phase: usize,
 }
 
 /// Bytes a table of this many buckets holds.
@@ -151,12 +154,30 @@ const SPREAD_FROM: usize = 32;
 /// loaded meanwhile.
 const REHASH_AHEAD: usize = 16;
 
+/// Tables of the same share of the key space, one in each shard, would grow at the same moments
+/// and all hold their old buckets at once (at the first eviction of a `fill` at `-m 256`, 2 MB of
+/// them, 1% fewer items). So when a table first grows past this many buckets it takes one of
+/// [`PHASES`] sizes spread over one growth step, its shard's, and from there on they reach
+/// their growth points at different sizes (growing by 5/4, rounded down, never brings two
+/// different sizes together).
+const PHASE_FROM: usize = 64;
+pub(crate) const PHASES: usize = 16;
+
 /// Entries a table of this many buckets takes before it grows: [`MAX_LOAD`] of its slots.
 pub(crate) fn capacity_of_buckets(buckets: usize) -> usize {
     buckets * SLOTS * MAX_LOAD.0 / MAX_LOAD.1
 }
 
 impl BucketTable {
+    /// An empty table; `phase` (below [`PHASES`]) sets where it grows past [`PHASE_FROM`].
+    pub fn new(phase: usize) -> BucketTable {
+        debug_assert!(phase < PHASES);
+        BucketTable {
+            phase,
+            ..BucketTable::default()
+        }
+    }
+
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len + self.old_len
@@ -183,18 +204,30 @@ impl BucketTable {
     }
 
     /// Bytes this table must grow by before it takes one more entry (0: it has room): the
-    /// larger buckets, less the old buckets of an unfinished growth, which it finishes first.
+    /// larger buckets, less the old buckets of an unfinished growth, which it finishes first,
+    /// and less its buckets if it moves all their entries at once ([`SPREAD_FROM`]).
     pub fn growth(&self) -> usize {
         if self.len + self.old_len < self.capacity() {
-            0
-        } else {
-            table_bytes(self.grown_buckets()) - table_bytes(self.old.len())
+            return 0;
         }
+        let freed = if self.buckets() < SPREAD_FROM {
+            table_bytes(self.buckets())
+        } else {
+            0
+        };
+        table_bytes(self.grown_buckets()) - table_bytes(self.old.len()) - freed
     }
 
     fn grown_buckets(&self) -> usize {
         let n = self.buckets();
-        (n * GROWTH.0 / GROWTH.1).max(n + 1)
+        let grown = (n * GROWTH.0 / GROWTH.1).max(n + 1);
+        if n < PHASE_FROM && grown >= PHASE_FROM {
+            // Up to a step further: 78 to 96 buckets from 63.
+            let step = grown * (GROWTH.0 - GROWTH.1) / GROWTH.1;
+            grown + step * self.phase / PHASES
+        } else {
+            grown
+        }
     }
 
     /// The place of the entry with this hash that `eq` accepts (called only on a tag match).
@@ -682,6 +715,14 @@ mod tests {
         let mut k = 0;
         while table.buckets() < SPREAD_FROM {
             let before = table.buckets();
+            if table.len() == table.capacity() {
+                let growth = table_bytes(table.grown_buckets()) - table_bytes(before);
+                assert_eq!(
+                    table.growth(),
+                    growth,
+                    "the net growth, at {before} buckets"
+                );
+            }
             table.insert(hash_of(k), entry(k), rehash, |_| {});
             k += 1;
             if table.buckets() != before {
@@ -727,6 +768,45 @@ mod tests {
         for k in 0..5000 {
             assert_eq!(table.find(hash_of(k), |e| key_of(e) == k), Some(entry(k)));
         }
+    }
+
+    #[test]
+    fn tables_of_different_phases_never_grow_to_the_same_size() {
+        let sizes = |phase| {
+            let mut table = BucketTable::new(phase);
+            let mut seen = Vec::new();
+            while table.buckets() < 50_000 {
+                table.buckets = vec![Bucket::EMPTY; table.grown_buckets()].into_boxed_slice();
+                seen.push(table.buckets());
+            }
+            seen
+        };
+        let all: Vec<Vec<usize>> = (0..PHASES).map(sizes).collect();
+        let past = |s: &[usize]| -> Vec<usize> {
+            s.iter().copied().filter(|&n| n >= PHASE_FROM).collect()
+        };
+        for (p, s) in all.iter().enumerate() {
+            assert!(s.windows(2).all(|w| w[1] > w[0]));
+            let s = past(s);
+            assert!(
+                s.windows(2).all(|w| w[1] == w[0] * 5 / 4),
+                "phase {p}: {s:?}"
+            );
+            for (q, other) in all.iter().enumerate().skip(p + 1) {
+                let other = past(other);
+                assert!(
+                    s.iter().all(|n| !other.contains(n)),
+                    "phases {p} and {q} share a size"
+                );
+            }
+        }
+        let firsts: Vec<usize> = all.iter().map(|s| past(s)[0]).collect();
+        assert_eq!(firsts[0], 78, "phase 0 grows as any table would: 63 * 5/4");
+        assert!(firsts.windows(2).all(|w| w[1] > w[0]), "{firsts:?}");
+        assert!(
+            firsts[PHASES - 1] < 78 * 5 / 4,
+            "within one step: {firsts:?}"
+        );
     }
 
     #[test]
