@@ -142,10 +142,11 @@ const GROWTH: (usize, usize) = (5, 4);
 /// every growth, a set's p99 was 25 us instead of 10 us, its p99.9 45 us instead of 100 us).
 pub(crate) const MOVE_STEP: usize = 64;
 /// Tables of fewer buckets than this move all their entries when they grow: that takes about a
-/// millisecond at most (about 110 ns an entry on this host, 8,000 entries), and an entry moved
-/// in one go costs less than one moved a few buckets at a time (150-170 ns: the caches are
-/// colder between inserts; a `fill` of `ferrocached` took 25% more CPU per item with every
-/// growth spread). The tests spread smaller tables, to reach that path with fewer entries.
+/// millisecond at most (8,000 entries at about 100 ns each on this host), and an entry costs
+/// less moved in one go than a few buckets at a time (in process, 98-116 ns an entry on average
+/// with every growth in one go, 150-170 ns with every growth spread; a `fill` of `ferrocached`
+/// took 25% more CPU per item with every growth spread). The tests spread smaller tables, to
+/// reach that path with fewer entries.
 #[cfg(not(test))]
 const SPREAD_FROM: usize = 1024;
 #[cfg(test)]
