@@ -205,18 +205,20 @@ impl BucketTable {
     }
 
     /// Bytes this table must grow by before it takes one more entry (0: it has room): the
-    /// larger buckets, less the old buckets of an unfinished growth, which it finishes first,
-    /// and less its buckets if it moves all their entries at once ([`SPREAD_FROM`]).
+    /// larger buckets, less what the growth frees at once: its buckets if it moves all their
+    /// entries then ([`SPREAD_FROM`]; such a table has no old buckets), else the old buckets of
+    /// an unfinished growth, which it finishes first.
     pub fn growth(&self) -> usize {
         if self.len + self.old_len < self.capacity() {
             return 0;
         }
         let freed = if self.buckets() < SPREAD_FROM {
-            table_bytes(self.buckets())
+            debug_assert!(self.old.is_empty());
+            self.buckets()
         } else {
-            0
+            self.old.len()
         };
-        table_bytes(self.grown_buckets()) - table_bytes(self.old.len()) - freed
+        table_bytes(self.grown_buckets()) - table_bytes(freed)
     }
 
     fn grown_buckets(&self) -> usize {
