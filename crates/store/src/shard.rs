@@ -499,18 +499,9 @@ impl Shard {
                 self.release_item(old, ctx.budget);
             }
             None => {
-                let segs = &self.segs;
-                let hasher = ctx.hasher;
-                let table = &mut self.tables[index::route(&self.route, hash)];
-                let before = table.bytes();
-                table.insert(
-                    hash,
-                    new,
-                    |e| hasher.hash_one(key_at(segs, e)),
-                    |e| load_key(segs, e),
-                );
-                let after = table.bytes();
-                self.settle_index_bytes(before, after, 0, ctx.budget);
+                self.change_table(hash, 0, ctx, |table, rehash, load| {
+                    table.insert(hash, new, rehash, load);
+                });
                 self.live += 1;
             }
         }
@@ -632,34 +623,40 @@ impl Shard {
 
     /// Makes room in the index for one more entry with this hash; the caller has reserved `bytes`.
     pub fn grow_index(&mut self, hash: u64, bytes: usize, ctx: &Ctx<'_>) {
+        self.change_table(hash, bytes, ctx, |table, rehash, load| {
+            if table.growth() > 0 {
+                table.grow(rehash, load);
+            }
+        });
+    }
+
+    /// Runs `change` on the table of `hash`, giving it what a growth needs to place entries
+    /// again (an entry's hash, read from its key, and a way to start loading that key), then
+    /// charges the budget for the bytes the table gained or lost, of which the caller reserved
+    /// `reserved`: what was not needed goes back, a shortfall is taken.
+    fn change_table(
+        &mut self,
+        hash: u64,
+        reserved: usize,
+        ctx: &Ctx<'_>,
+        change: impl FnOnce(&mut BucketTable, &dyn Fn(Entry) -> u64, &dyn Fn(Entry)),
+    ) {
         let segs = &self.segs;
         let hasher = ctx.hasher;
         let table = &mut self.tables[index::route(&self.route, hash)];
         let before = table.bytes();
-        if table.growth() > 0 {
-            table.grow(|e| hasher.hash_one(key_at(segs, e)), |e| load_key(segs, e));
-        }
+        change(table, &|e| hasher.hash_one(key_at(segs, e)), &|e| {
+            load_key(segs, e)
+        });
         let after = table.bytes();
-        self.settle_index_bytes(before, after, bytes, ctx.budget);
-    }
-
-    /// Charges the budget for a table that went from `before` to `after` bytes, `reserved` of
-    /// which the caller reserved: what was not needed goes back, a shortfall is taken.
-    fn settle_index_bytes(
-        &mut self,
-        before: usize,
-        after: usize,
-        reserved: usize,
-        budget: &Budget,
-    ) {
         self.index_bytes = self.index_bytes - before + after;
         let held = before + reserved;
         if after <= held {
-            budget.release(held - after);
-        } else if !budget.try_reserve(after - held) {
+            ctx.budget.release(held - after);
+        } else if !ctx.budget.try_reserve(after - held) {
             // Never expected (growth is reserved first, and exactly); the next store evicts back
             // under the bound.
-            budget.force(after - held);
+            ctx.budget.force(after - held);
         }
     }
 
