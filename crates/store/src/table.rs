@@ -484,6 +484,15 @@ mod tests {
         e.segment() << 20 | e.offset() as u32
     }
 
+    /// A hash for the tests that need no collisions: a key number times a large odd constant.
+    fn hash_of(k: u32) -> u64 {
+        u64::from(k).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    fn rehash(e: Entry) -> u64 {
+        hash_of(key_of(e))
+    }
+
     fn check_passing(table: &BucketTable, hash_of: &impl Fn(u32) -> u64) {
         for buckets in [&table.buckets, &table.old] {
             check_passes(buckets, hash_of);
@@ -614,10 +623,9 @@ mod tests {
         let mut table = BucketTable::default();
         // One bucket first, then 2, 3, ..., 8, 10, 12, 15, 18, 22, 27, 33, 41, 51: fill a table
         // of at least 50 buckets to its most.
-        let hash_of = |k: u32| u64::from(k).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut k = 0;
         while table.buckets() < 50 || table.len() < table.capacity() {
-            table.insert(hash_of(k), entry(k), |e| hash_of(key_of(e)), |_| {});
+            table.insert(hash_of(k), entry(k), rehash, |_| {});
             k += 1;
         }
         let n = table.buckets();
@@ -642,12 +650,11 @@ mod tests {
 
     #[test]
     fn a_growth_moves_its_entries_a_few_buckets_per_insert() {
-        let hash_of = |k: u32| u64::from(k).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut table = BucketTable::default();
         let mut k = 0;
         // Full, with no growth under way.
         while table.buckets() < 200 || table.len() < table.capacity() || !table.old.is_empty() {
-            table.insert(hash_of(k), entry(k), |e| hash_of(key_of(e)), |_| {});
+            table.insert(hash_of(k), entry(k), rehash, |_| {});
             k += 1;
         }
         let (n, len) = (table.buckets(), table.len());
@@ -712,8 +719,6 @@ mod tests {
 
     #[test]
     fn a_small_table_moves_everything_when_it_grows() {
-        let hash_of = |k: u32| u64::from(k).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let rehash = |e: Entry| hash_of(key_of(e));
         let mut table = BucketTable::default();
         let mut k = 0;
         while table.buckets() < SPREAD_FROM {
@@ -750,8 +755,6 @@ mod tests {
 
     #[test]
     fn a_growth_finishes_the_one_before() {
-        let hash_of = |k: u32| u64::from(k).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let rehash = |e: Entry| hash_of(key_of(e));
         let mut table = BucketTable::default();
         for k in 0..5000 {
             table.insert(hash_of(k), entry(k), rehash, |_| {});
