@@ -48,7 +48,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     crate::auth::spawn_reload_on_sighup(&shared)?;
     let next_id = Arc::new(AtomicU64::new(1));
     tokio::spawn(tick_clock(shared.clone()));
-    tokio::spawn(reclaim_expired(shared.clone()));
+    tokio::spawn(maintain_store(shared.clone()));
     let mut unix_path = None;
     match &shared.config.listen {
         Listen::Tcp { interfaces, port } => {
@@ -99,17 +99,20 @@ async fn tick_clock(shared: Arc<Shared>) {
 /// Once a second, frees the segments whose items have all expired (memcached's LRU crawler does
 /// this work in the background), so expired items do not hold memory until they are met. It
 /// looks at each segment's latest exptime, never at items of segments still holding a live one.
-async fn reclaim_expired(shared: Arc<Shared>) {
+/// Then it finishes the index growths under way, so that tables which take no new keys give
+/// back their old buckets (as memcached's hash table expands in a thread of its own).
+async fn maintain_store(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let shared = shared.clone();
         // Off the workers: it locks each shard in turn.
-        if tokio::task::spawn_blocking(move || shared.store.reclaim_expired(shared.clock.now()))
-            .await
-            .is_err()
-        {
+        let maintain = move || {
+            shared.store.reclaim_expired(shared.clock.now());
+            shared.store.finish_index_growths();
+        };
+        if tokio::task::spawn_blocking(maintain).await.is_err() {
             return;
         }
     }

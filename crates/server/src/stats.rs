@@ -233,6 +233,12 @@ pub fn general(out: &mut Vec<u8>, shared: &Shared) {
     st(out, "listen_disabled_num", &0);
     st(out, "threads", &config.threads);
     st(out, "conn_yields", &s.conn_yields.load(Relaxed));
+    // memcached's hash table has 2^hash_power_level buckets; the index here is many tables of
+    // any size, so: about 2^level entries fit before they next grow.
+    let power = store.index_capacity.checked_ilog2().unwrap_or(0);
+    st(out, "hash_power_level", &power);
+    st(out, "hash_bytes", &(store.index_bytes - store.ghost_bytes));
+    st(out, "hash_is_expanding", &u8::from(store.index_growths > 0));
     st(out, "bytes", &store.bytes);
     st(out, "curr_items", &store.curr_items);
     st(out, "total_items", &store.total_items);

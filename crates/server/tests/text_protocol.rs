@@ -476,6 +476,112 @@ fn stats_report_commands() {
 }
 
 #[test]
+fn stats_report_the_index() {
+    let s = server();
+    let mut c = s.connect();
+    let stats = |c: &mut ferrocache_testkit::Conn| -> Vec<(String, u64)> {
+        let reply = c.request("stats\r\n", "END\r\n");
+        let names = [
+            "conn_yields",
+            "hash_power_level",
+            "hash_bytes",
+            "hash_is_expanding",
+        ];
+        let found: Vec<(String, u64)> = reply
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split(' ').skip(1);
+                let (name, value) = (f.next()?, f.next()?);
+                names
+                    .contains(&name)
+                    .then(|| (name.to_string(), value.parse().unwrap()))
+            })
+            .collect();
+        let order: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(order, names, "memcached's names, in its order");
+        found
+    };
+    let empty = stats(&mut c);
+    let mut batch = String::new();
+    for i in 0..20_000 {
+        batch.push_str(&format!("set key:{i} 0 0 1 noreply\r\nx\r\n"));
+    }
+    c.send(batch);
+    assert_eq!(
+        c.request("get key:19999\r\n", "END\r\n"),
+        "VALUE key:19999 0 1\r\nx\r\nEND\r\n"
+    );
+    let full = stats(&mut c);
+    assert!(
+        full[2].1 > empty[2].1,
+        "hash_bytes {} after {}",
+        full[2].1,
+        empty[2].1
+    );
+    // The index takes at least the 20,000 items it holds.
+    assert!(full[1].1 >= 14, "hash_power_level {}", full[1].1);
+    assert!(full[3].1 <= 1, "hash_is_expanding is 0 or 1");
+}
+
+/// An index table that stops taking new keys mid-growth would keep its old buckets until its
+/// next insert; the server's once-a-second maintenance finishes it. Growths are spread only in
+/// tables of 1,024 buckets or more, which takes about two million keys.
+#[test]
+fn index_growths_finish_when_the_sets_stop() {
+    let s = Server::ferrocached(&["-m", "512"]);
+    let mut c = s.connect();
+    // One reply's numbers, so that they are of the same moment.
+    let stats = |c: &mut ferrocache_testkit::Conn| -> std::collections::HashMap<String, String> {
+        let stats = c.request("stats\r\n", "END\r\n");
+        stats
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split(' ').skip(1);
+                Some((f.next()?.to_string(), f.next()?.to_string()))
+            })
+            .collect()
+    };
+    let mut sent = 0;
+    let mut send = |c: &mut ferrocache_testkit::Conn, n: usize| {
+        let mut batch = String::new();
+        for i in sent..sent + n {
+            batch.push_str(&format!("set k{i} 0 0 1 noreply\r\nx\r\n"));
+        }
+        c.send(batch);
+        sent += n;
+        sent
+    };
+    for _ in 0..20 {
+        send(&mut c, 100_000);
+    }
+    // Stop where a growth is under way (each lasts a few thousand sets).
+    let (sent, growing) = loop {
+        let sent = send(&mut c, 20_000);
+        let now = stats(&mut c);
+        if now["hash_is_expanding"] == "1" {
+            break (sent.to_string(), now);
+        }
+        assert!(sent < 4_000_000, "no growth seen under way");
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let done = loop {
+        let now = stats(&mut c);
+        if now["hash_is_expanding"] == "0" {
+            break now;
+        }
+        assert!(std::time::Instant::now() < deadline, "still growing");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let bytes = |st: &std::collections::HashMap<String, String>| -> u64 {
+        st["hash_bytes"].parse().unwrap()
+    };
+    assert!(bytes(&done) < bytes(&growing), "old buckets freed");
+    assert_eq!(growing["curr_items"], sent);
+    assert_eq!(done["curr_items"], sent);
+    assert_eq!(done["evictions"], "0");
+}
+
+#[test]
 fn meta_commands() {
     let s = server();
     let mut c = s.connect();

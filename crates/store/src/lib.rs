@@ -226,6 +226,8 @@ impl Store {
             total.curr_items += shard.live_items() as u64;
             total.index_bytes += shard.index_bytes() as u64;
             total.ghost_bytes += shard.ghost_bytes() as u64;
+            total.index_capacity += shard.index_capacity() as u64;
+            total.index_growths += shard.growths_under_way() as u64;
         }
         total.bytes = self.budget.used() as u64;
         total
@@ -273,16 +275,35 @@ impl Store {
             }
         }
     }
+
+    /// Finishes the index growths under way when it is called, a [`Shard::move_growth_step`]
+    /// (about 500 entries, 100 us) per hold of a shard's lock, so that no request waits longer
+    /// behind it than behind an insert that moves entries. Inserts move a growing table's
+    /// entries too, but a table that takes no new keys would keep its old buckets (and their
+    /// bytes) until it does. Growths that start meanwhile get at most the steps left at the
+    /// start, so a fill cannot keep it running. The server calls it once a second.
+    pub fn finish_index_growths(&self) {
+        for shard in self.shards.iter() {
+            let mut steps = shard.lock().growth_steps_left();
+            while steps > 0 {
+                let ctx = self.ctx(self.last_now.load(Ordering::Relaxed));
+                if !shard.lock().move_growth_step(&ctx) {
+                    break;
+                }
+                steps -= 1;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 impl Store {
-    /// Index tables, over all shards, with a growth under way.
-    fn growths_under_way(&self) -> usize {
+    /// Each shard's [`Shard::growth_steps_left`].
+    fn growth_steps_left(&self) -> Vec<usize> {
         self.shards
             .iter()
-            .map(|s| s.lock().growths_under_way())
-            .sum()
+            .map(|s| s.lock().growth_steps_left())
+            .collect()
     }
 }
 

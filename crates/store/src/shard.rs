@@ -141,9 +141,13 @@ impl Shard {
     }
 
     /// Index tables with a growth under way.
-    #[cfg(test)]
     pub fn growths_under_way(&self) -> usize {
         self.tables.iter().filter(|t| t.growing()).count()
+    }
+
+    /// Entries the index's tables take before they next grow.
+    pub fn index_capacity(&self) -> usize {
+        self.tables.iter().map(|t| t.capacity()).sum()
     }
 
     pub fn live_items(&self) -> usize {
@@ -499,7 +503,8 @@ impl Shard {
                 self.release_item(old, ctx.budget);
             }
             None => {
-                self.change_table(hash, 0, ctx, |table, rehash, load| {
+                let table = index::route(&self.route, hash);
+                self.change_table(table, 0, ctx, |table, rehash, load| {
                     table.insert(hash, new, rehash, load);
                 });
                 self.live += 1;
@@ -623,27 +628,46 @@ impl Shard {
 
     /// Makes room in the index for one more entry with this hash; the caller has reserved `bytes`.
     pub fn grow_index(&mut self, hash: u64, bytes: usize, ctx: &Ctx<'_>) {
-        self.change_table(hash, bytes, ctx, |table, rehash, load| {
+        let table = index::route(&self.route, hash);
+        self.change_table(table, bytes, ctx, |table, rehash, load| {
             if table.growth() > 0 {
                 table.grow(rehash, load);
             }
         });
     }
 
-    /// Runs `change` on the table of `hash`, giving it what a growth needs to place entries
+    /// Steps of [`Shard::move_growth_step`] that finish the index growths under way.
+    pub fn growth_steps_left(&self) -> usize {
+        self.tables.iter().map(|t| t.growth_steps_left()).sum()
+    }
+
+    /// Moves on the first unfinished growth of an index table by one
+    /// [`BucketTable::move_step`], freeing its old buckets if that finishes it. False when no
+    /// table is growing.
+    pub fn move_growth_step(&mut self, ctx: &Ctx<'_>) -> bool {
+        let Some(table) = self.tables.iter().position(|t| t.growing()) else {
+            return false;
+        };
+        self.change_table(table, 0, ctx, |table, rehash, load| {
+            table.move_step(rehash, load)
+        });
+        true
+    }
+
+    /// Runs `change` on table number `table`, giving it what a growth needs to place entries
     /// again (an entry's hash, read from its key, and a way to start loading that key), then
     /// charges the budget for the bytes the table gained or lost, of which the caller reserved
     /// `reserved`: what was not needed goes back, a shortfall is taken.
     fn change_table(
         &mut self,
-        hash: u64,
+        table: usize,
         reserved: usize,
         ctx: &Ctx<'_>,
         change: impl FnOnce(&mut BucketTable, &dyn Fn(Entry) -> u64, &dyn Fn(Entry)),
     ) {
         let segs = &self.segs;
         let hasher = ctx.hasher;
-        let table = &mut self.tables[index::route(&self.route, hash)];
+        let table = &mut self.tables[table];
         let before = table.bytes();
         change(table, &|e| hasher.hash_one(key_at(segs, e)), &|e| {
             load_key(segs, e)

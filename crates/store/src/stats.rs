@@ -35,6 +35,10 @@ pub struct StoreStats {
     pub index_bytes: u64,
     /// Of `index_bytes`, the ghost's share (allocated up front, touched once evictions start).
     pub ghost_bytes: u64,
+    /// Entries the index's tables take before they next grow.
+    pub index_capacity: u64,
+    /// Index tables with a growth under way (holding their old buckets while they empty them).
+    pub index_growths: u64,
 }
 
 /// The counters one shard bumps. `stats reset` zeroes all of them (memcached's `stats reset` zeroes

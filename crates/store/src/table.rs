@@ -185,9 +185,13 @@ impl BucketTable {
     }
 
     /// Whether a growth is moving entries out of the old buckets.
-    #[cfg(test)]
     pub fn growing(&self) -> bool {
         !self.old.is_empty()
+    }
+
+    /// Steps of [`BucketTable::move_step`] that finish the growth under way (0: none is).
+    pub fn growth_steps_left(&self) -> usize {
+        (self.old.len() - self.moved).div_ceil(MOVE_STEP)
     }
 
     /// Buckets entries are added to.
@@ -334,6 +338,13 @@ impl BucketTable {
             tag_of(hash) << ENTRY_BITS | e.bits(),
         );
         self.len += 1;
+        self.move_step(rehash, load);
+    }
+
+    /// Moves the entries of the next [`MOVE_STEP`] old buckets, if a growth is under way. Each
+    /// insert does; so does the store's maintenance, for a table that takes no new keys (its old
+    /// buckets, and their bytes, would otherwise stay until its next insert).
+    pub fn move_step(&mut self, rehash: impl Fn(Entry) -> u64, load: impl Fn(Entry)) {
         self.move_entries(MOVE_STEP, rehash, load);
     }
 
@@ -751,6 +762,47 @@ mod tests {
         for j in 0..k {
             assert_eq!(table.find(hash_of(j), |e| key_of(e) == j), Some(entry(j)));
         }
+    }
+
+    #[test]
+    fn a_growth_finishes_without_inserts_by_steps() {
+        let mut table = BucketTable::default();
+        for k in 0..5000 {
+            table.insert(hash_of(k), entry(k), rehash, |_| {});
+        }
+        assert_eq!(table.growth_steps_left(), 0);
+        table.move_step(|_| unreachable!("nothing to move"), |_| {});
+        table.grow(rehash, |_| {});
+        let n = table.old.len();
+        assert!(n >= SPREAD_FROM);
+        let steps = table.growth_steps_left();
+        assert_eq!(steps, n.div_ceil(MOVE_STEP));
+        let moves = std::cell::Cell::new(0);
+        let counted = |e: Entry| {
+            moves.set(moves.get() + 1);
+            rehash(e)
+        };
+        for step in 1..=steps {
+            moves.set(0);
+            table.move_step(counted, |_| {});
+            assert!(
+                moves.get() <= MOVE_STEP * SLOTS,
+                "{} in a step",
+                moves.get()
+            );
+            assert_eq!(table.growth_steps_left(), steps - step);
+            assert_eq!(table.growing(), step < steps);
+            check_passing(&table, &hash_of);
+            for k in 0..5000 {
+                assert_eq!(table.find(hash_of(k), |e| key_of(e) == k), Some(entry(k)));
+            }
+        }
+        assert_eq!((table.len(), table.old_len), (5000, 0));
+        assert_eq!(
+            table.bytes(),
+            table_bytes(table.buckets()),
+            "old buckets gone"
+        );
     }
 
     #[test]

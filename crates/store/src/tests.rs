@@ -1216,7 +1216,7 @@ fn keys_stay_found_while_index_tables_grow() {
             model[j] = None;
         }
         if i % 1000 == 999 {
-            growing_seen += s.growths_under_way();
+            growing_seen += s.stats().index_growths;
             for j in (i % 61..=i).step_by(61) {
                 let got = s
                     .get(key(j).as_bytes(), false, 1)
@@ -1235,6 +1235,47 @@ fn keys_stay_found_while_index_tables_grow() {
     }
     let st = s.stats();
     assert_eq!(st.curr_items as usize, model.iter().flatten().count());
+}
+
+#[test]
+fn index_growths_finish_without_inserts() {
+    // Tables left mid-growth when the sets stop keep their old buckets until
+    // `finish_index_growths` (the server's once-a-second maintenance) moves the rest.
+    let s = store(64 << 20, true, true);
+    let key = |i: usize| format!("idle:{i:012}");
+    let mut n = 0;
+    // Until a shard has more than one step left: a growth from more than 128 buckets (tests
+    // spread growths from 32 buckets, and the insert that starts one moves 64).
+    while n < 400_000 || s.growth_steps_left().iter().all(|&steps| steps < 2) {
+        assert!(n < 1_000_000, "no long growth under way after {n} sets");
+        for i in n..n + 100 {
+            set(&s, &key(i), key(i).as_bytes(), 0, 1);
+        }
+        n += 100;
+    }
+    let before = s.stats();
+    s.finish_index_growths();
+    let after = s.stats();
+    assert_eq!(after.index_growths, 0);
+    assert_eq!(after.curr_items, n as u64);
+    let freed = before.index_bytes - after.index_bytes;
+    assert!(freed > 0, "old buckets freed");
+    assert_eq!(
+        before.bytes - after.bytes,
+        freed,
+        "and given back to the budget"
+    );
+    assert_eq!(after.index_capacity, before.index_capacity);
+    for i in 0..n {
+        let got = s
+            .get(key(i).as_bytes(), false, 1)
+            .map(|item| item.value.to_vec());
+        assert_eq!(got, Some(key(i).into_bytes()), "key {i}");
+    }
+    // Nothing left to do.
+    let settled = s.stats();
+    s.finish_index_growths();
+    assert_eq!(s.stats(), settled);
 }
 
 #[test]
