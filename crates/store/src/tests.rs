@@ -1191,7 +1191,8 @@ fn the_index_costs_about_nine_bytes_per_item_at_any_count() {
 fn keys_stay_found_while_index_tables_grow() {
     // A growing table moves its entries into its larger buckets a few buckets per insert, and a
     // lookup meanwhile finds the rest in the old buckets. Sets, overwrites (some in place, some
-    // longer, so appended), deletes and gets, with every key checked as tables grow.
+    // longer, so appended), deletes and gets, with every key checked as tables grow, and now
+    // and then the maintenance that finishes growths.
     let s = store(64 << 20, true, true);
     let n = 300_000usize;
     let key = |i: usize| format!("grow:{i:012}");
@@ -1214,6 +1215,11 @@ fn keys_stay_found_while_index_tables_grow() {
                 model[j].is_some()
             );
             model[j] = None;
+        }
+        if i % 7919 == 0 {
+            // The server's maintenance, between inserts.
+            s.finish_index_growths();
+            assert_eq!(s.stats().index_growths, 0);
         }
         if i % 1000 == 999 {
             growing_seen += s.stats().index_growths;
@@ -1276,6 +1282,56 @@ fn index_growths_finish_without_inserts() {
     let settled = s.stats();
     s.finish_index_growths();
     assert_eq!(s.stats(), settled);
+}
+
+#[test]
+fn index_growths_finish_alongside_writers() {
+    // The server's maintenance runs on a thread of its own while workers insert: every key is
+    // found after, and the budget holds exactly the index once the cache is flushed.
+    let s = std::sync::Arc::new(store(64 << 20, true, true));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let maintenance = {
+        let (s, done) = (s.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                s.finish_index_growths();
+            }
+        })
+    };
+    let key = |t: usize, i: usize| format!("w{t}:{i:09}");
+    let writers: Vec<_> = (0..2)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for i in 0..150_000 {
+                    set(&s, &key(t, i), key(t, i).as_bytes(), 0, 1);
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().expect("writer");
+    }
+    done.store(true, Ordering::Relaxed);
+    maintenance.join().expect("maintenance");
+    s.finish_index_growths();
+    let st = s.stats();
+    assert_eq!(
+        (st.curr_items, st.evictions, st.index_growths),
+        (300_000, 0, 0)
+    );
+    for t in 0..2 {
+        for i in 0..150_000 {
+            let got = s
+                .get(key(t, i).as_bytes(), false, 1)
+                .map(|item| item.value.to_vec());
+            assert_eq!(got, Some(key(t, i).into_bytes()));
+        }
+    }
+    s.flush_all(0, 2);
+    let st = s.stats();
+    assert_eq!(st.curr_items, 0);
+    assert_eq!(st.bytes, st.index_bytes, "only the index is left");
 }
 
 #[test]
