@@ -376,6 +376,10 @@ pub struct HitRatioArgs {
     /// a fixed rate makes every target see the same expiries at the same points of the trace.
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
+    /// After each batch's sets, get each key just set once more (not counted): a client that
+    /// reads back what it stored, or hands the value to a second reader right away.
+    #[arg(long)]
+    pub read_after_set: bool,
 }
 
 impl HitRatioArgs {
@@ -516,6 +520,15 @@ pub async fn hit_ratio(target: &Target, args: &HitRatioArgs) -> anyhow::Result<R
         }
         if !sets.is_empty() {
             wire.batch(&sets).await?;
+            if args.read_after_set {
+                let again: Vec<Op<'_>> = singles
+                    .iter()
+                    .zip(&per_op)
+                    .filter(|(_, &hits)| hits == 0)
+                    .map(|(k, _)| Op::Get(k))
+                    .collect();
+                wire.batch(&again).await?;
+            }
         }
     }
     let held = stat(&mut wire, "curr_items").await?;
@@ -569,6 +582,11 @@ pub fn hit_ratio_in_process(
                 .map_or(0, |exptime| now.saturating_add(exptime));
             let value = &value[..args.value_len(*k)];
             store.store(StoreMode::Set, name, 0, exptime, value, now);
+        }
+        if args.read_after_set {
+            for (_, name) in &misses {
+                store.get_with(name, false, now, |_| ());
+            }
         }
     }
     Ok(tally.row(name, store.stats().curr_items as f64))
@@ -652,6 +670,7 @@ mod tests {
             expiring_share: 0.0,
             exptime: 0,
             rate: 0,
+            read_after_set: false,
         };
         let a = trace(&args).expect("trace");
         assert_eq!(a, trace(&args).expect("trace"));

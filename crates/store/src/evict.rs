@@ -11,6 +11,9 @@
 //!   goes to the ghost (a key stored again while the ghost remembers it goes straight to main,
 //!   unless its item is much longer than most: `Shard::queue_for`).
 //!
+//! A segment whose items all stay frees nothing; the next one is tried, from the queue chosen
+//! again by the same rule, as S3-FIFO goes on to its next item.
+//!
 //! A hit only bumps two bits in the index entry: no list to update, no lock but the shard's.
 //! Kept items are appended to main's open segment of their lifetime class (by the time they have
 //! left now) while it has room; the rest are compacted into the evicted segment's own buffer,
@@ -64,17 +67,34 @@ impl Shard {
                 }
             }
         }
-        let small = self.queues[Queue::Small as usize].bytes;
-        let main = self.queues[Queue::Main as usize].bytes;
-        let order = if small * 10 > small + main {
-            [Queue::Small, Queue::Main]
-        } else {
-            [Queue::Main, Queue::Small]
-        };
-        for queue in order {
-            if let Some(&id) = self.queues[queue as usize].closed.front() {
+        // A segment whose items all stay (all read while in small, so moved to main; or all
+        // read since last kept, in main) frees nothing: then the next is tried, from the queue
+        // chosen again, as S3-FIFO moves on to the next item; main's oldest is not evicted while
+        // small holds more than its tenth. Bounded: every try takes a closed segment, and one
+        // kept whole comes back closed only with each item's frequency one lower. With `-M`,
+        // where everything stays, more than one try in each queue would only copy.
+        let order = self.eviction_order();
+        if ctx.config.evictions {
+            let mut tries = 4 * self.queues.iter().map(|q| q.closed.len()).sum::<usize>();
+            while tries > 0 {
+                let Some((queue, id)) = self
+                    .eviction_order()
+                    .iter()
+                    .find_map(|&q| Some((q, *self.queues[q as usize].closed.front()?)))
+                else {
+                    break;
+                };
                 if self.evict_segment(queue, id, ctx) {
                     return true;
+                }
+                tries -= 1;
+            }
+        } else {
+            for queue in order {
+                if let Some(&id) = self.queues[queue as usize].closed.front() {
+                    if self.evict_segment(queue, id, ctx) {
+                        return true;
+                    }
                 }
             }
         }
@@ -93,6 +113,17 @@ impl Shard {
             }
         }
         false
+    }
+
+    /// S3-FIFO's choice: small first while it holds more than a tenth of the shard's segments.
+    fn eviction_order(&self) -> [Queue; 2] {
+        let small = self.queues[Queue::Small as usize].bytes;
+        let main = self.queues[Queue::Main as usize].bytes;
+        if small * 10 > small + main {
+            [Queue::Small, Queue::Main]
+        } else {
+            [Queue::Main, Queue::Small]
+        }
     }
 
     /// Evicts closed segment `id` of `queue` (its oldest, but for `-M` compaction). True when

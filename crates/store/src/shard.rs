@@ -68,6 +68,10 @@ pub(crate) struct QueueState {
 /// that bring the most hits per byte, and with values of mixed sizes a long item must show it is
 /// wanted by a hit while in small. Items of about the same size all pass: on traces with one
 /// value size nothing changes.
+/// Seconds after its segment opened in which a read of an item still in small's open segment
+/// is taken for part of its writing, not a reuse (see [`Shard::read_live`]).
+const CORRELATED: RelTime = 2;
+
 pub(crate) const GHOST_ADMITS: (u64, u64) = (5, 4);
 
 pub(crate) struct Shard {
@@ -245,7 +249,24 @@ impl Shard {
             // The slow path counts and removes it.
             return self.find_live(hash, key, ctx);
         }
-        table.set(pos, e.read(shows_cas));
+        // A read of an item just written is not counted as a reuse (it is still `fetched`): a
+        // client reading back what it stored, or a second reader of a value just fetched, says
+        // nothing of how popular the key is, and counted it would take every such item to main
+        // (2Q's "correlated references"). Just written: in small's open segment, opened within
+        // [`CORRELATED`] (a segment that stays open longer, in a shard that takes few writes,
+        // does not hide reads that come long after).
+        let just_written = seg.queue == Queue::Small
+            && self.queues[Queue::Small as usize].open[seg.class] == Some(e.segment())
+            && ctx.now.saturating_sub(seg.created) < CORRELATED;
+        let read = e.read(shows_cas);
+        table.set(
+            pos,
+            if just_written {
+                read.with_freq(e.freq())
+            } else {
+                read
+            },
+        );
         Some((e, header))
     }
 

@@ -365,6 +365,99 @@ fn the_ghost_sends_only_items_of_about_the_usual_size_to_main() {
 }
 
 #[test]
+fn small_is_emptied_into_main_before_main_evicts() {
+    // S3-FIFO: while small holds more than its tenth, a small segment whose items were all read
+    // moves them to main, and eviction goes on with small's next segment. (It used to evict
+    // main's oldest next, where those items had just gone, unread since.) Keys each read once
+    // (later than written: a read right after is not a reuse), then keys never read until all
+    // of those have moved to main: only unread keys go.
+    let s = store(2 << 20, true, true);
+    let key = |i: usize| format!("read:{i}");
+    let value = |i: usize| format!("{i:0200}");
+    for i in 0..2000 {
+        set(&s, &key(i), value(i).as_bytes(), 0, 1);
+    }
+    for i in 0..2000 {
+        assert!(s.get(key(i).as_bytes(), false, 5).is_some());
+    }
+    let in_main = |key: &str| {
+        let (shard, _, hash, _) = s.locked(key.as_bytes(), 5);
+        let e = shard
+            .lookup(hash, key.as_bytes())
+            .unwrap_or_else(|| panic!("{key} evicted"));
+        shard.seg(e.segment()).queue == crate::segment::Queue::Main
+    };
+    let mut unread = 0;
+    while !(0..2000).all(|i| in_main(&key(i))) {
+        for _ in 0..100 {
+            set(&s, &format!("unread:{unread}"), &[b'u'; 200], 0, 5);
+            unread += 1;
+        }
+        assert!(unread < 200_000, "read keys not all in main");
+    }
+    let st = s.stats();
+    assert!(
+        st.evictions > 100,
+        "{unread} unread keys, {} evictions",
+        st.evictions
+    );
+    assert_eq!(
+        st.evicted_unfetched, st.evictions,
+        "only unread keys evicted"
+    );
+    for i in 0..2000 {
+        let got = s
+            .get(key(i).as_bytes(), false, 5)
+            .map(|item| item.value.to_vec());
+        assert_eq!(got, Some(value(i).into_bytes()));
+    }
+}
+
+#[test]
+fn a_read_right_after_a_write_is_not_a_reuse() {
+    // A read of an item in small's open segment, opened under two seconds before, leaves its
+    // frequency alone (the item is still fetched); a later read, or one once the segment has
+    // closed, counts.
+    let s = store(2 << 20, true, true);
+    let entry = |key: &str, now: RelTime| {
+        let (shard, _, hash, _) = s.locked(key.as_bytes(), now);
+        let e = shard.lookup(hash, key.as_bytes()).expect("stored");
+        (e.freq(), e.fetched(), shard.is_open(e.segment()))
+    };
+    set(&s, "a", b"v", 0, 1);
+    assert!(s.get(b"a", false, 1).is_some());
+    assert_eq!(entry("a", 1), (0, true, true), "read as it was written");
+    assert!(s.get(b"a", false, 2).is_some());
+    assert_eq!(entry("a", 2), (0, true, true), "a second later");
+    assert!(s.get(b"a", false, 3).is_some());
+    assert_eq!(
+        entry("a", 3),
+        (1, true, true),
+        "two seconds after its segment opened"
+    );
+    // The segment is still open: an item written into it now (a key of the same shard) is not
+    // just written.
+    let shard_of = |key: &str| Store::shard_of(s.hash_key(key.as_bytes()).0);
+    let b = (0..)
+        .map(|i| format!("b{i}"))
+        .find(|b| shard_of(b) == shard_of("a"))
+        .expect("a key");
+    set(&s, &b, b"v", 0, 10);
+    assert!(s.get(b.as_bytes(), false, 10).is_some());
+    assert_eq!(entry(&b, 10), (1, true, true));
+    // Once closed, a read counts whenever it comes.
+    set(&s, "c", b"v", 0, 10);
+    let mut i = 0;
+    while entry("c", 10).2 {
+        set(&s, &format!("filler:{i}"), &[b'f'; 100], 0, 10);
+        i += 1;
+    }
+    assert!(s.get(b"c", false, 10).is_some());
+    assert_eq!(entry("c", 10), (1, true, false));
+    assert_eq!(s.stats().get_hits, 5);
+}
+
+#[test]
 fn largest_item_fits_in_small_memory() {
     let s = store(2 * 1024 * 1024, true, true);
     let big = vec![b'x'; 1024 * 1024 - 100];
@@ -1567,21 +1660,22 @@ fn shorter_overwrites_keep_their_place_padded_until_eviction_moves_them() {
     };
     for i in 0..1_000 {
         let key = format!("key:{i}");
-        let item = s.get(key.as_bytes(), false, 1).expect("hit");
+        // Read later than the writes (a read right after is not a reuse).
+        let item = s.get(key.as_bytes(), false, 10).expect("hit");
         assert_eq!(item.value, value(200, i).as_bytes());
         // 40 - len spare bytes: one of them holds the pad count, unless there are none.
         let spare = 40 - item.value.len();
         assert_eq!(pad_of(&key), Some(spare.saturating_sub(1)), "{key}");
     }
-    // The keys were just read: eviction keeps them, moving them without their padding.
+    // The keys were read: eviction keeps them, moving them without their padding.
     for i in 0..20_000 {
-        set(&s, &format!("other:{i}"), &[b'o'; 40], 0, 1);
+        set(&s, &format!("other:{i}"), &[b'o'; 40], 0, 10);
     }
     assert!(s.stats().evictions > 0);
     let mut kept = 0;
     for i in 0..1_000 {
         let key = format!("key:{i}");
-        if let Some(item) = s.get(key.as_bytes(), false, 1) {
+        if let Some(item) = s.get(key.as_bytes(), false, 10) {
             assert_eq!(item.value, value(200, i).as_bytes());
             assert_eq!(pad_of(&key), Some(0), "{key}");
             kept += 1;
@@ -1589,9 +1683,9 @@ fn shorter_overwrites_keep_their_place_padded_until_eviction_moves_them() {
     }
     assert!(kept > 500, "{kept} of the read keys kept");
     // A longer value than the slot takes a new place.
-    set(&s, "key:1", &[b'L'; 60], 0, 1);
+    set(&s, "key:1", &[b'L'; 60], 0, 10);
     assert_eq!(
-        &s.get(b"key:1", false, 1).expect("hit").value[..],
+        &s.get(b"key:1", false, 10).expect("hit").value[..],
         &[b'L'; 60][..]
     );
 }
