@@ -68,11 +68,11 @@ pub(crate) struct QueueState {
 /// that bring the most hits per byte, and with values of mixed sizes a long item must show it is
 /// wanted by a hit while in small. Items of about the same size all pass: on traces with one
 /// value size nothing changes.
+pub(crate) const GHOST_ADMITS: (u64, u64) = (5, 4);
+
 /// Seconds after its segment opened in which a read of an item still in small's open segment
 /// is taken for part of its writing, not a reuse (see [`Shard::read_live`]).
 const CORRELATED: RelTime = 2;
-
-pub(crate) const GHOST_ADMITS: (u64, u64) = (5, 4);
 
 pub(crate) struct Shard {
     /// The index, split over tables that grow at different sizes (see `index.rs`).
