@@ -89,6 +89,28 @@ fn throughput_fill_and_hitratio_runs() {
         (miss[0] - miss[2]).abs() < 0.01,
         "the store in process misses as the server does: {table}"
     );
+
+    // Gets that read back each key just set are not counted, over the wire either: the same
+    // misses as the replay in process (counted, every miss would bring a hit).
+    let table = ferrobench(&[
+        "--in-process",
+        "store",
+        "--server-args",
+        "-m 2 -t 1",
+        "hitratio",
+        "--working-set",
+        "20000",
+        "--requests",
+        "60000",
+        "--read-after-set",
+    ]);
+    let read_back: Vec<f64> = row(&table, "miss ratio")[..3]
+        .iter()
+        .map(|v| v.parse().expect("number"))
+        .collect();
+    for m in &read_back {
+        assert!((m - miss[2]).abs() < 0.02, "{table}");
+    }
 }
 
 /// `nullcached`, the do-nothing server that measures the floor, runs beside ferrocached although it
