@@ -287,7 +287,13 @@ impl Store {
             let mut steps = shard.lock().growth_steps_left();
             while steps > 0 {
                 let ctx = self.ctx(self.last_now.load(Ordering::Relaxed));
-                if !shard.lock().move_growth_step(&ctx) {
+                let mut locked = shard.lock();
+                let moved = locked.move_growth_step(&ctx);
+                // Handed straight to a request waiting for the shard, if any: relocked at once,
+                // it would otherwise wait for parking_lot's next fair unlock (every 0.5 ms on
+                // average).
+                MutexGuard::unlock_fair(locked);
+                if !moved {
                     break;
                 }
                 steps -= 1;
