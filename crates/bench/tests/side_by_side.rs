@@ -64,21 +64,27 @@ fn throughput_fill_and_hitratio_runs() {
         "the same server fills alike: {table}"
     );
 
-    let table = ferrobench(&[
-        "--in-process",
-        "store",
-        "--server-args",
-        "-m 2 -t 1",
-        "hitratio",
-        "--working-set",
-        "20000",
-        "--requests",
-        "60000",
-    ]);
-    let miss: Vec<f64> = row(&table, "miss ratio")[..3]
-        .iter()
-        .map(|v| v.parse().expect("number"))
-        .collect();
+    // Both servers and the store in process replay one trace; the three miss ratios.
+    let replay = |extra: &[&str]| -> (Vec<f64>, String) {
+        let args = [
+            "--in-process",
+            "store",
+            "--server-args",
+            "-m 2 -t 1",
+            "hitratio",
+            "--working-set",
+            "20000",
+            "--requests",
+            "60000",
+        ];
+        let table = ferrobench(&[&args[..], extra].concat());
+        let miss = row(&table, "miss ratio")[..3]
+            .iter()
+            .map(|v| v.parse().expect("number"))
+            .collect();
+        (miss, table)
+    };
+    let (miss, table) = replay(&[]);
     assert!(miss[0] > 0.0 && miss[0] < 1.0, "{table}");
     assert!(
         (miss[0] - miss[1]).abs() < 0.05,
@@ -92,22 +98,7 @@ fn throughput_fill_and_hitratio_runs() {
 
     // Gets that read back each key just set are not counted, over the wire either: the same
     // misses as the replay in process (counted, every miss would bring a hit).
-    let table = ferrobench(&[
-        "--in-process",
-        "store",
-        "--server-args",
-        "-m 2 -t 1",
-        "hitratio",
-        "--working-set",
-        "20000",
-        "--requests",
-        "60000",
-        "--read-after-set",
-    ]);
-    let read_back: Vec<f64> = row(&table, "miss ratio")[..3]
-        .iter()
-        .map(|v| v.parse().expect("number"))
-        .collect();
+    let (read_back, table) = replay(&["--read-after-set"]);
     for m in &read_back {
         assert!((m - miss[2]).abs() < 0.02, "{table}");
     }
