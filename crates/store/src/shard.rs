@@ -74,6 +74,30 @@ pub(crate) const GHOST_ADMITS: (u64, u64) = (5, 4);
 /// is taken for part of its writing, not a reuse (see [`Shard::read_live`]).
 const CORRELATED: RelTime = 2;
 
+/// `e`, in segment `seg`, after a get: [`Entry::read`], but a read of an item just written is not
+/// counted as a reuse (it is still `fetched`). A client reading back what it stored, or a second
+/// reader of a value just fetched, says nothing of how popular the key is, and counted it would
+/// take every such item to main (2Q's "correlated references"). Just written: in small's open
+/// segment, opened within [`CORRELATED`] (a segment that stays open longer, in a shard that
+/// takes few writes, does not hide reads that come long after).
+fn get_read(
+    queues: &[QueueState; 2],
+    seg: &Segment,
+    e: Entry,
+    shows_cas: bool,
+    now: RelTime,
+) -> Entry {
+    let just_written = seg.queue == Queue::Small
+        && queues[Queue::Small as usize].open[seg.class] == Some(e.segment())
+        && now.saturating_sub(seg.created) < CORRELATED;
+    let read = e.read(shows_cas);
+    if just_written {
+        read.with_freq(e.freq())
+    } else {
+        read
+    }
+}
+
 pub(crate) struct Shard {
     /// The index, split over tables that grow at different sizes (see `index.rs`).
     tables: Box<[BucketTable]>,
@@ -228,8 +252,9 @@ impl Shard {
         }
     }
 
-    /// `find_live` and `mark_read` in one probe of the index, for the hot `get` path: the entry
-    /// is updated where it is found. Returns the entry as it was before the read.
+    /// `find_live` and a get's read ([`get_read`]) in one probe of the index, for the hot `get`
+    /// path: the entry is updated where it is found. Returns the entry as it was before the
+    /// read.
     pub fn read_live(
         &mut self,
         hash: u64,
@@ -249,25 +274,13 @@ impl Shard {
             // The slow path counts and removes it.
             return self.find_live(hash, key, ctx);
         }
-        // A read of an item just written is not counted as a reuse (it is still `fetched`): a
-        // client reading back what it stored, or a second reader of a value just fetched, says
-        // nothing of how popular the key is, and counted it would take every such item to main
-        // (2Q's "correlated references"). Just written: in small's open segment, opened within
-        // [`CORRELATED`] (a segment that stays open longer, in a shard that takes few writes,
-        // does not hide reads that come long after).
-        let just_written = seg.queue == Queue::Small
-            && self.queues[Queue::Small as usize].open[seg.class] == Some(e.segment())
-            && ctx.now.saturating_sub(seg.created) < CORRELATED;
-        let read = e.read(shows_cas);
-        table.set(
-            pos,
-            if just_written {
-                read.with_freq(e.freq())
-            } else {
-                read
-            },
-        );
+        table.set(pos, get_read(&self.queues, seg, e, shows_cas, ctx.now));
         Some((e, header))
+    }
+
+    /// `e` after a get-like read of it (`get`, or `mg` without `T`): see [`get_read`].
+    pub fn read_by_get(&self, e: Entry, shows_cas: bool, now: RelTime) -> Entry {
+        get_read(&self.queues, self.seg(e.segment()), e, shows_cas, now)
     }
 
     /// Which queue a new version of `key`, `len` bytes long, goes to: main if the current one is

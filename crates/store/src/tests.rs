@@ -458,6 +458,32 @@ fn a_read_right_after_a_write_is_not_a_reuse() {
 }
 
 #[test]
+fn mg_reads_right_after_a_write_as_get_does() {
+    // `mg` is not a reuse right after the write either; with `T` it counts, as `gat` does.
+    use crate::MetaGet;
+    let s = small();
+    let freq = |key: &str| {
+        let (shard, _, hash, _) = s.locked(key.as_bytes(), 1);
+        shard.lookup(hash, key.as_bytes()).expect("stored").freq()
+    };
+    let mg = MetaGet {
+        bump: true,
+        ..MetaGet::default()
+    };
+    set(&s, "m", b"v", 0, 1);
+    assert!(s.meta_get(b"m", &mg, 1).is_some());
+    assert_eq!(freq("m"), 0, "mg right after the write");
+    let touching = MetaGet {
+        touch: Some(100),
+        ..mg
+    };
+    assert!(s.meta_get(b"m", &touching, 1).is_some());
+    assert_eq!(freq("m"), 1, "mg with T");
+    assert!(s.meta_get(b"m", &mg, 3).is_some());
+    assert_eq!(freq("m"), 2, "mg two seconds later");
+}
+
+#[test]
 fn largest_item_fits_in_small_memory() {
     let s = store(2 * 1024 * 1024, true, true);
     let big = vec![b'x'; 1024 * 1024 - 100];

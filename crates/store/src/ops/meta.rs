@@ -86,7 +86,12 @@ impl Store {
             state = state.with_token_sent(true);
         }
         if request.bump {
-            state = state.read(request.shows_cas && use_cas);
+            let shows_cas = request.shows_cas && use_cas;
+            state = match request.touch {
+                // As `gat`: a read that counts.
+                Some(_) => state.read(shows_cas),
+                None => shard.read_by_get(state, shows_cas, now),
+            };
         } else if request.shows_cas && use_cas {
             state = state.with_cas_seen();
         }
