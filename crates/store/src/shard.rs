@@ -71,7 +71,7 @@ pub(crate) struct QueueState {
 pub(crate) const GHOST_ADMITS: (u64, u64) = (5, 4);
 
 /// Seconds after its segment opened in which a read of an item still in small's open segment
-/// is taken for part of its writing, not a reuse (see [`Shard::read_live`]).
+/// is taken for part of its writing, not a reuse (see [`get_read`]).
 const CORRELATED: RelTime = 2;
 
 /// `e`, in segment `seg`, after a get: [`Entry::read`], but a read of an item just written is not
