@@ -1,4 +1,5 @@
 use super::*;
+use crate::segment::Queue;
 
 fn store(max_bytes: usize, evictions: bool, use_cas: bool) -> Store {
     Store::new(StoreConfig {
@@ -336,11 +337,7 @@ fn the_ghost_sends_only_items_of_about_the_usual_size_to_main() {
         let (shard, _, hash, _) = s.locked(key.as_bytes(), 1);
         shard.ghost.contains(hash) && shard.lookup(hash, key.as_bytes()).is_none()
     };
-    let queue_of = |key: &str| {
-        let (shard, _, hash, _) = s.locked(key.as_bytes(), 1);
-        let e = shard.lookup(hash, key.as_bytes()).expect("stored");
-        shard.seg(e.segment()).queue
-    };
+    let queue_of = |key: &str| placed(&s, key).expect("stored").1;
     // Keys the ghost remembers come back, in turn with a value of about the usual size and one
     // ten times as long. (Each store can evict and overwrite other fingerprints, so a key is
     // checked right before it comes back.)
@@ -352,12 +349,12 @@ fn the_ghost_sends_only_items_of_about_the_usual_size_to_main() {
         }
         if i % 2 == 0 {
             set(&s, &key, &[b'w'; 44], 0, 1);
-            assert_eq!(queue_of(&key), crate::segment::Queue::Main, "{key}");
+            assert_eq!(queue_of(&key), Queue::Main, "{key}");
             to_main += 1;
         } else {
             // Must be read while in small to stay.
             set(&s, &key, &[b'w'; 400], 0, 1);
-            assert_eq!(queue_of(&key), crate::segment::Queue::Small, "{key}");
+            assert_eq!(queue_of(&key), Queue::Small, "{key}");
             to_small += 1;
         }
     }
@@ -381,11 +378,8 @@ fn small_is_emptied_into_main_before_main_evicts() {
         assert!(s.get(key(i).as_bytes(), false, 5).is_some());
     }
     let in_main = |key: &str| {
-        let (shard, _, hash, _) = s.locked(key.as_bytes(), 5);
-        let e = shard
-            .lookup(hash, key.as_bytes())
-            .unwrap_or_else(|| panic!("{key} evicted"));
-        shard.seg(e.segment()).queue == crate::segment::Queue::Main
+        let (_, queue, _) = placed(&s, key).unwrap_or_else(|| panic!("{key} evicted"));
+        queue == Queue::Main
     };
     let mut unread = 0;
     while !(0..2000).all(|i| in_main(&key(i))) {
@@ -419,19 +413,18 @@ fn a_read_right_after_a_write_is_not_a_reuse() {
     // frequency alone (the item is still fetched); a later read, or one once the segment has
     // closed, counts.
     let s = store(2 << 20, true, true);
-    let entry = |key: &str, now: RelTime| {
-        let (shard, _, hash, _) = s.locked(key.as_bytes(), now);
-        let e = shard.lookup(hash, key.as_bytes()).expect("stored");
-        (e.freq(), e.fetched(), shard.is_open(e.segment()))
+    let entry = |key: &str| {
+        let (e, _, open) = placed(&s, key).expect("stored");
+        (e.freq(), e.fetched(), open)
     };
     set(&s, "a", b"v", 0, 1);
     assert!(s.get(b"a", false, 1).is_some());
-    assert_eq!(entry("a", 1), (0, true, true), "read as it was written");
+    assert_eq!(entry("a"), (0, true, true), "read as it was written");
     assert!(s.get(b"a", false, 2).is_some());
-    assert_eq!(entry("a", 2), (0, true, true), "a second later");
+    assert_eq!(entry("a"), (0, true, true), "a second later");
     assert!(s.get(b"a", false, 3).is_some());
     assert_eq!(
-        entry("a", 3),
+        entry("a"),
         (1, true, true),
         "two seconds after its segment opened"
     );
@@ -444,16 +437,16 @@ fn a_read_right_after_a_write_is_not_a_reuse() {
         .expect("a key");
     set(&s, &b, b"v", 0, 10);
     assert!(s.get(b.as_bytes(), false, 10).is_some());
-    assert_eq!(entry(&b, 10), (1, true, true));
+    assert_eq!(entry(&b), (1, true, true));
     // Once closed, a read counts whenever it comes.
     set(&s, "c", b"v", 0, 10);
     let mut i = 0;
-    while entry("c", 10).2 {
+    while entry("c").2 {
         set(&s, &format!("filler:{i}"), &[b'f'; 100], 0, 10);
         i += 1;
     }
     assert!(s.get(b"c", false, 10).is_some());
-    assert_eq!(entry("c", 10), (1, true, false));
+    assert_eq!(entry("c"), (1, true, false));
     assert_eq!(s.stats().get_hits, 5);
 }
 
@@ -462,10 +455,7 @@ fn mg_reads_right_after_a_write_as_get_does() {
     // `mg` is not a reuse right after the write either; with `T` it counts, as `gat` does.
     use crate::MetaGet;
     let s = small();
-    let freq = |key: &str| {
-        let (shard, _, hash, _) = s.locked(key.as_bytes(), 1);
-        shard.lookup(hash, key.as_bytes()).expect("stored").freq()
-    };
+    let freq = |key: &str| placed(&s, key).expect("stored").0.freq();
     let mg = MetaGet {
         bump: true,
         ..MetaGet::default()
@@ -522,6 +512,14 @@ fn with(max_bytes: usize, item_size_max: usize, evictions: bool) -> Store {
 
 fn set(s: &Store, key: &str, value: &[u8], exptime: RelTime, now: RelTime) -> StoreOutcome {
     s.store(StoreMode::Set, key.as_bytes(), 0, exptime, value, now)
+}
+
+/// Where `key` is stored: its index entry, its segment's queue, and whether that segment is
+/// open. None when it is not stored.
+fn placed(s: &Store, key: &str) -> Option<(crate::index::Entry, Queue, bool)> {
+    let (shard, _, hash, _) = s.locked(key.as_bytes(), 0);
+    let e = shard.lookup(hash, key.as_bytes())?;
+    Some((e, shard.seg(e.segment()).queue, shard.is_open(e.segment())))
 }
 
 /// Fills a `-M` store until it refuses 300 new keys in a row (every shard has had its chance to
@@ -1226,12 +1224,7 @@ fn items_kept_by_eviction_go_to_the_segments_of_their_lifetime() {
     }
     let before = s.stats();
     assert!(before.evictions > 0, "the cache overflowed: {before:?}");
-    let in_main = |key: &str| {
-        let (shard, _, hash, _) = s.locked(key.as_bytes(), 3);
-        shard
-            .lookup(hash, key.as_bytes())
-            .is_some_and(|e| shard.seg(e.segment()).queue == crate::segment::Queue::Main)
-    };
+    let in_main = |key: &str| placed(&s, key).is_some_and(|(_, queue, _)| queue == Queue::Main);
     let short_in_main = (0..20_000)
         .step_by(2)
         .filter(|i| in_main(&format!("k{i}")))
