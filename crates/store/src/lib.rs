@@ -283,10 +283,10 @@ impl Store {
     /// bytes) until it does. Growths that start meanwhile get at most the steps left at the
     /// start, so a fill cannot keep it running. The server calls it once a second.
     pub fn finish_index_growths(&self) {
+        let ctx = self.ctx(self.last_now.load(Ordering::Relaxed));
         for shard in self.shards.iter() {
             let mut steps = shard.lock().growth_steps_left();
             while steps > 0 {
-                let ctx = self.ctx(self.last_now.load(Ordering::Relaxed));
                 let mut locked = shard.lock();
                 let moved = locked.move_growth_step(&ctx);
                 // Handed straight to a request waiting for the shard, if any: relocked at once,
