@@ -9,6 +9,32 @@ fn server() -> Server {
     Server::ferrocached(&[])
 }
 
+/// One `stats` reply: each STAT line's name and value, in the order sent.
+fn stats(c: &mut ferrocache_testkit::Conn) -> Vec<(String, String)> {
+    c.request("stats\r\n", "END\r\n")
+        .lines()
+        .filter_map(|l| {
+            let (name, value) = l.strip_prefix("STAT ")?.split_once(' ')?;
+            Some((name.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+/// The value of `name` in a `stats` reply.
+fn stat<'a>(stats: &'a [(String, String)], name: &str) -> &'a str {
+    stats
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no {name} in {stats:?}"))
+        .1
+        .as_str()
+}
+
+/// The value of `name` in a `stats` reply, a number.
+fn stat_number(stats: &[(String, String)], name: &str) -> u64 {
+    stat(stats, name).parse().expect("a number")
+}
+
 #[test]
 fn set_get_gets_delete() {
     let s = server();
@@ -117,28 +143,20 @@ fn expired_items_are_reclaimed_without_being_read() {
     }
     batch.push_str("version\r\n");
     assert!(c.request(batch, "\r\n").starts_with("VERSION "));
-    let stat = |c: &mut ferrocache_testkit::Conn, name: &str| -> u64 {
-        let stats = c.request("stats\r\n", "END\r\n");
-        stats
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("STAT {name} ")))
-            .unwrap_or_else(|| panic!("no {name} in {stats}"))
-            .parse()
-            .expect("a number")
-    };
+    let number = |c: &mut ferrocache_testkit::Conn, name: &str| stat_number(&stats(c), name);
     // Not curr_items: on a slow machine the first short-lived items may be gone already.
-    assert_eq!(stat(&mut c, "total_items"), 4000);
+    assert_eq!(number(&mut c, "total_items"), 4000);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while stat(&mut c, "curr_items") > 2000 {
+    while number(&mut c, "curr_items") > 2000 {
         assert!(
             std::time::Instant::now() < deadline,
             "{} items left",
-            stat(&mut c, "curr_items")
+            number(&mut c, "curr_items")
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(stat(&mut c, "reclaimed"), 2000);
-    assert_eq!(stat(&mut c, "get_expired"), 0);
+    assert_eq!(number(&mut c, "reclaimed"), 2000);
+    assert_eq!(number(&mut c, "get_expired"), 0);
     assert_eq!(
         c.request("get k1 k3999\r\n", "END\r\n"),
         format!("VALUE k1 0 200\r\n{value}\r\nVALUE k3999 0 200\r\n{value}\r\nEND\r\n")
@@ -449,21 +467,14 @@ fn stats_report_commands() {
     let mut c = s.connect();
     c.line("set a 0 0 1\r\nx\r\n");
     c.request("get a b\r\n", "END\r\n");
-    let stats = c.request("stats\r\n", "END\r\n");
-    let stat = |name: &str| {
-        stats
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("STAT {name} ")))
-            .unwrap_or_else(|| panic!("no {name} in {stats}"))
-            .to_string()
-    };
-    assert_eq!(stat("cmd_get"), "2");
-    assert_eq!(stat("get_hits"), "1");
-    assert_eq!(stat("get_misses"), "1");
-    assert_eq!(stat("cmd_set"), "1");
-    assert_eq!(stat("curr_items"), "1");
-    assert_eq!(stat("limit_maxbytes"), "67108864");
-    assert_eq!(stat("threads"), "4");
+    let all = stats(&mut c);
+    assert_eq!(stat(&all, "cmd_get"), "2");
+    assert_eq!(stat(&all, "get_hits"), "1");
+    assert_eq!(stat(&all, "get_misses"), "1");
+    assert_eq!(stat(&all, "cmd_set"), "1");
+    assert_eq!(stat(&all, "curr_items"), "1");
+    assert_eq!(stat(&all, "limit_maxbytes"), "67108864");
+    assert_eq!(stat(&all, "threads"), "4");
     assert_eq!(c.line("stats reset\r\n"), "RESET\r\n");
     for sub in ["settings", "items", "slabs", "sizes", "conns"] {
         let reply = c.request(format!("stats {sub}\r\n"), "END\r\n");
@@ -479,29 +490,23 @@ fn stats_report_commands() {
 fn stats_report_the_index() {
     let s = server();
     let mut c = s.connect();
-    let stats = |c: &mut ferrocache_testkit::Conn| -> Vec<(String, u64)> {
-        let reply = c.request("stats\r\n", "END\r\n");
-        let names = [
-            "conn_yields",
-            "hash_power_level",
-            "hash_bytes",
-            "hash_is_expanding",
-        ];
-        let found: Vec<(String, u64)> = reply
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.split(' ').skip(1);
-                let (name, value) = (f.next()?, f.next()?);
-                names
-                    .contains(&name)
-                    .then(|| (name.to_string(), value.parse().unwrap()))
-            })
+    let names = [
+        "conn_yields",
+        "hash_power_level",
+        "hash_bytes",
+        "hash_is_expanding",
+    ];
+    let index = |c: &mut ferrocache_testkit::Conn| {
+        let all = stats(c);
+        let order: Vec<&str> = all
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| names.contains(n))
             .collect();
-        let order: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(order, names, "memcached's names, in its order");
-        found
+        all
     };
-    let empty = stats(&mut c);
+    let empty = index(&mut c);
     let mut batch = String::new();
     for i in 0..20_000 {
         batch.push_str(&format!("set key:{i} 0 0 1 noreply\r\nx\r\n"));
@@ -511,16 +516,22 @@ fn stats_report_the_index() {
         c.request("get key:19999\r\n", "END\r\n"),
         "VALUE key:19999 0 1\r\nx\r\nEND\r\n"
     );
-    let full = stats(&mut c);
+    let full = index(&mut c);
+    let (bytes, empty_bytes) = (
+        stat_number(&full, "hash_bytes"),
+        stat_number(&empty, "hash_bytes"),
+    );
     assert!(
-        full[2].1 > empty[2].1,
-        "hash_bytes {} after {}",
-        full[2].1,
-        empty[2].1
+        bytes > empty_bytes,
+        "hash_bytes {bytes} after {empty_bytes}"
     );
     // The index takes at least the 20,000 items it holds.
-    assert!(full[1].1 >= 14, "hash_power_level {}", full[1].1);
-    assert!(full[3].1 <= 1, "hash_is_expanding is 0 or 1");
+    let power = stat_number(&full, "hash_power_level");
+    assert!(power >= 14, "hash_power_level {power}");
+    assert!(
+        stat_number(&full, "hash_is_expanding") <= 1,
+        "hash_is_expanding is 0 or 1"
+    );
 }
 
 /// An index table that stops taking new keys mid-growth would keep its old buckets until its
@@ -530,17 +541,6 @@ fn stats_report_the_index() {
 fn index_growths_finish_when_the_sets_stop() {
     let s = Server::ferrocached(&["-m", "512"]);
     let mut c = s.connect();
-    // One reply's numbers, so that they are of the same moment.
-    let stats = |c: &mut ferrocache_testkit::Conn| -> std::collections::HashMap<String, String> {
-        let stats = c.request("stats\r\n", "END\r\n");
-        stats
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.split(' ').skip(1);
-                Some((f.next()?.to_string(), f.next()?.to_string()))
-            })
-            .collect()
-    };
     let mut sent = 0;
     let mut send = |c: &mut ferrocache_testkit::Conn, n: usize| {
         let mut batch = String::new();
@@ -554,11 +554,12 @@ fn index_growths_finish_when_the_sets_stop() {
     for _ in 0..20 {
         send(&mut c, 100_000);
     }
-    // Stop where a growth is under way (each lasts a few thousand sets).
+    // Stop where a growth is under way (each lasts a few thousand sets). Each check reads one
+    // reply, so that its numbers are of the same moment.
     let (sent, growing) = loop {
         let sent = send(&mut c, 20_000);
         let now = stats(&mut c);
-        if now["hash_is_expanding"] == "1" {
+        if stat(&now, "hash_is_expanding") == "1" {
             break (sent.to_string(), now);
         }
         assert!(sent < 4_000_000, "no growth seen under way");
@@ -566,19 +567,19 @@ fn index_growths_finish_when_the_sets_stop() {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let done = loop {
         let now = stats(&mut c);
-        if now["hash_is_expanding"] == "0" {
+        if stat(&now, "hash_is_expanding") == "0" {
             break now;
         }
         assert!(std::time::Instant::now() < deadline, "still growing");
         std::thread::sleep(Duration::from_millis(100));
     };
-    let bytes = |st: &std::collections::HashMap<String, String>| -> u64 {
-        st["hash_bytes"].parse().unwrap()
-    };
-    assert!(bytes(&done) < bytes(&growing), "old buckets freed");
-    assert_eq!(growing["curr_items"], sent);
-    assert_eq!(done["curr_items"], sent);
-    assert_eq!(done["evictions"], "0");
+    assert!(
+        stat_number(&done, "hash_bytes") < stat_number(&growing, "hash_bytes"),
+        "old buckets freed"
+    );
+    assert_eq!(stat(&growing, "curr_items"), sent);
+    assert_eq!(stat(&done, "curr_items"), sent);
+    assert_eq!(stat(&done, "evictions"), "0");
 }
 
 #[test]
