@@ -13,7 +13,7 @@ use crate::budget::Budget;
 use crate::index::{self, Entry, MAX_SEGMENTS};
 use crate::item::{dead, Dead, FlushState, ItemRef, MetaState};
 use crate::layout::{self, Header, NewItem, BINARY_KEY, HAS_CAS, HAS_EXPTIME};
-use crate::segment::{ttl_class, Ghost, Queue, Segment, TTL_CLASSES};
+use crate::segment::{ttl_class, Ghost, Queue, Segment, NEVER, TTL_CLASSES};
 use crate::stats::Counters;
 use crate::table::{self, BucketTable};
 use crate::{RelTime, StoreConfig};
@@ -632,6 +632,25 @@ impl Shard {
         };
         self.link(hash, new, old, ctx);
         Some(new)
+    }
+
+    /// Would this exptime keep `e`'s segment past its lifetime class? That is, is it of another
+    /// class than the segment's, and later than any exptime written there (never, for 0)? Then a
+    /// touch moves the item to a segment of its new class (`Store::set_exptime`): in place, one
+    /// item would hold all its short-lived neighbours' bytes until eviction reached them. An item
+    /// with a segment of its own stays: moving it would free nothing.
+    pub fn outlives_segment(
+        &self,
+        e: Entry,
+        header: &Header,
+        exptime: RelTime,
+        ctx: &Ctx<'_>,
+    ) -> bool {
+        let seg = self.seg(e.segment());
+        let until = if exptime == 0 { NEVER } else { exptime };
+        header.total() <= ctx.segment_size
+            && until > seg.max_exptime
+            && ttl_class(exptime, ctx.now) != seg.class
     }
 
     /// Sets the exptime of an item that has the field, in place.

@@ -1210,6 +1210,57 @@ fn segments_are_grouped_by_lifetime() {
 }
 
 #[test]
+fn a_touch_past_its_segments_lifetime_moves_the_item() {
+    // Evictions on, 4 KiB segments, a store that does not fill, items that live 30 s. A touch
+    // gives k0 no end and a gat gives k1 an hour: both of other lifetime classes, so they move
+    // to segments of those classes and do not keep their neighbours' bytes past their end. k2
+    // gets 40 s, its own class: changed in place.
+    let s = with(2 << 20, 64 << 10, true);
+    assert_eq!(s.segment_bytes(), 4096);
+    for i in 0..400 {
+        set(&s, &format!("k{i}"), &[b'x'; 100], 30, 1);
+    }
+    let cas = s.get(b"k0", true, 2).expect("hit").cas;
+    let at = |key: &str| placed(&s, key).expect("stored").0;
+    let (k0, k2) = (at("k0"), at("k2"));
+    assert_eq!(s.touch(b"k0", 0, 2), TouchOutcome::Touched);
+    let k1 = s.get_and_touch(b"k1", 3_600, true, 2).expect("hit");
+    assert_eq!(&k1.value[..], &[b'x'; 100]);
+    assert_eq!(s.touch(b"k2", 40, 2), TouchOutcome::Touched);
+    assert!(!at("k0").same_place(k0), "k0 moved");
+    assert!(at("k2").same_place(k2), "k2 changed in place");
+    let before = s.stats();
+    assert_eq!((before.curr_items, before.total_items), (400, 400));
+    assert_eq!((before.touch_hits, before.touch_misses), (3, 0));
+    s.reclaim_expired(41);
+    let after = s.stats();
+    assert_eq!(after.reclaimed, 398, "all but k0 and k1: {after:?}");
+    assert_eq!(after.curr_items, 2, "{after:?}");
+    let k0 = s.get(b"k0", true, 4_000).expect("k0 never expires");
+    assert_eq!(
+        (&k0.value[..], k0.cas),
+        (&[b'x'; 100][..], cas),
+        "kept its CAS id"
+    );
+    assert_eq!(
+        s.get(b"k1", true, 3_599).expect("k1 still lives").cas,
+        k1.cas
+    );
+    assert!(
+        s.get(b"k1", true, 3_600).is_none(),
+        "k1 expires after an hour"
+    );
+
+    // Without evictions a touch must never need room: k stays where it is.
+    let m = with(2 << 20, 64 << 10, false);
+    set(&m, "k", &[b'x'; 100], 30, 1);
+    let k = placed(&m, "k").expect("stored").0;
+    assert_eq!(m.touch(b"k", 0, 2), TouchOutcome::Touched);
+    assert!(placed(&m, "k").expect("stored").0.same_place(k));
+    assert!(m.get(b"k", false, 4_000).is_some());
+}
+
+#[test]
 fn items_kept_by_eviction_go_to_the_segments_of_their_lifetime() {
     // 4 KiB segments, a cache that overflows. Every item is read once while in small (written
     // at second 1, read at second 3: a read right after the write would not count), so eviction

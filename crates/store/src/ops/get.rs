@@ -123,8 +123,12 @@ impl Store {
             shard.counters.touch_misses += 1;
             return None;
         };
+        let Some((e, header)) = self.set_exptime(shard, index, hash, e, header, exptime, &ctx)
+        else {
+            shard.counters.touch_misses += 1;
+            return None;
+        };
         shard.counters.touch_hits += 1;
-        let (e, header) = self.set_exptime(shard, index, hash, e, header, exptime, &ctx);
         shard.mark_read(hash, e, shows_cas && self.config.use_cas);
         Some(read(&shard.view(e, &header, self.config.use_cas)))
     }
@@ -137,15 +141,22 @@ impl Store {
             shard.counters.touch_misses += 1;
             return TouchOutcome::NotFound;
         };
+        let Some((e, _)) = self.set_exptime(shard, index, hash, e, header, exptime, &ctx) else {
+            shard.counters.touch_misses += 1;
+            return TouchOutcome::NotFound;
+        };
         shard.counters.touch_hits += 1;
-        let (e, _) = self.set_exptime(shard, index, hash, e, header, exptime, &ctx);
         shard.mark_read(hash, e, false);
         TouchOutcome::Touched
     }
 
     /// Gives the live item `e` a new exptime: in place when it has the field, else by writing it
-    /// again with the field (and its CAS id written out if a client may hold it). Should no room
-    /// be found for that (only with `-M` and a full cache), the exptime is not changed.
+    /// again with the field (and its CAS id written out if a client may hold it). With evictions
+    /// on, an item the new exptime would keep in its segment past the segment's lifetime class
+    /// is written again too, in a segment of its new class ([`Shard::outlives_segment`]). Where
+    /// it is now, or None if it was evicted while room was made for it. Should no room be found
+    /// (with `-M` and a full cache, or when no shard has a segment to evict), it changes in
+    /// place if it has the field, else it keeps its exptime.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn set_exptime(
         &self,
@@ -156,21 +167,20 @@ impl Store {
         header: Header,
         exptime: RelTime,
         ctx: &Ctx<'_>,
-    ) -> (Entry, Header) {
-        if header.bits & HAS_EXPTIME != 0 {
+    ) -> Option<(Entry, Header)> {
+        let has_field = header.bits & HAS_EXPTIME != 0;
+        let moves = self.config.evictions && shard.outlives_segment(e, &header, exptime, ctx);
+        if has_field && !moves {
             shard.set_exptime_in_place(e, &header, exptime);
-            return (e, shard.header(e));
+            return Some((e, shard.header(e)));
         }
-        if exptime == 0 {
-            return (e, header);
+        if !has_field && exptime == 0 {
+            return Some((e, header));
         }
         let cas = e.cas_seen().then(|| shard.cas_of(e, &header));
         let value = shard.value(e, &header).to_vec();
         let queue = shard.seg(e.segment()).queue;
-        let key = {
-            let item_key = shard.lookup_key(e);
-            item_key.to_vec()
-        };
+        let key = shard.lookup_key(e).to_vec();
         let item = NewItem {
             key: &key,
             value: &value,
@@ -181,12 +191,21 @@ impl Store {
             binary_key: header.bits & BINARY_KEY != 0,
         };
         let marked = ctx.flush.marks(shard.seg(e.segment()));
-        let Some(place) = self.place_for(shard, index, queue, &item, marked, ctx) else {
-            return (e, header);
+        let rewritten = self
+            .place_for(shard, index, queue, &item, marked, ctx)
+            .and_then(|place| shard.rewrite(place, queue, hash, &item, ctx));
+        let e = match rewritten {
+            Some(new) => new,
+            None => {
+                // Making room may have moved the item (kept by eviction) or evicted it.
+                let e = shard.lookup(hash, &key)?;
+                let header = shard.header(e);
+                if header.bits & HAS_EXPTIME != 0 {
+                    shard.set_exptime_in_place(e, &header, exptime);
+                }
+                e
+            }
         };
-        match shard.rewrite(place, queue, hash, &item, ctx) {
-            Some(new) => (new, shard.header(new)),
-            None => (e, header),
-        }
+        Some((e, shard.header(e)))
     }
 }

@@ -57,6 +57,13 @@ impl Store {
                 .and_then(|exptime| self.vivify(shard, index, hash, key, exptime, request, now))
                 .map(|found| (found, true)),
         };
+        // `T`: a new exptime (which may move the item, or lose it to the eviction that made room).
+        let found = found.and_then(|((e, header), created)| match request.touch {
+            Some(exptime) => self
+                .set_exptime(shard, index, hash, e, header, exptime, &ctx)
+                .map(|found| (found, created)),
+            None => Some(((e, header), created)),
+        });
         let Some(((e, header), created)) = found else {
             if request.touch.is_some() {
                 shard.counters.touch_misses += 1;
@@ -65,16 +72,11 @@ impl Store {
             }
             return None;
         };
-        let (e, header) = match request.touch {
-            Some(exptime) => {
-                shard.counters.touch_hits += 1;
-                self.set_exptime(shard, index, hash, e, header, exptime, &ctx)
-            }
-            None => {
-                shard.counters.get_hits += 1;
-                (e, header)
-            }
-        };
+        if request.touch.is_some() {
+            shard.counters.touch_hits += 1;
+        } else {
+            shard.counters.get_hits += 1;
+        }
         let item = shard.view(e, &header, use_cas).to_item();
         let recache = request.recache_before.is_some_and(|before| {
             !e.token_sent() && !created && header.exptime != 0 && header.exptime < before
