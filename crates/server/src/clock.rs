@@ -57,7 +57,12 @@ impl Clock {
 
     /// Unix time now, as memcached reports it in `stats time`.
     pub fn unix_now(&self) -> i64 {
-        self.process_started + i64::from(self.now())
+        self.to_unix(self.now())
+    }
+
+    /// The unix time of a relative time (memcached's `process_started + t`).
+    pub fn to_unix(&self, time: RelTime) -> i64 {
+        self.process_started + i64::from(time)
     }
 
     /// Seconds since the server started (`stats uptime`), as of the last tick.

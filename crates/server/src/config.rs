@@ -121,6 +121,11 @@ pub struct ServerConfig {
     pub verbosity: u8,
     pub enable_shutdown: bool,
     pub flush_enabled: bool,
+    /// `-X` not given: `lru_crawler metadump` allowed.
+    pub dump_enabled: bool,
+    /// The LRU crawler's state at start (`-o lru_crawler`, the default, or `-o no_lru_crawler`):
+    /// `lru_crawler crawl` and `metadump` are refused while it is off.
+    pub lru_crawler: bool,
     pub reqs_per_event: usize,
     pub backlog: u32,
     pub idle_timeout: u32,
@@ -264,10 +269,6 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
     );
     not_implemented(flags.delimiter.is_some(), "-D (per-prefix stats)");
     not_implemented(
-        flags.disable_dumping,
-        "-X (disable-dumping: no dump commands here)",
-    );
-    not_implemented(
         flags.disable_watch,
         "-W (disable-watch: no watch command here)",
     );
@@ -359,6 +360,7 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
         .forced_protocol()
         .map_or_else(|| flags.protocol.clone(), str::to_string);
     let mut idle_timeout = 0;
+    let mut lru_crawler = true;
     let mut tls = crate::tls::TlsSettings {
         enabled: flags.ssl,
         key_format: 1,
@@ -377,13 +379,13 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
                     .parse()
                     .with_context(|| format!("Invalid value for idle_timeout: {value}"))?;
             }
+            "lru_crawler" => lru_crawler = true,
+            "no_lru_crawler" => lru_crawler = false,
             "maxconns_fast"
             | "no_maxconns_fast"
             | "hashpower"
             | "tail_repair_time"
             | "hash_algorithm"
-            | "no_lru_crawler"
-            | "lru_crawler"
             | "lru_crawler_sleep"
             | "lru_crawler_tocrawl"
             | "read_buf_mem_limit"
@@ -446,6 +448,8 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
         verbosity: flags.verbose,
         enable_shutdown: flags.enable_shutdown,
         flush_enabled: !flags.disable_flush_all,
+        dump_enabled: !flags.disable_dumping,
+        lru_crawler,
         reqs_per_event,
         backlog,
         idle_timeout,
@@ -490,6 +494,7 @@ pub const HELP: &str = "ferrocached (memcached 1.6.18 compatible)
 -I, --max-item-size=<num> adjusts max item size
                           (default: 1m, min: 1k, max: 1024m)
 -F, --disable-flush-all   disable flush_all command
+-X, --disable-dumping     disable lru_crawler metadump
 -Z, --enable-ssl          enable TLS/SSL on the TCP listeners; 'notls' prefix
                           keeps one plaintext (-l notls:<ip>:<port>)
 -S, --enable-sasl         turn on SASL authentication (binary protocol only,
@@ -501,6 +506,8 @@ pub const HELP: &str = "ferrocached (memcached 1.6.18 compatible)
                           The file is reloaded on SIGHUP.
 -o, --extended            comma separated list of extended options
    - idle_timeout:        timeout for idle connections. (default: 0, no timeout)
+   - no_lru_crawler:      start with the LRU crawler off (lru_crawler crawl and
+                          metadump refused until \"lru_crawler enable\")
    - ssl_chain_cert:      certificate chain file in PEM format
    - ssl_key:             private key, if not part of the -ssl_chain_cert
    - ssl_keyformat:       private key format (1: PEM, 2: DER) (default: PEM)
@@ -516,7 +523,7 @@ pub const HELP: &str = "ferrocached (memcached 1.6.18 compatible)
 SIGHUP or the refresh_certs command reloads the TLS certificates.
 
 Accepted for compatibility and ignored, with a notice at start:
--d -r -k -L -P -f -n -D -X -W -u -e, and memcached's slab/LRU -o options.
+-d -r -k -L -P -f -n -D -W -u -e, and memcached's slab/LRU -o options.
 Environment: MEMCACHED_PORT_FILENAME=<file> writes the listening ports to <file>;
 MEMCACHED_SASL_PWDB=<file> names the SASL password file (-S).
 ";

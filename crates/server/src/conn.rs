@@ -154,7 +154,17 @@ where
                                 }
                                 Next::Continue
                             }
-                            None => ctx.dispatch(request),
+                            None => match ctx.begin_dump(&request) {
+                                Some(mut dump) => {
+                                    while !ctx.dump_more(&mut dump) {
+                                        if !write_out(&mut stream, &mut ctx).await {
+                                            break 'conn;
+                                        }
+                                    }
+                                    Next::Continue
+                                }
+                                None => ctx.dispatch(request),
+                            },
                         };
                         rbuf.advance(used);
                         next

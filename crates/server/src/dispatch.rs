@@ -285,9 +285,12 @@ impl Ctx<'_> {
                 }
                 Next::Swallow(bytes)
             }
+            Request::LruCrawler(command) => self.lru_crawler(command),
             Request::Close => Next::CloseNow,
             Request::MetaNoop => {
                 reply::line(self.out.text(), "MN");
+                // memcached writes out after `mn`, as after a get.
+                self.out.mark();
                 Next::Continue
             }
             Request::Meta {

@@ -7,6 +7,7 @@ mod binary;
 pub mod clock;
 pub mod config;
 mod conn;
+mod crawler;
 mod dispatch;
 mod listen;
 mod meta;
@@ -14,7 +15,7 @@ mod out;
 mod stats;
 pub mod tls;
 
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 
 use ferrocache_store::Store;
 use tokio::sync::Notify;
@@ -31,6 +32,8 @@ pub struct Shared {
     auth: auth::AuthState,
     conns: stats::ConnRegistry,
     verbosity: AtomicU32,
+    /// The LRU crawler is enabled (`-o no_lru_crawler`, `lru_crawler enable|disable`).
+    lru_crawler: AtomicBool,
     /// Notified by the `shutdown` command (with `-A`).
     shutdown: Notify,
     /// The TLS configuration with `-Z`, reloadable (`SIGHUP`, `refresh_certs`).
@@ -42,6 +45,7 @@ impl Shared {
         let store = Store::new(config.store.clone());
         let verbosity = AtomicU32::new(u32::from(config.verbosity));
         let auth = auth::AuthState::new(&config.auth);
+        let lru_crawler = AtomicBool::new(config.lru_crawler);
         Shared {
             config,
             store,
@@ -50,6 +54,7 @@ impl Shared {
             auth,
             conns: stats::ConnRegistry::default(),
             verbosity,
+            lru_crawler,
             shutdown: Notify::new(),
             tls: None,
         }

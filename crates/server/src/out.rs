@@ -101,6 +101,12 @@ impl Output {
         self.mark = self.len();
     }
 
+    /// Is output queued since the last [`Output::mark`] or write (replies memcached would still
+    /// hold)?
+    pub fn unmarked(&self) -> bool {
+        self.len() > self.mark
+    }
+
     /// Drops pending output queued since the last [`Output::mark`] or write (memcached culls its
     /// unsent responses when a get line holds a key that is too long).
     pub fn discard_since_mark(&mut self) {

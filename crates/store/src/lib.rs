@@ -50,6 +50,7 @@ use shard::{Ctx, Shard};
 
 pub use config::{item_size_ok, memcached_item_size, StoreConfig};
 pub use item::{Item, ItemRef, MetaState};
+pub use ops::dump::{DumpCursor, DumpedItem};
 pub use ops::meta::{InvalidateOutcome, MetaGet, MetaGetHit};
 pub use ops::store::WriteOptions;
 pub use stats::StoreStats;

@@ -755,6 +755,11 @@ impl Shard {
         self.table(hash).find(hash, |x| x.same_place(here))
     }
 
+    /// Is segment `id` held (not freed)?
+    pub(crate) fn holds(&self, id: u32) -> bool {
+        self.segs.get(id as usize).is_some_and(Option::is_some)
+    }
+
     pub(crate) fn take_segment(&mut self, id: u32) -> Segment {
         self.segs[id as usize]
             .take()

@@ -1773,3 +1773,55 @@ fn shorter_overwrites_keep_their_place_padded_until_eviction_moves_them() {
         &[b'L'; 60][..]
     );
 }
+
+/// Every item a full dump shows, by key: (exptime, CAS id, fetched, size).
+fn dumped(
+    s: &Store,
+    now: RelTime,
+) -> std::collections::HashMap<Vec<u8>, (RelTime, u64, bool, usize)> {
+    let mut cursor = DumpCursor::default();
+    let mut seen = std::collections::HashMap::new();
+    let mut steps = 0;
+    while s.dump_step(&mut cursor, now, |item| {
+        let old = seen.insert(
+            item.key.to_vec(),
+            (item.exptime, item.cas, item.fetched, item.size),
+        );
+        assert!(old.is_none(), "{:?} shown twice", item.key);
+    }) {
+        steps += 1;
+        assert!(steps < 100_000, "the dump ends");
+    }
+    seen
+}
+
+#[test]
+fn a_dump_shows_each_live_item_once() {
+    // 4 KiB segments: 5,000 items fill many in every shard.
+    let s = with(4 << 20, 64 << 10, true);
+    for i in 0..5_000 {
+        set(&s, &format!("k{i}"), &[b'x'; 100], 0, 1);
+    }
+    // Overwritten in place and appended: shown once, as the version in the index.
+    set(&s, "k0", b"short", 0, 1);
+    set(&s, "k1", &[b'y'; 300], 0, 1);
+    s.delete(b"k2", 1);
+    // Expired before now, and expiring now: memcached's metadump shows the second.
+    set(&s, "past", b"p", 9, 1);
+    set(&s, "now", b"n", 10, 1);
+    let cas = s.get(b"k3", true, 1).expect("hit").cas;
+    let all = dumped(&s, 10);
+    assert_eq!(all.len(), 5_000, "k2 and past left out, now shown");
+    assert!(!all.contains_key(&b"k2"[..]) && !all.contains_key(&b"past"[..]));
+    assert_eq!(all[&b"now"[..]].0, 10);
+    assert_eq!(all[&b"k3"[..]], (0, cas, true, 3 + 2 + 100));
+    assert!(!all[&b"k4"[..]].2, "not fetched");
+    assert!(all[&b"k1"[..]].3 > 300);
+    // A CAS id shown is kept when the item moves (here: a touch that gives it an exptime).
+    let k5 = all[&b"k5"[..]].1;
+    assert!(placed(&s, "k5").expect("stored").0.cas_seen());
+    s.touch(b"k5", 1_000, 10);
+    assert_eq!(s.get(b"k5", true, 10).expect("hit").cas, k5);
+    s.flush_all(10, 10);
+    assert!(dumped(&s, 10).is_empty(), "flushed");
+}

@@ -1,5 +1,6 @@
 //! memcached's text ("ASCII") protocol.
 
+pub mod crawler;
 mod meta;
 mod numbers;
 mod parse;

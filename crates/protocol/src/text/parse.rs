@@ -117,6 +117,8 @@ pub enum Request<'a> {
     },
     /// Junk memcached answers by closing the connection.
     Close,
+    /// `lru_crawler ...` (see [`super::crawler::parse`]; a bad line is an [`Request::Error`]).
+    LruCrawler(super::crawler::LruCrawler),
     /// `mn`: answered `MN`.
     MetaNoop,
     /// `mg ms md ma me` with their flags (and the data block of `ms`).
@@ -285,6 +287,10 @@ fn parse_line<'a>(
             },
         ),
         b"cache_memlimit" => want(ntokens == 3 || ntokens == 4, cache_memlimit(tokens)),
+        b"lru_crawler" => want(
+            true,
+            super::crawler::parse(tokens).map_or_else(|e| error(e, false), Request::LruCrawler),
+        ),
         _ => {
             // memcached closes connections that send an HTTP request line.
             if tokens.get(ntokens - 2).starts_with(b"HTTP/") {

@@ -38,6 +38,20 @@ pub const SERVER_ERROR_OUT_OF_MEMORY: &str = "SERVER_ERROR out of memory";
 pub const ERROR_SHUTDOWN_NOT_ENABLED: &str = "ERROR: shutdown not enabled";
 /// `refresh_certs` on a server started without `-Z` (memcached 1.6.18 built with TLS).
 pub const ERROR_TLS_NOT_ENABLED: &str = "Error TLS not enabled";
+/// `lru_crawler crawl` or `metadump` naming a class that is not 1 to 63.
+pub const BADCLASS: &str = "BADCLASS invalid class id";
+/// `lru_crawler crawl` or `metadump` whose class list names no class (`,`).
+pub const NOTSTARTED: &str = "NOTSTARTED no items to crawl";
+/// `lru_crawler crawl hash` (memcached walks the hash table for metadump only).
+pub const ERROR_UNKNOWN: &str = "ERROR an unknown error happened";
+pub const CLIENT_ERROR_CRAWLER_DISABLED: &str = "CLIENT_ERROR lru crawler disabled";
+/// `lru_crawler enable` while it is enabled.
+pub const ERROR_CRAWLER_START: &str = "ERROR failed to start lru crawler thread";
+/// `lru_crawler metadump` with `-X`.
+pub const ERROR_METADUMP_NOT_ALLOWED: &str = "ERROR metadump not allowed";
+/// `lru_crawler metadump` after other commands whose replies are not written yet.
+pub const ERROR_METADUMP_PIPELINED: &str = "ERROR cannot pipeline other commands before metadump";
+pub const CLIENT_ERROR_SLEEP_TOO_LONG: &str = "CLIENT_ERROR sleep must be one second or less";
 pub const MEMLIMIT_TOO_SMALL: &str = "MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m";
 pub const MEMLIMIT_ADJUST_FAILED_UNITS: &str =
     "MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes";

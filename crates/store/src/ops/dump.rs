@@ -1,0 +1,89 @@
+//! `lru_crawler metadump`: the metadata of every live item, a segment at a time, so that a dump of
+//! a large cache holds a shard's lock no longer than one segment's walk.
+
+use crate::layout;
+use crate::{RelTime, Store};
+
+/// One live item as `lru_crawler metadump` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DumpedItem<'a> {
+    /// The key as stored (decoded, for a key a meta client sent base64-encoded).
+    pub key: &'a [u8],
+    /// 0: never expires.
+    pub exptime: RelTime,
+    /// When its segment opened: about when it was written (there is no per-item access time).
+    pub time: RelTime,
+    /// 0 with `-C`.
+    pub cas: u64,
+    pub fetched: bool,
+    /// Bytes it takes in its segment: header, key and value.
+    pub size: usize,
+}
+
+/// Where a dump has got to: a shard, and the segments of it still to visit (taken when the dump
+/// reaches the shard). Items written or moved while a dump runs may be shown twice or not at all,
+/// as with memcached's crawler.
+#[derive(Debug, Default)]
+pub struct DumpCursor {
+    shard: usize,
+    ids: Option<Vec<u32>>,
+}
+
+impl Store {
+    /// Hands `visit` the live items of the next segment `cursor` names. False once every shard
+    /// has been walked. Skipped as memcached's metadump skips them: flushed items, and items whose
+    /// exptime is before `now` (one that expires at `now` is still shown). A CAS id shown is
+    /// kept, as any reported CAS id is (`docs/storage.md`).
+    pub fn dump_step(
+        &self,
+        cursor: &mut DumpCursor,
+        now: RelTime,
+        mut visit: impl FnMut(&DumpedItem<'_>),
+    ) -> bool {
+        let use_cas = self.config.use_cas;
+        loop {
+            let Some(shard) = self.shards.get(cursor.shard) else {
+                return false;
+            };
+            let ctx = self.ctx(now);
+            let mut shard = shard.lock();
+            let ids = cursor.ids.get_or_insert_with(|| shard.segment_ids());
+            let Some(id) = ids.pop() else {
+                cursor.shard += 1;
+                cursor.ids = None;
+                continue;
+            };
+            if !shard.holds(id) || ctx.flush.flushes(shard.seg(id), now) {
+                continue;
+            }
+            let mut shown = Vec::new();
+            let seg = shard.seg(id);
+            for (offset, header) in layout::items(&seg.data, seg.len) {
+                if header.exptime != 0 && header.exptime < now {
+                    continue;
+                }
+                let item = &seg.data[offset..];
+                let key = header.key(item);
+                let hash = ctx.hash(key);
+                let Some(e) = shard.entry_at(hash, id, offset) else {
+                    continue;
+                };
+                visit(&DumpedItem {
+                    key,
+                    exptime: header.exptime,
+                    time: seg.created,
+                    cas: if use_cas { shard.cas_of(e, &header) } else { 0 },
+                    fetched: e.fetched(),
+                    size: header.total(),
+                });
+                if use_cas && !e.cas_seen() {
+                    shown.push((hash, e));
+                }
+            }
+            for (hash, e) in shown {
+                shard.mark_cas_seen(hash, e);
+            }
+            return true;
+        }
+    }
+}
