@@ -2,16 +2,20 @@
 //! once-a-second maintenance frees segments whose items have all expired
 //! (`Store::reclaim_expired`). So `crawl` runs that at once, `sleep` and `tocrawl` are accepted
 //! and change nothing, and `enable`/`disable` switch whether `crawl` and `metadump` are allowed,
-//! as they do in memcached. `metadump` writes a line per live item, a segment at a time.
+//! as they do in memcached. `metadump` writes a line per live item, a segment at a time;
+//! `stats cachedump` lists them too, in memcached's older format.
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use ferrocache_protocol::text::crawler::{metadump_line, CrawlerClasses, LruCrawler};
+use ferrocache_protocol::text::crawler::{
+    cachedump_line, metadump_line, CrawlerClasses, LruCrawler,
+};
 use ferrocache_protocol::text::{reply, Request};
 use ferrocache_store::DumpCursor;
 
 use crate::dispatch::{Ctx, Next};
 use crate::out::FLUSH_AT;
+use crate::Shared;
 
 /// The slab class every item is in, as `stats items` reports (there are no slab classes here).
 const CLASS: u32 = 1;
@@ -132,6 +136,43 @@ impl Ctx<'_> {
         reply::line(self.out.text(), text);
         Next::Continue
     }
+}
+
+/// Most bytes of a `stats cachedump` reply, as memcached's (it is built whole, not streamed).
+const CACHEDUMP_LIMIT: usize = 2 * 1024 * 1024;
+
+/// `stats cachedump <class> <limit>` (checked): a line per live item of `class` (all are in
+/// [`CLASS`]), at most `limit` of them (0: no limit) and 2 MB, then `END`. memcached lists one of
+/// its class's LRUs, expired items included; this lists live items only, in no particular order.
+pub fn cachedump(out: &mut Vec<u8>, shared: &Shared, class: u32, limit: u32) {
+    let clock = &shared.clock;
+    let now = clock.now();
+    let start = out.len();
+    let mut cursor = DumpCursor::default();
+    let mut shown = 0;
+    let mut full = class != CLASS;
+    while !full
+        && shared.store.dump_step(&mut cursor, now, |item| {
+            if full || (limit != 0 && shown >= limit) {
+                full = true;
+                return;
+            }
+            let exp = match item.exptime {
+                0 => 0,
+                exptime => clock.to_unix(exptime),
+            };
+            let before = out.len();
+            cachedump_line(out, item.key, item.value_len, exp);
+            // memcached keeps room for "END\r\n" and a NUL.
+            if out.len() - start + 6 > CACHEDUMP_LIMIT {
+                out.truncate(before);
+                full = true;
+                return;
+            }
+            shown += 1;
+        })
+    {}
+    reply::line(out, reply::END);
 }
 
 /// memcached's answer to a class list it cannot crawl.

@@ -512,16 +512,19 @@ impl Ctx<'_> {
             b"sizes" => stats::sizes(out),
             b"conns" => stats::conns(out, shared),
             b"cachedump" => {
-                // memcached's checks; there are no slab classes to dump, so a valid request
-                // gets an empty dump.
+                // memcached's checks, in its order.
                 let id = argument.and_then(ferrocache_protocol::text::parse_u32_like_strtoul);
                 let limit = args
                     .next()
                     .map(ferrocache_protocol::text::parse_u32_like_strtoul);
                 let text = match (argument, limit) {
+                    _ if !shared.config.dump_enabled => reply::CLIENT_ERROR_CACHEDUMP_NOT_ALLOWED,
                     (Some(_), Some(limit)) => match (id, limit) {
                         (Some(id), Some(_)) if id >= 64 => reply::CLIENT_ERROR_ILLEGAL_SLAB_ID,
-                        (Some(_), Some(_)) => reply::END,
+                        (Some(id), Some(limit)) => {
+                            crate::crawler::cachedump(out, shared, id, limit);
+                            return;
+                        }
                         _ => reply::CLIENT_ERROR_BAD_FORMAT,
                     },
                     _ => reply::CLIENT_ERROR_BAD_COMMAND_LINE,

@@ -1,6 +1,7 @@
 //! `lru_crawler` over real sockets: `metadump`'s lines, a dump larger than one write, and the
-//! switches that refuse it (`lru_crawler disable`, `-o no_lru_crawler`, `-X`). The replies to
-//! every form of the command are compared with memcached's by `tests/differential`.
+//! switches that refuse it (`lru_crawler disable`, `-o no_lru_crawler`, `-X`); and `stats
+//! cachedump`. The replies to every form of the commands are compared with memcached's by
+//! `tests/differential`.
 
 use std::collections::HashMap;
 
@@ -138,10 +139,62 @@ fn the_crawler_switches_refuse_metadump() {
         c.line("lru_crawler metadump all\r\n"),
         "ERROR metadump not allowed\r\n"
     );
+    assert_eq!(
+        c.line("stats cachedump 1 0\r\n"),
+        "CLIENT_ERROR stats cachedump not allowed\r\n"
+    );
     assert_eq!(c.line("lru_crawler crawl all\r\n"), "OK\r\n");
     assert!(
         !no_dumps.stderr().contains("-X"),
         "-X is no longer announced as ignored: {}",
         no_dumps.stderr()
     );
+}
+
+#[test]
+fn cachedump_lists_live_items_up_to_its_limits() {
+    let s = Server::ferrocached(&[]);
+    let mut c = s.connect();
+    let batch = "set a 5 0 1\r\nx\r\nset b 0 3600 3\r\nxyz\r\nset gone 0 -1 1\r\ng\r\n";
+    assert_eq!(c.request(batch, "STORED\r\nSTORED\r\nSTORED\r\n").len(), 24);
+    let now = unix_time(&mut c);
+    let mut lines: Vec<String> = c
+        .request("stats cachedump 1 0\r\n", "END\r\n")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.pop().as_deref(), Some("END"));
+    lines.sort_unstable();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0], "ITEM a [1 b; 0 s]");
+    let exp: i64 = lines[1]
+        .strip_prefix("ITEM b [3 b; ")
+        .and_then(|l| l.strip_suffix(" s]"))
+        .and_then(|n| n.parse().ok())
+        .expect("b's line");
+    assert!(
+        (now + 3598..=now + 3601).contains(&exp),
+        "{exp} against {now}"
+    );
+    assert_eq!(
+        c.request("stats cachedump 1 1\r\n", "END\r\n")
+            .matches("ITEM ")
+            .count(),
+        1
+    );
+    assert_eq!(c.line("stats cachedump 2 0\r\n"), "END\r\n");
+
+    // At most 2 MB, as memcached's: 20,000 lines of about 220 bytes would be 4.4 MB.
+    let key = "k".repeat(200);
+    let mut batch = String::new();
+    for i in 0..20_000 {
+        batch.push_str(&format!("set {key}{i:05} 0 0 1 noreply\r\nx\r\n"));
+    }
+    batch.push_str("version\r\n");
+    assert!(c.request(batch, "\r\n").starts_with("VERSION "));
+    let dump = c.request("stats cachedump 1 0\r\n", "END\r\n");
+    assert!(dump.len() <= 2 * 1024 * 1024, "{} bytes", dump.len());
+    let shown = dump.matches("ITEM ").count();
+    assert!((9_000..20_000).contains(&shown), "{shown} lines");
+    assert!(dump.ends_with(" s]\r\nEND\r\n"), "whole lines, then END");
 }

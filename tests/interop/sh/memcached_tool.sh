@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # memcached-tool (shipped with Debian's memcached) against two servers: `keys` and `dump` read the
 # first through `lru_crawler metadump all`; the dump, replayed into the second, must recreate
-# every key with its flags, value and expiry.
+# every key with its flags, value and expiry. libmemcached's memcdump lists the first's keys
+# through `stats cachedump`.
 # usage: memcached_tool.sh HOST:PORT HOST:PORT
 set -u
 . "$(dirname "$0")/harness.sh"
@@ -38,6 +39,13 @@ beta_exp="$(sed -n 's/^key=beta exp=\([0-9]*\) .*/\1/p' "$dir/keys.txt")"
 now="$(date +%s)"
 is "keys gives beta's exptime as a unix time an hour ahead" \
   "$([ -n "$beta_exp" ] && [ $((beta_exp - now)) -ge 3590 ] && [ $((beta_exp - now)) -le 3610 ] && echo yes)" yes
+
+# libmemcached's memcdump lists keys through `stats cachedump` (before any get: memcached lists
+# its cold LRU, where a key read since it was set may no longer be).
+timeout 30 memcdump --servers="$s1" >"$dir/memcdump.txt" 2>&1
+is "memcdump lists every live key once" "$(sort -u "$dir/memcdump.txt" | wc -l)" 202
+is "memcdump prints a key as it is" "$(grep -cx 'per%cent' "$dir/memcdump.txt")" 1
+is "memcdump leaves out the expired and the deleted key" "$(grep -cxE 'gone|k200' "$dir/memcdump.txt")" 0
 
 timeout 30 perl "$tool" "$s1" dump >"$dir/dump.txt" 2>/dev/null
 is "dump writes an add per live key" "$(grep -c '^add ' "$dir/dump.txt")" 202

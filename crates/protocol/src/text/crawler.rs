@@ -1,5 +1,5 @@
-//! `lru_crawler`: memcached's commands for its background crawler, and the lines of
-//! `lru_crawler metadump`.
+//! `lru_crawler`: memcached's commands for its background crawler, and the lines of the item
+//! dumps, `lru_crawler metadump` and `stats cachedump`.
 
 use super::numbers::parse_u32_like_strtoul;
 use super::reply;
@@ -115,6 +115,19 @@ pub fn metadump_line(
     out.push(b'\n');
 }
 
+/// Appends one line of `stats cachedump`: `ITEM <key> [<value bytes> b; <exptime> s]`, the
+/// exptime a unix time (0: never expires) and the key as it is.
+pub fn cachedump_line(out: &mut Vec<u8>, key: &[u8], value_len: usize, exp: i64) {
+    let mut num = itoa::Buffer::new();
+    out.extend_from_slice(b"ITEM ");
+    out.extend_from_slice(key);
+    out.extend_from_slice(b" [");
+    out.extend_from_slice(num.format(value_len).as_bytes());
+    out.extend_from_slice(b" b; ");
+    out.extend_from_slice(num.format(exp).as_bytes());
+    out.extend_from_slice(b" s]\r\n");
+}
+
 /// memcached's `uriencode`: ASCII letters, digits and `-._~` as they are, every other byte as
 /// `%XX` (upper-case hex).
 fn uri_encode(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -210,6 +223,15 @@ mod tests {
             b"key=sp%25ce%FF exp=-1 la=1796636943 cas=2 fetch=no cls=1 size=66\n\
               key=a exp=1796636977 la=1796636876 cas=1 fetch=yes cls=1 size=65\n"
         );
+    }
+
+    #[test]
+    fn writes_cachedump_lines_as_memcached() {
+        // memcached 1.6.18 after `set b 0 100 3`, `set a 5 0 1`: `stats cachedump 1 10`.
+        let mut out = Vec::new();
+        cachedump_line(&mut out, b"b", 3, 1796636977);
+        cachedump_line(&mut out, b"a", 1, 0);
+        assert_eq!(out, b"ITEM b [3 b; 1796636977 s]\r\nITEM a [1 b; 0 s]\r\n");
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub const CLIENT_ERROR_DELETE_USAGE: &str =
 pub const CLIENT_ERROR_STATS_DETAIL_USAGE: &str = "CLIENT_ERROR usage: stats detail on|off|dump";
 pub const CLIENT_ERROR_ILLEGAL_SLAB_ID: &str = "CLIENT_ERROR Illegal slab id";
 pub const CLIENT_ERROR_INVALID_SHUTDOWN_MODE: &str = "CLIENT_ERROR invalid shutdown mode";
+/// `stats cachedump` with `-X`.
+pub const CLIENT_ERROR_CACHEDUMP_NOT_ALLOWED: &str = "CLIENT_ERROR stats cachedump not allowed";
 pub const CLIENT_ERROR_FLUSH_NOT_ALLOWED: &str = "CLIENT_ERROR flush_all not allowed";
 pub const SERVER_ERROR_TOO_LARGE: &str = "SERVER_ERROR object too large for cache";
 pub const SERVER_ERROR_OUT_OF_MEMORY_STORING: &str = "SERVER_ERROR out of memory storing object";

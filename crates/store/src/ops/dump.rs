@@ -1,4 +1,4 @@
-//! `lru_crawler metadump`: the metadata of every live item, a segment at a time, so that a dump of
+//! `lru_crawler metadump` and `stats cachedump`: the metadata of every live item, a segment at a time, so that a dump of
 //! a large cache holds a shard's lock no longer than one segment's walk.
 
 use crate::layout;
@@ -18,6 +18,7 @@ pub struct DumpedItem<'a> {
     pub fetched: bool,
     /// Bytes it takes in its segment: header, key and value.
     pub size: usize,
+    pub value_len: usize,
 }
 
 /// Where a dump has got to: a shard, and the segments of it still to visit (taken when the dump
@@ -75,6 +76,7 @@ impl Store {
                     cas: if use_cas { shard.cas_of(e, &header) } else { 0 },
                     fetched: e.fetched(),
                     size: header.total(),
+                    value_len: header.value_len,
                 });
                 if use_cas && !e.cas_seen() {
                     shown.push((hash, e));
