@@ -126,6 +126,9 @@ pub struct ServerConfig {
     /// The LRU crawler's state at start (`-o lru_crawler`, the default, or `-o no_lru_crawler`):
     /// `lru_crawler crawl` and `metadump` are refused while it is off.
     pub lru_crawler: bool,
+    /// `-o lru_crawler_sleep` and `lru_crawler_tocrawl`: shown in `stats settings`, no effect.
+    pub lru_crawler_sleep: u32,
+    pub lru_crawler_tocrawl: u32,
     pub reqs_per_event: usize,
     pub backlog: u32,
     pub idle_timeout: u32,
@@ -361,6 +364,8 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
         .map_or_else(|| flags.protocol.clone(), str::to_string);
     let mut idle_timeout = 0;
     let mut lru_crawler = true;
+    let mut lru_crawler_sleep = 100;
+    let mut lru_crawler_tocrawl = 0;
     let mut tls = crate::tls::TlsSettings {
         enabled: flags.ssl,
         key_format: 1,
@@ -381,13 +386,32 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
             }
             "lru_crawler" => lru_crawler = true,
             "no_lru_crawler" => lru_crawler = false,
+            // memcached's checks: a missing value, then atoi and its bound, or safe_strtoul.
+            "lru_crawler_sleep" | "lru_crawler_tocrawl" => {
+                let value = option
+                    .split_once('=')
+                    .map(|(_, value)| value)
+                    .ok_or_else(|| failure(format!("Missing {key} value")))?;
+                if key == "lru_crawler_sleep" {
+                    lru_crawler_sleep = u32::try_from(atoi(value))
+                        .ok()
+                        .filter(|&micros| micros <= 1_000_000)
+                        .ok_or_else(|| {
+                            failure("LRU crawler sleep must be between 0 and 1 second")
+                        })?;
+                } else {
+                    lru_crawler_tocrawl =
+                        ferrocache_protocol::text::parse_u32_like_strtoul(value.as_bytes())
+                            .ok_or_else(|| {
+                                failure("lru_crawler_tocrawl takes a numeric 32bit value")
+                            })?;
+                }
+            }
             "maxconns_fast"
             | "no_maxconns_fast"
             | "hashpower"
             | "tail_repair_time"
             | "hash_algorithm"
-            | "lru_crawler_sleep"
-            | "lru_crawler_tocrawl"
             | "read_buf_mem_limit"
             | "no_lru_maintainer"
             | "lru_maintainer"
@@ -450,6 +474,8 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
         flush_enabled: !flags.disable_flush_all,
         dump_enabled: !flags.disable_dumping,
         lru_crawler,
+        lru_crawler_sleep,
+        lru_crawler_tocrawl,
         reqs_per_event,
         backlog,
         idle_timeout,
@@ -508,6 +534,8 @@ pub const HELP: &str = "ferrocached (memcached 1.6.18 compatible)
    - idle_timeout:        timeout for idle connections. (default: 0, no timeout)
    - no_lru_crawler:      start with the LRU crawler off (lru_crawler crawl and
                           metadump refused until \"lru_crawler enable\")
+   - lru_crawler_sleep, lru_crawler_tocrawl: checked as memcached checks them and
+                          shown in stats settings; no effect (no crawler thread)
    - ssl_chain_cert:      certificate chain file in PEM format
    - ssl_key:             private key, if not part of the -ssl_chain_cert
    - ssl_keyformat:       private key format (1: PEM, 2: DER) (default: PEM)

@@ -1,7 +1,7 @@
 //! `lru_crawler`: memcached's crawler commands. There is no crawler thread here: the server's
 //! once-a-second maintenance frees segments whose items have all expired
-//! (`Store::reclaim_expired`). So `crawl` runs that at once, `sleep` and `tocrawl` are accepted
-//! and change nothing, and `enable`/`disable` switch whether `crawl` and `metadump` are allowed,
+//! (`Store::reclaim_expired`). So `crawl` runs that at once, `sleep` and `tocrawl` are kept for
+//! `stats settings` and change nothing else, and `enable`/`disable` switch whether `crawl` and `metadump` are allowed,
 //! as they do in memcached. `metadump` writes a line per live item, a segment at a time;
 //! `stats cachedump` lists them too, in memcached's older format.
 
@@ -131,7 +131,14 @@ impl Ctx<'_> {
                 crawler.store(false, Relaxed);
                 reply::OK
             }
-            LruCrawler::Sleep(_) | LruCrawler::ToCrawl(_) => reply::OK,
+            LruCrawler::Sleep(micros) => {
+                self.shared.lru_crawler_sleep.store(micros, Relaxed);
+                reply::OK
+            }
+            LruCrawler::ToCrawl(items) => {
+                self.shared.lru_crawler_tocrawl.store(items, Relaxed);
+                reply::OK
+            }
         };
         reply::line(self.out.text(), text);
         Next::Continue

@@ -34,6 +34,9 @@ pub struct Shared {
     verbosity: AtomicU32,
     /// The LRU crawler is enabled (`-o no_lru_crawler`, `lru_crawler enable|disable`).
     lru_crawler: AtomicBool,
+    /// `lru_crawler sleep` and `tocrawl`, shown in `stats settings`.
+    lru_crawler_sleep: AtomicU32,
+    lru_crawler_tocrawl: AtomicU32,
     /// Notified by the `shutdown` command (with `-A`).
     shutdown: Notify,
     /// The TLS configuration with `-Z`, reloadable (`SIGHUP`, `refresh_certs`).
@@ -46,6 +49,8 @@ impl Shared {
         let verbosity = AtomicU32::new(u32::from(config.verbosity));
         let auth = auth::AuthState::new(&config.auth);
         let lru_crawler = AtomicBool::new(config.lru_crawler);
+        let lru_crawler_sleep = AtomicU32::new(config.lru_crawler_sleep);
+        let lru_crawler_tocrawl = AtomicU32::new(config.lru_crawler_tocrawl);
         Shared {
             config,
             store,
@@ -55,6 +60,8 @@ impl Shared {
             conns: stats::ConnRegistry::default(),
             verbosity,
             lru_crawler,
+            lru_crawler_sleep,
+            lru_crawler_tocrawl,
             shutdown: Notify::new(),
             tls: None,
         }

@@ -296,7 +296,23 @@ pub fn settings(out: &mut Vec<u8>, shared: &Shared, verbosity: u32) {
         None => st(out, "auth_enabled_ascii", &"no"),
     }
     st(out, "item_size_max", &c.store.item_size_max);
+    st(
+        out,
+        "lru_crawler",
+        &yes_no(shared.lru_crawler.load(Relaxed)),
+    );
+    st(
+        out,
+        "lru_crawler_sleep",
+        &shared.lru_crawler_sleep.load(Relaxed),
+    );
+    st(
+        out,
+        "lru_crawler_tocrawl",
+        &shared.lru_crawler_tocrawl.load(Relaxed),
+    );
     st(out, "flush_enabled", &yes_no(c.flush_enabled));
+    st(out, "dump_enabled", &yes_no(c.dump_enabled));
     st(out, "idle_timeout", &c.idle_timeout);
     let tls = &c.tls;
     let or_null = |v: &Option<String>| v.clone().unwrap_or_else(|| "NULL".to_string());

@@ -59,6 +59,26 @@ fn refusals_exit_with_memcacheds_status() {
         (&["-f", "abc"], 1, "Factor must be greater than 1"),
         (&["-n", "0"], 1, "Chunk size must be greater than 0"),
         (&["-o", "bogus_opt"], 1, "Illegal suboption \"bogus_opt\""),
+        (
+            &["-o", "lru_crawler_sleep=2000000"],
+            1,
+            "LRU crawler sleep must be between 0 and 1 second",
+        ),
+        (
+            &["-o", "lru_crawler_sleep=-1"],
+            1,
+            "LRU crawler sleep must be between 0 and 1 second",
+        ),
+        (
+            &["-o", "lru_crawler_sleep"],
+            1,
+            "Missing lru_crawler_sleep value",
+        ),
+        (
+            &["-o", "lru_crawler_tocrawl=-5"],
+            1,
+            "lru_crawler_tocrawl takes a numeric 32bit value",
+        ),
         (&["-z"], 1, "-z"),
         (&["--bogus"], 1, "--bogus"),
         (&["-D"], 1, "-D"),
