@@ -1825,3 +1825,56 @@ fn a_dump_shows_each_live_item_once() {
     s.flush_all(10, 10);
     assert!(dumped(&s, 10).is_empty(), "flushed");
 }
+
+#[test]
+fn dumps_run_alongside_evicting_writers() {
+    // A small cache that evicts, overwrites and touches while another thread dumps it over and
+    // over: every dump ends, and each item it shows is one a writer stored (key and size agree).
+    let s = std::sync::Arc::new(with(2 << 20, 64 << 10, true));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..2)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for i in 0..40_000usize {
+                    let key = format!("w{t}:{:05}", i % 20_000);
+                    let len = 20 + i % 50;
+                    set(
+                        &s,
+                        &key,
+                        &vec![b'v'; len],
+                        if i % 3 == 0 { 0 } else { 100 },
+                        1,
+                    );
+                    if i % 7 == 0 {
+                        s.touch(key.as_bytes(), 0, 1);
+                    }
+                }
+            })
+        })
+        .collect();
+    let dumper = {
+        let (s, done) = (s.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut dumps = 0;
+            while !done.load(Ordering::Relaxed) || dumps == 0 {
+                let mut cursor = DumpCursor::default();
+                while s.dump_step(&mut cursor, 1, |item| {
+                    let key = std::str::from_utf8(item.key).expect("a writer's key");
+                    assert!(key.starts_with('w') && key.len() == 8, "{key}");
+                    assert!((20..70).contains(&item.value_len), "{item:?}");
+                    assert!(item.size > item.value_len + key.len());
+                }) {}
+                dumps += 1;
+            }
+            dumps
+        })
+    };
+    for w in writers {
+        w.join().expect("writer");
+    }
+    done.store(true, Ordering::Relaxed);
+    let dumps = dumper.join().expect("dumper");
+    assert!(dumps > 0);
+    assert!(s.stats().evictions > 0, "the writers evicted");
+}
