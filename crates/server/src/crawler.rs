@@ -1,9 +1,9 @@
 //! `lru_crawler`: memcached's crawler commands. There is no crawler thread here: the server's
 //! once-a-second maintenance frees segments whose items have all expired
 //! (`Store::reclaim_expired`). So `crawl` runs that at once, `sleep` and `tocrawl` are kept for
-//! `stats settings` and change nothing else, and `enable`/`disable` switch whether `crawl` and `metadump` are allowed,
-//! as they do in memcached. `metadump` writes a line per live item, a segment at a time;
-//! `stats cachedump` lists them too, in memcached's older format.
+//! `stats settings` and change nothing else, and `enable`/`disable` switch whether `crawl` and
+//! `metadump` are allowed, as they do in memcached. `metadump` writes a line per live item, a
+//! segment at a time; `stats cachedump` lists them too, in memcached's older format.
 
 use std::sync::atomic::Ordering::Relaxed;
 

@@ -1,10 +1,10 @@
-//! `lru_crawler metadump` and `stats cachedump`: the metadata of every live item, a segment at a time, so that a dump of
-//! a large cache holds a shard's lock no longer than one segment's walk.
+//! `lru_crawler metadump` and `stats cachedump`: the metadata of every live item, a segment at a
+//! time, so that a dump of a large cache holds a shard's lock no longer than one segment's walk.
 
 use crate::layout;
 use crate::{RelTime, Store};
 
-/// One live item as `lru_crawler metadump` shows it.
+/// One live item, as the dumps show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DumpedItem<'a> {
     /// The key as stored (decoded, for a key a meta client sent base64-encoded).
