@@ -56,7 +56,7 @@ impl Ctx<'_> {
         let now = clock.now();
         let out = self.out.text();
         while dump.any {
-            let more = shared.store.dump_step(&mut dump.cursor, now, |item| {
+            let more = shared.store.dump_step(&mut dump.cursor, now, true, |item| {
                 let exp = match item.exptime {
                     0 => -1,
                     exptime => clock.to_unix(exptime),
@@ -159,7 +159,7 @@ pub fn cachedump(out: &mut Vec<u8>, shared: &Shared, class: u32, limit: u32) {
     let mut shown = 0;
     let mut full = class != CLASS;
     while !full
-        && shared.store.dump_step(&mut cursor, now, |item| {
+        && shared.store.dump_step(&mut cursor, now, false, |item| {
             if full || (limit != 0 && shown >= limit) {
                 full = true;
                 return;

@@ -1782,7 +1782,7 @@ fn dumped(
     let mut cursor = DumpCursor::default();
     let mut seen = std::collections::HashMap::new();
     let mut steps = 0;
-    while s.dump_step(&mut cursor, now, |item| {
+    while s.dump_step(&mut cursor, now, true, |item| {
         let old = seen.insert(
             item.key.to_vec(),
             (item.exptime, item.cas, item.fetched, item.size),
@@ -1810,6 +1810,10 @@ fn a_dump_shows_each_live_item_once() {
     set(&s, "past", b"p", 9, 1);
     set(&s, "now", b"n", 10, 1);
     let cas = s.get(b"k3", true, 1).expect("hit").cas;
+    // A dump that does not show CAS ids (`stats cachedump`) leaves them unmarked.
+    let mut cursor = DumpCursor::default();
+    while s.dump_step(&mut cursor, 10, false, |_| {}) {}
+    assert!(!placed(&s, "k5").expect("stored").0.cas_seen());
     let all = dumped(&s, 10);
     assert_eq!(all.len(), 5_000, "k2 and past left out, now shown");
     assert!(!all.contains_key(&b"k2"[..]) && !all.contains_key(&b"past"[..]));
@@ -1859,7 +1863,7 @@ fn dumps_run_alongside_evicting_writers() {
             let mut dumps = 0;
             while !done.load(Ordering::Relaxed) || dumps == 0 {
                 let mut cursor = DumpCursor::default();
-                while s.dump_step(&mut cursor, 1, |item| {
+                while s.dump_step(&mut cursor, 1, true, |item| {
                     let key = std::str::from_utf8(item.key).expect("a writer's key");
                     assert!(key.starts_with('w') && key.len() == 8, "{key}");
                     assert!((20..70).contains(&item.value_len), "{item:?}");

@@ -33,15 +33,17 @@ pub struct DumpCursor {
 impl Store {
     /// Hands `visit` the live items of the next segment `cursor` names. False once every shard
     /// has been walked. Skipped as memcached's metadump skips them: flushed items, and items whose
-    /// exptime is before `now` (one that expires at `now` is still shown). A CAS id shown is
-    /// kept, as any reported CAS id is (`docs/storage.md`).
+    /// exptime is before `now` (one that expires at `now` is still shown). With `shows_cas` (the
+    /// dump reports CAS ids), an id shown is kept, as any reported CAS id is (`docs/storage.md`).
     pub fn dump_step(
         &self,
         cursor: &mut DumpCursor,
         now: RelTime,
+        shows_cas: bool,
         mut visit: impl FnMut(&DumpedItem<'_>),
     ) -> bool {
         let use_cas = self.config.use_cas;
+        let keeps_cas = shows_cas && use_cas;
         loop {
             let Some(shard) = self.shards.get(cursor.shard) else {
                 return false;
@@ -78,7 +80,7 @@ impl Store {
                     size: header.total(),
                     value_len: header.value_len,
                 });
-                if use_cas && !e.cas_seen() {
+                if keeps_cas && !e.cas_seen() {
                     shown.push((hash, e));
                 }
             }
