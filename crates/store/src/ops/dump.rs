@@ -44,11 +44,11 @@ impl Store {
     ) -> bool {
         let use_cas = self.config.use_cas;
         let keeps_cas = shows_cas && use_cas;
+        let ctx = self.ctx(now);
         loop {
             let Some(shard) = self.shards.get(cursor.shard) else {
                 return false;
             };
-            let ctx = self.ctx(now);
             let mut shard = shard.lock();
             let ids = cursor.ids.get_or_insert_with(|| shard.segment_ids());
             let Some(id) = ids.pop() else {

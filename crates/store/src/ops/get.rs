@@ -169,8 +169,8 @@ impl Store {
         ctx: &Ctx<'_>,
     ) -> Option<(Entry, Header)> {
         let has_field = header.bits & HAS_EXPTIME != 0;
-        let moves = self.config.evictions && shard.outlives_segment(e, &header, exptime, ctx);
-        if has_field && !moves {
+        if has_field && !(self.config.evictions && shard.outlives_segment(e, &header, exptime, ctx))
+        {
             shard.set_exptime_in_place(e, &header, exptime);
             return Some((e, shard.header(e)));
         }
