@@ -375,6 +375,13 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
     };
     for option in flags.extended.iter().flat_map(|o| o.split(',')) {
         let (key, value) = option.split_once('=').unwrap_or((option, ""));
+        // The value of an option that needs one, `key=` included (memcached tells them apart).
+        let required = || {
+            option
+                .contains('=')
+                .then_some(value)
+                .ok_or_else(|| failure(format!("Missing {key} value")))
+        };
         if tls.take_option(key, value, &mut warnings)? {
             continue;
         }
@@ -387,25 +394,18 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
             "lru_crawler" => lru_crawler = true,
             "no_lru_crawler" => lru_crawler = false,
             // memcached's checks: a missing value, then atoi and its bound, or safe_strtoul.
-            "lru_crawler_sleep" | "lru_crawler_tocrawl" => {
-                let value = option
-                    .split_once('=')
-                    .map(|(_, value)| value)
-                    .ok_or_else(|| failure(format!("Missing {key} value")))?;
-                if key == "lru_crawler_sleep" {
-                    lru_crawler_sleep = u32::try_from(atoi(value))
-                        .ok()
-                        .filter(|&micros| micros <= 1_000_000)
+            "lru_crawler_sleep" => {
+                lru_crawler_sleep = u32::try_from(atoi(required()?))
+                    .ok()
+                    .filter(|&micros| micros <= 1_000_000)
+                    .ok_or_else(|| failure("LRU crawler sleep must be between 0 and 1 second"))?;
+            }
+            "lru_crawler_tocrawl" => {
+                lru_crawler_tocrawl =
+                    ferrocache_protocol::text::parse_u32_like_strtoul(required()?.as_bytes())
                         .ok_or_else(|| {
-                            failure("LRU crawler sleep must be between 0 and 1 second")
+                            failure("lru_crawler_tocrawl takes a numeric 32bit value")
                         })?;
-                } else {
-                    lru_crawler_tocrawl =
-                        ferrocache_protocol::text::parse_u32_like_strtoul(value.as_bytes())
-                            .ok_or_else(|| {
-                                failure("lru_crawler_tocrawl takes a numeric 32bit value")
-                            })?;
-                }
             }
             "maxconns_fast"
             | "no_maxconns_fast"
