@@ -501,12 +501,12 @@ pub async fn hit_ratio(target: &Target, args: &HitRatioArgs) -> anyhow::Result<R
         let gets: Vec<Op<'_>> = singles.iter().map(|k| Op::Get(k)).collect();
         per_op.clear();
         wire.batch_detailed(&gets, Some(&mut per_op)).await?;
-        let sets: Vec<Op<'_>> = keys
+        // The requests of this batch that missed: their keys are set (and read back).
+        let missed: Vec<usize> = (0..chunk.len()).filter(|&j| per_op[j] == 0).collect();
+        let sets: Vec<Op<'_>> = missed
             .iter()
-            .zip(chunk)
-            .zip(&per_op)
-            .filter(|(_, &hits)| hits == 0)
-            .map(|((k, &i), _)| {
+            .map(|&j| {
+                let (k, i) = (&keys[j], chunk[j]);
                 let value = &value[..args.value_len(i)];
                 match args.exptime_of(i) {
                     Some(exptime) => Op::SetExpiring(k, value, exptime),
@@ -521,12 +521,7 @@ pub async fn hit_ratio(target: &Target, args: &HitRatioArgs) -> anyhow::Result<R
         if !sets.is_empty() {
             wire.batch(&sets).await?;
             if args.read_after_set {
-                let again: Vec<Op<'_>> = singles
-                    .iter()
-                    .zip(&per_op)
-                    .filter(|(_, &hits)| hits == 0)
-                    .map(|(k, _)| Op::Get(k))
-                    .collect();
+                let again: Vec<Op<'_>> = missed.iter().map(|&j| Op::Get(&singles[j])).collect();
                 wire.batch(&again).await?;
             }
         }
