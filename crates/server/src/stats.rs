@@ -159,7 +159,7 @@ fn rusage() -> (f64, f64) {
 /// `stats`: the general statistics, in memcached's order.
 pub fn general(out: &mut Vec<u8>, shared: &Shared) {
     let s = &shared.stats;
-    let store = shared.store.stats();
+    let store = shared.store.stats_at(shared.clock.now());
     let config = &shared.config;
     let (user, system) = rusage();
     let st = |out: &mut Vec<u8>, name: &str, value: &dyn std::fmt::Display| {
@@ -339,25 +339,60 @@ pub fn settings(out: &mut Vec<u8>, shared: &Shared, verbosity: u32) {
     reply::line(out, reply::END);
 }
 
-/// `stats items`: memcached reports per slab class; we have one class, "1", holding everything.
+/// `stats items`: memcached reports per slab class; we have one class, "1", holding everything,
+/// with the fields that have a meaning here, in memcached's order. memcached's per-LRU fields
+/// (`number_hot`, `moves_to_cold`...) do not: there is no LRU.
 pub fn items(out: &mut Vec<u8>, shared: &Shared) {
-    let store = shared.store.stats();
+    let store = shared.store.stats_at(shared.clock.now());
     if store.curr_items > 0 {
-        reply::stat(out, "items:1:number", store.curr_items);
-        reply::stat(out, "items:1:age", 0);
-        reply::stat(out, "items:1:evicted", store.evictions);
-        reply::stat(out, "items:1:evicted_unfetched", store.evicted_unfetched);
-        reply::stat(out, "items:1:expired_unfetched", store.expired_unfetched);
-        reply::stat(out, "items:1:reclaimed", store.reclaimed);
-        reply::stat(out, "items:1:outofmemory", 0);
+        let fields = [
+            ("number", store.curr_items),
+            ("age", store.oldest_item_age),
+            ("mem_requested", store.item_bytes),
+            ("evicted", store.evictions),
+            ("evicted_nonzero", store.evicted_nonzero),
+            ("evicted_time", store.evicted_time),
+            ("outofmemory", store.outofmemory),
+            ("reclaimed", store.reclaimed),
+            ("expired_unfetched", store.expired_unfetched),
+            ("evicted_unfetched", store.evicted_unfetched),
+        ];
+        for (name, value) in fields {
+            reply::stat(out, &format!("items:1:{name}"), value);
+        }
     }
     reply::line(out, reply::END);
 }
 
-/// `stats slabs`: no slab allocator here; we report totals in memcached's closing fields.
+/// `stats slabs`: no slab allocator here. Class 1 stands for the whole cache, a segment for
+/// both a page and a chunk (items are appended to segments; memcached cuts its 1 MB pages into
+/// chunks of its class's size): `chunk_size` is the segment size, `total_pages` the segments
+/// held, `used_chunks` those holding a live item. The hit counters are the cache's.
 pub fn slabs(out: &mut Vec<u8>, shared: &Shared) {
-    let store = shared.store.stats();
-    reply::stat(out, "active_slabs", u64::from(store.curr_items > 0));
+    let store = shared.store.stats_at(shared.clock.now());
+    if store.segments > 0 {
+        let fields = [
+            ("chunk_size", shared.store.segment_bytes() as u64),
+            ("chunks_per_page", 1),
+            ("total_pages", store.segments),
+            ("total_chunks", store.segments),
+            ("used_chunks", store.segments_in_use),
+            ("free_chunks", store.segments - store.segments_in_use),
+            ("free_chunks_end", 0),
+            ("get_hits", store.get_hits),
+            ("cmd_set", shared.stats.cmd_set.load(Relaxed)),
+            ("delete_hits", store.delete_hits),
+            ("incr_hits", store.incr_hits),
+            ("decr_hits", store.decr_hits),
+            ("cas_hits", store.cas_hits),
+            ("cas_badval", store.cas_badval),
+            ("touch_hits", store.touch_hits),
+        ];
+        for (name, value) in fields {
+            reply::stat(out, &format!("1:{name}"), value);
+        }
+    }
+    reply::stat(out, "active_slabs", u64::from(store.segments > 0));
     reply::stat(out, "total_malloced", store.bytes);
     reply::line(out, reply::END);
 }

@@ -11,7 +11,12 @@ fn server() -> Server {
 
 /// One `stats` reply: each STAT line's name and value, in the order sent.
 fn stats(c: &mut ferrocache_testkit::Conn) -> Vec<(String, String)> {
-    c.request("stats\r\n", "END\r\n")
+    stats_of(c, "stats\r\n")
+}
+
+/// The reply to a `stats` command (`stats items\r\n`...), as [`stats`] gives it.
+fn stats_of(c: &mut ferrocache_testkit::Conn, command: &str) -> Vec<(String, String)> {
+    c.request(command, "END\r\n")
         .lines()
         .filter_map(|l| {
             let (name, value) = l.strip_prefix("STAT ")?.split_once(' ')?;
@@ -484,6 +489,93 @@ fn stats_report_commands() {
     // Unlike memcached (ERROR), `stats default` is plain stats: python-memcached asks for it.
     let default = c.request("stats default\r\n", "END\r\n");
     assert!(default.starts_with("STAT pid "), "{default}");
+}
+
+/// `stats items` and `stats slabs` describe the cache as one class, in memcached's names and
+/// order, so that `memcached-tool display` has a row to show.
+#[test]
+fn stats_items_and_slabs_describe_the_cache_as_class_1() {
+    let s = Server::ferrocached(&["-m", "2"]);
+    let mut c = s.connect();
+    let empty = stats_of(&mut c, "stats slabs\r\n");
+    let names: Vec<&str> = empty.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["active_slabs", "total_malloced"]);
+    assert_eq!(stat(&empty, "active_slabs"), "0");
+    assert!(stats_of(&mut c, "stats items\r\n").is_empty());
+
+    c.line("set first 0 0 1\r\nx\r\n");
+    std::thread::sleep(Duration::from_millis(2100));
+    let items = stats_of(&mut c, "stats items\r\n");
+    let names: Vec<&str> = items.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "items:1:number",
+            "items:1:age",
+            "items:1:mem_requested",
+            "items:1:evicted",
+            "items:1:evicted_nonzero",
+            "items:1:evicted_time",
+            "items:1:outofmemory",
+            "items:1:reclaimed",
+            "items:1:expired_unfetched",
+            "items:1:evicted_unfetched",
+        ]
+    );
+    assert_eq!(stat(&items, "items:1:number"), "1");
+    let age = stat_number(&items, "items:1:age");
+    assert!((2..30).contains(&age), "age {age} of an item set 2.1 s ago");
+    let one = stat_number(&items, "items:1:mem_requested");
+    assert!(
+        (6..64).contains(&one),
+        "mem_requested {one}: key, value and header"
+    );
+
+    // 4,000 items of 1 KB with an exptime overflow `-m 2`.
+    let value = "v".repeat(1000);
+    let mut batch = String::new();
+    for i in 0..4000 {
+        batch.push_str(&format!("set k{i} 0 3600 1000 noreply\r\n{value}\r\n"));
+    }
+    c.send(batch);
+    c.request("get k3999\r\n", "END\r\n");
+    let items = stats_of(&mut c, "stats items\r\n");
+    let general = stats(&mut c);
+    let slabs = stats_of(&mut c, "stats slabs\r\n");
+    let evicted = stat_number(&items, "items:1:evicted");
+    assert!(evicted > 500, "{items:?}");
+    assert_eq!(stat(&items, "items:1:evicted"), stat(&general, "evictions"));
+    // Every item but `first` had an exptime (which stays, alone in its open segment).
+    let first_gone = c.request("get first\r\n", "END\r\n") == "END\r\n";
+    assert_eq!(
+        stat_number(&items, "items:1:evicted_nonzero"),
+        evicted - u64::from(first_gone)
+    );
+    assert!(stat_number(&items, "items:1:evicted_time") < 30);
+    assert_eq!(stat(&items, "items:1:number"), stat(&general, "curr_items"));
+    let held = stat_number(&items, "items:1:mem_requested");
+    assert!(
+        held > 1000 * stat_number(&items, "items:1:number") && held <= 2 * 1024 * 1024,
+        "{items:?}"
+    );
+
+    let number = |name: &str| stat_number(&slabs, name);
+    assert_eq!(number("1:chunk_size"), 4096, "the segment size at -m 2");
+    assert_eq!(number("1:chunks_per_page"), 1);
+    assert_eq!(number("1:total_pages"), number("1:total_chunks"));
+    let pages = number("1:total_pages");
+    assert!(
+        pages * 4096 <= 2 * 1024 * 1024 && pages > 200,
+        "{pages} segments"
+    );
+    assert_eq!(
+        number("1:used_chunks") + number("1:free_chunks"),
+        number("1:total_chunks")
+    );
+    assert_eq!(stat(&slabs, "1:get_hits"), stat(&general, "get_hits"));
+    assert_eq!(stat(&slabs, "1:cmd_set"), stat(&general, "cmd_set"));
+    assert_eq!(stat(&slabs, "active_slabs"), "1");
+    assert_eq!(stat(&slabs, "total_malloced"), stat(&general, "bytes"));
 }
 
 #[test]

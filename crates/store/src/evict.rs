@@ -28,7 +28,7 @@ use crate::index::Entry;
 use crate::layout::{self, Header, NewItem, BINARY_KEY, HAS_CAS, HAS_EXPTIME};
 use crate::segment::{ttl_class, Queue, Segment, TTL_CLASSES};
 use crate::shard::{Ctx, Place, Shard};
-use crate::Store;
+use crate::{RelTime, Store};
 
 /// How many passes over the shards a store makes looking for something to evict; a pass skips
 /// shards that are locked at that moment, so another pass follows only when one was busy.
@@ -138,6 +138,8 @@ impl Shard {
         self.queues[queue as usize].bytes -= seg.capacity();
         let flushed = ctx.flush.flushes(&seg, ctx.now);
         let evictions = ctx.config.evictions;
+        // How long ago the evicted items were written, about (memcached's `evicted_time`).
+        let age = ctx.now.saturating_sub(seg.created);
         let mut kept = Vec::new();
         let mut kept_bytes = 0;
         for (offset, header) in layout::items(&seg.data, seg.len) {
@@ -162,7 +164,7 @@ impl Shard {
                     cas,
                 });
             } else {
-                self.evict_entry(hash, entry, queue);
+                self.evict_entry(hash, entry, queue, header.exptime, (ctx.now, age));
             }
         }
         let dropped_any = kept_bytes < seg.len;
@@ -222,7 +224,13 @@ impl Shard {
             let item = kept_item(&rest[span..], k);
             if self.seg(id).room() < item.len() {
                 // Only when written-out CAS ids made the kept items outgrow the segment.
-                self.evict_entry(k.hash, k.entry, Queue::Main);
+                self.evict_entry(
+                    k.hash,
+                    k.entry,
+                    Queue::Main,
+                    k.header.exptime,
+                    (ctx.now, age),
+                );
                 dropped_any = true;
                 continue;
             }
@@ -231,11 +239,20 @@ impl Shard {
         dropped_any
     }
 
-    /// Evicts the item `entry` names (counted as memcached counts an eviction); one evicted from
-    /// the small queue leaves its fingerprint in the ghost.
-    fn evict_entry(&mut self, hash: u64, entry: Entry, from: Queue) {
+    /// Evicts the item `entry` names (counted as memcached counts an eviction, `at` now from a
+    /// segment of that age); one evicted from the small queue leaves its fingerprint in the ghost.
+    fn evict_entry(
+        &mut self,
+        hash: u64,
+        entry: Entry,
+        from: Queue,
+        exptime: RelTime,
+        at: (RelTime, RelTime),
+    ) {
         self.drop_entry(hash, entry);
         self.counters.evictions += 1;
+        self.counters.evicted_nonzero += u64::from(exptime != 0);
+        self.counters.last_eviction = Some(at);
         self.counters.evicted_unfetched += u64::from(!entry.fetched());
         if from == Queue::Small {
             self.ghost.insert(hash);

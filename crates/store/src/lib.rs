@@ -221,9 +221,11 @@ impl Store {
         self.sweep_flushed(now);
         self.reclaim_expired(now);
         let mut total = StoreStats::default();
+        let mut latest_eviction = None;
         for shard in self.shards.iter() {
             let shard = shard.lock();
-            shard.counters.add_to(&mut total);
+            shard.counters.add_to(&mut total, &mut latest_eviction);
+            shard.census(now, &mut total);
             total.curr_items += shard.live_items() as u64;
             total.index_bytes += shard.index_bytes() as u64;
             total.ghost_bytes += shard.ghost_bytes() as u64;
@@ -232,6 +234,13 @@ impl Store {
         }
         total.bytes = self.budget.used() as u64;
         total
+    }
+
+    /// [`Store::stats`] as of `now` (the server's clock), which ages and expires by the time now
+    /// rather than by the latest command's.
+    pub fn stats_at(&self, now: RelTime) -> StoreStats {
+        self.saw_time(now);
+        self.stats()
     }
 
     /// `stats reset`: zero the counters memcached's `stats reset` zeroes (not curr_items/bytes).

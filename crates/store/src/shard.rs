@@ -14,7 +14,7 @@ use crate::index::{self, Entry, MAX_SEGMENTS};
 use crate::item::{dead, Dead, FlushState, ItemRef, MetaState};
 use crate::layout::{self, Header, NewItem, BINARY_KEY, HAS_CAS, HAS_EXPTIME};
 use crate::segment::{ttl_class, Ghost, Queue, Segment, NEVER, TTL_CLASSES};
-use crate::stats::Counters;
+use crate::stats::{Counters, StoreStats};
 use crate::table::{self, BucketTable};
 use crate::{RelTime, StoreConfig};
 
@@ -798,6 +798,20 @@ impl Shard {
         }
         self.put_back_segment(id, seg);
         self.free_segment(id, ctx.budget);
+    }
+
+    /// Adds to `total` this shard's segments held and in use, the bytes of its live items, and
+    /// the age at `now` of its oldest segment holding one.
+    pub fn census(&self, now: RelTime, total: &mut StoreStats) {
+        for seg in self.segs.iter().flatten() {
+            total.segments += 1;
+            if seg.live > 0 {
+                total.segments_in_use += 1;
+                total.item_bytes += seg.live_bytes as u64;
+                let age = u64::from(now.saturating_sub(seg.created));
+                total.oldest_item_age = total.oldest_item_age.max(age);
+            }
+        }
     }
 
     /// All segment ids held, open or closed.

@@ -1,6 +1,8 @@
 //! Counters with memcached's `stats` names. Each shard keeps its own [`Counters`] under its lock
 //! (no shared cache line on the hot path); `Store::stats` adds them up.
 
+use crate::RelTime;
+
 /// Counters with memcached's `stats` names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreStats {
@@ -11,6 +13,11 @@ pub struct StoreStats {
     /// (by capacity). Never above `max_bytes`.
     pub bytes: u64,
     pub evictions: u64,
+    /// Of `evictions`, items that had an exptime (memcached's `evicted_nonzero`).
+    pub evicted_nonzero: u64,
+    /// At the latest eviction, seconds since the evicted segment opened (memcached's
+    /// `evicted_time`: seconds since the evicted item's last access, which we do not keep).
+    pub evicted_time: u64,
     pub reclaimed: u64,
     pub expired_unfetched: u64,
     pub evicted_unfetched: u64,
@@ -39,6 +46,14 @@ pub struct StoreStats {
     pub index_capacity: u64,
     /// Index tables with a growth under way (holding their old buckets while they empty them).
     pub index_growths: u64,
+    /// Segments held (open or closed), and of those, segments holding a live item.
+    pub segments: u64,
+    pub segments_in_use: u64,
+    /// Bytes of live items (header, key and value each; memcached's `mem_requested`).
+    pub item_bytes: u64,
+    /// Seconds since the oldest segment holding a live item opened: about the age of the oldest
+    /// item (memcached's `age`, the time since its oldest item was last accessed).
+    pub oldest_item_age: u64,
 }
 
 /// The counters one shard bumps. `stats reset` zeroes all of them (memcached's `stats reset` zeroes
@@ -47,6 +62,9 @@ pub struct StoreStats {
 pub(crate) struct Counters {
     pub total_items: u64,
     pub evictions: u64,
+    pub evicted_nonzero: u64,
+    /// When this shard last evicted an item, and the age then of the segment it was in.
+    pub last_eviction: Option<(RelTime, RelTime)>,
     pub reclaimed: u64,
     pub expired_unfetched: u64,
     pub evicted_unfetched: u64,
@@ -69,9 +87,18 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    pub fn add_to(&self, total: &mut StoreStats) {
+    /// Adds these to `total`; `latest_eviction` is the latest eviction seen so far (from other
+    /// shards), which decides whose `evicted_time` the total shows.
+    pub fn add_to(&self, total: &mut StoreStats, latest_eviction: &mut Option<RelTime>) {
         total.total_items += self.total_items;
         total.evictions += self.evictions;
+        total.evicted_nonzero += self.evicted_nonzero;
+        if let Some((at, age)) = self.last_eviction {
+            if latest_eviction.is_none_or(|latest| at >= latest) {
+                *latest_eviction = Some(at);
+                total.evicted_time = u64::from(age);
+            }
+        }
         total.reclaimed += self.reclaimed;
         total.expired_unfetched += self.expired_unfetched;
         total.evicted_unfetched += self.evicted_unfetched;
@@ -91,5 +118,33 @@ impl Counters {
         total.touch_hits += self.touch_hits;
         total.touch_misses += self.touch_misses;
         total.outofmemory += self.outofmemory;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_total_shows_the_latest_evictions_time_whatever_the_shard_order() {
+        let early = Counters {
+            last_eviction: Some((5, 3)),
+            ..Default::default()
+        };
+        let late = Counters {
+            last_eviction: Some((9, 1)),
+            ..Default::default()
+        };
+        for order in [[&early, &late], [&late, &early]] {
+            let mut total = StoreStats::default();
+            let mut latest = None;
+            for counters in order {
+                counters.add_to(&mut total, &mut latest);
+            }
+            assert_eq!(total.evicted_time, 1);
+        }
+        let mut total = StoreStats::default();
+        Counters::default().add_to(&mut total, &mut None);
+        assert_eq!(total.evicted_time, 0, "no eviction yet");
     }
 }

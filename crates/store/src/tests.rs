@@ -1882,3 +1882,45 @@ fn dumps_run_alongside_evicting_writers() {
     assert!(dumps > 0);
     assert!(s.stats().evictions > 0, "the writers evicted");
 }
+
+#[test]
+fn stats_describe_segments_items_and_the_latest_eviction() {
+    let s = with(1 << 20, 64 << 10, true);
+    let st = s.stats();
+    assert_eq!((st.segments, st.segments_in_use, st.item_bytes), (0, 0, 0));
+    set(&s, "a", &[b'x'; 100], 0, 5);
+    s.get(b"a", true, 30);
+    let st = s.stats();
+    assert_eq!((st.segments, st.segments_in_use), (1, 1));
+    assert!(st.item_bytes > 100, "{st:?}");
+    assert_eq!(st.oldest_item_age, 25, "written at 5, asked at 30");
+    let one = st.item_bytes;
+    set(&s, "b", &[b'x'; 100], 0, 30);
+    assert_eq!(s.stats().item_bytes, 2 * one, "two items of one size");
+    s.delete(b"a", 30);
+    s.delete(b"b", 30);
+    let st = s.stats();
+    assert_eq!(
+        (st.segments_in_use, st.item_bytes, st.oldest_item_age),
+        (0, 0, 0)
+    );
+    assert!(st.segments > 0, "open segments stay, empty");
+
+    // Items with an exptime written at 40 fill most of a new cache; at 100, new ones that never
+    // expire push the oldest out.
+    let s = with(1 << 20, 64 << 10, true);
+    for i in 0..1500 {
+        set(&s, &format!("old{i}"), &[b'x'; 400], 10_000, 40);
+    }
+    assert_eq!(s.stats().evictions, 0);
+    let mut i = 0;
+    while s.stats().evictions == 0 {
+        set(&s, &format!("new{i}"), &[b'x'; 400], 0, 100);
+        i += 1;
+    }
+    let st = s.stats();
+    assert_eq!(st.evicted_nonzero, st.evictions, "only old items went");
+    assert_eq!(st.evicted_time, 60, "from a segment opened 60 s before");
+    assert_eq!(st.oldest_item_age, 60);
+    assert_eq!(st.segments_in_use, st.segments, "{st:?}");
+}

@@ -40,10 +40,18 @@ now="$(date +%s)"
 is "keys gives beta's exptime as a unix time an hour ahead" \
   "$([ -n "$beta_exp" ] && [ $((beta_exp - now)) -ge 3590 ] && [ $((beta_exp - now)) -le 3610 ] && echo yes)" yes
 
-# libmemcached's memcdump lists keys through `stats cachedump` (before any get: memcached lists
-# its cold LRU, where a key read since it was set may no longer be).
+# libmemcached's memcdump lists keys through `stats cachedump`. ferrocached lists every live
+# item; memcached lists only its cold LRU, which its LRU maintainer fills from the hot one over
+# time (at this point about 160 of the 202), so against memcached the count is only bounded.
 timeout 30 memcdump --servers="$s1" >"$dir/memcdump.txt" 2>&1
-is "memcdump lists every live key once" "$(sort -u "$dir/memcdump.txt" | wc -l)" 202
+listed="$(sort -u "$dir/memcdump.txt" | wc -l)"
+is "memcdump lists each key once" "$(wc -l <"$dir/memcdump.txt")" "$listed"
+if [ "${INTEROP_SERVER:-ferrocached}" = memcached ]; then
+  is "memcdump lists live keys (memcached: its cold LRU's)" \
+    "$([ "$listed" -ge 1 ] && [ "$listed" -le 202 ] && echo yes)" yes
+else
+  is "memcdump lists every live key" "$listed" 202
+fi
 is "memcdump prints a key as it is" "$(grep -cx 'per%cent' "$dir/memcdump.txt")" 1
 is "memcdump leaves out the expired and the deleted key" "$(grep -cxE 'gone|k200' "$dir/memcdump.txt")" 0
 
@@ -51,6 +59,14 @@ timeout 30 perl "$tool" "$s1" dump >"$dir/dump.txt" 2>/dev/null
 is "dump writes an add per live key" "$(grep -c '^add ' "$dir/dump.txt")" 202
 is "dump keeps flags and value" "$(grep -A1 '^add alpha ' "$dir/dump.txt" | tr -d '\r' | paste -sd ' ')" "add alpha 3 0 5 hello"
 is "dump decodes the key" "$(grep -c '^add per%cent 7 0 1' "$dir/dump.txt")" 1
+# display (the default mode) shows a row per slab class from `stats items` and `stats slabs`:
+# its Count column adds up to the live items (memcached may still count the expired one).
+timeout 30 perl "$tool" "$s1" display >"$dir/display.txt" 2>&1
+is "display shows a header and a row of class 1" \
+  "$(grep -cE '^ *#  Item_Size +Max_age +Pages +Count|^ +1 +[0-9.]+[BK] ' "$dir/display.txt")" 2
+count="$(awk '$1 ~ /^[0-9]+$/ { n += $5 } END { print n + 0 }' "$dir/display.txt")"
+is "display counts the live items" "$([ "$count" -ge 202 ] && [ "$count" -le 203 ] && echo yes)" yes
+
 send "$s2" 202 <"$dir/dump.txt" >"$dir/restore.txt"
 is "the second server takes the dump" "$(grep -c '^STORED' "$dir/restore.txt")" 202
 printf 'get alpha per%%cent k1 k199 k200 gone\r\n' | send "$s2" 9 >"$dir/get.txt"
