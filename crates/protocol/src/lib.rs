@@ -9,3 +9,4 @@
 pub mod auth;
 pub mod binary;
 pub mod text;
+pub mod udp;

@@ -96,6 +96,15 @@ struct Flags {
     extended: Vec<String>,
 }
 
+/// UDP sockets to serve (`-U`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpListen {
+    /// The `-l` interfaces, as TCP gets them.
+    pub interfaces: Vec<String>,
+    /// 0: one the kernel picks (`-U -1`).
+    pub port: u16,
+}
+
 /// Where to listen.
 #[derive(Debug, Clone)]
 pub enum Listen {
@@ -138,6 +147,8 @@ pub struct ServerConfig {
     pub protocol: String,
     /// Accepted memcached flags that do nothing here, said on stderr at start.
     pub warnings: Vec<String>,
+    /// `-U`: None with `-U 0` (the default) or `-s`.
+    pub udp: Option<UdpListen>,
     /// `stats settings` needs the original `-p`/`-U` numbers.
     pub tcp_port_setting: i64,
     pub udp_port_setting: i64,
@@ -298,9 +309,6 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
     let udp_port = number(&flags.udp_port)
         .filter(|p| (-1..=65535).contains(p))
         .with_context(|| format!("ERROR: Invalid port number {}.", flags.udp_port))?;
-    if udp_port != 0 {
-        warnings.push("-U (UDP) is not implemented; UDP stays off".to_string());
-    }
     let megabytes = Some(atoi(&flags.memory_limit)).filter(|&m| m > 0);
     let Some(megabytes) = megabytes else {
         bail!(
@@ -437,6 +445,24 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
             _ => return Err(failure(format!("Illegal suboption \"{option}\""))),
         }
     }
+    let interfaces: Vec<String> = if flags.listen.is_empty() {
+        vec!["127.0.0.1".to_string()]
+    } else {
+        flags
+            .listen
+            .iter()
+            .flat_map(|l| l.split([',', ';']))
+            .map(str::to_string)
+            .collect()
+    };
+    // memcached serves UDP beside TCP, or alone with `-p 0`; `-s` turns off both.
+    let udp = match (&flags.unix_socket, udp_port) {
+        (Some(_), _) | (None, 0) => None,
+        (None, port) => Some(UdpListen {
+            interfaces: interfaces.clone(),
+            port: u16::try_from(port).unwrap_or(0),
+        }),
+    };
     let listen = match (&flags.unix_socket, port) {
         (Some(path), _) => Listen::Unix {
             path: path.clone(),
@@ -445,16 +471,7 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
         },
         (None, 0) => Listen::Nothing,
         (None, port) => Listen::Tcp {
-            interfaces: if flags.listen.is_empty() {
-                vec!["127.0.0.1".to_string()]
-            } else {
-                flags
-                    .listen
-                    .iter()
-                    .flat_map(|l| l.split([',', ';']))
-                    .map(str::to_string)
-                    .collect()
-            },
+            interfaces,
             port: u16::try_from(port).ok(),
         },
     };
@@ -483,6 +500,7 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
         protocol,
         warnings,
         tcp_port_setting: port,
+        udp,
         udp_port_setting: udp_port,
         interface_setting: flags.listen.first().cloned(),
         unix_mask_setting: flags.unix_mask,
@@ -493,7 +511,7 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
 /// `-h`: memcached's help layout, listing only what ferrocached does.
 pub const HELP: &str = "ferrocached (memcached 1.6.18 compatible)
 -p, --port=<num>          TCP port to listen on (default: 11211; -1: any free port)
--U, --udp-port=<num>      UDP port (default: 0, off; UDP is not implemented)
+-U, --udp-port=<num>      UDP port to listen on (default: 0, off; -1: any free port)
 -s, --unix-socket=<file>  UNIX socket to listen on (disables network support)
 -a, --unix-mask=<mask>    access mask for UNIX socket, in octal (default: 700)
 -A, --enable-shutdown     enable ascii \"shutdown\" command
@@ -581,6 +599,32 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn udp_listens_beside_tcp_on_the_same_interfaces_but_not_with_a_unix_socket() {
+        assert_eq!(run(&[]).expect("valid").udp, None, "-U 0 by default");
+        let c = run(&["-U", "5000", "-l", "127.0.0.1,::1"]).expect("valid");
+        let udp = c.udp.expect("UDP");
+        assert_eq!(
+            (udp.interfaces, udp.port),
+            (vec!["127.0.0.1".into(), "::1".into()], 5000)
+        );
+        assert_eq!(
+            run(&["-U", "-1"]).expect("valid").udp.map(|u| u.port),
+            Some(0)
+        );
+        assert_eq!(
+            run(&["-p", "0", "-U", "7"])
+                .expect("valid")
+                .udp
+                .map(|u| u.port),
+            Some(7)
+        );
+        assert_eq!(
+            run(&["-s", "/tmp/x.sock", "-U", "7"]).expect("valid").udp,
+            None
+        );
     }
 
     #[test]

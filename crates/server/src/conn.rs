@@ -20,6 +20,15 @@ use crate::Shared;
 /// Initial read buffer size; it grows to fit a large value and shrinks back afterwards.
 const READ_BUFFER: usize = 16 * 1024;
 
+/// The text parser's limits for this server's flags (`-I`, `-C`).
+pub(crate) fn parse_config(shared: &Shared) -> ParseConfig {
+    ParseConfig {
+        item_fits,
+        item_size_max: shared.config.store.item_size_max,
+        use_cas: shared.config.store.use_cas,
+    }
+}
+
 fn item_fits(config: &ParseConfig, key_len: usize, flags: u32, value_len: usize) -> bool {
     ferrocache_store::item_size_ok(
         config.item_size_max,
@@ -35,11 +44,7 @@ pub async fn serve<S>(mut stream: S, shared: Arc<Shared>, id: u64, info: Arc<Con
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let parse_config = ParseConfig {
-        item_fits,
-        item_size_max: shared.config.store.item_size_max,
-        use_cas: shared.config.store.use_cas,
-    };
+    let parse_config = parse_config(&shared);
     let idle = match shared.config.idle_timeout {
         0 => None,
         secs => Some(Duration::from_secs(u64::from(secs))),
@@ -217,7 +222,7 @@ async fn write_out<S: AsyncWrite + Unpin>(stream: &mut S, ctx: &mut Ctx<'_>) -> 
 }
 
 /// `-vv`: memcached prints each command line a client sends.
-fn log_command(id: u64, request: &[u8]) {
+pub(crate) fn log_command(id: u64, request: &[u8]) {
     let line_end = memchr::memchr(b'\n', request).unwrap_or(request.len());
     let line = String::from_utf8_lossy(&request[..line_end]);
     tracing::debug!("<{id} {}", line.trim_end());

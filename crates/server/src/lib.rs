@@ -1,5 +1,5 @@
 //! ferrocached: a drop-in memcached server. This crate wires the sans-I/O text protocol
-//! (`ferrocache-protocol`) and the cache engine (`ferrocache-store`) to TCP and unix sockets:
+//! (`ferrocache-protocol`) and the cache engine (`ferrocache-store`) to TCP, UDP and unix sockets:
 //! flags, listeners (plaintext or TLS), connections, dispatch and stats.
 
 pub mod auth;
@@ -14,6 +14,7 @@ mod meta;
 mod out;
 mod stats;
 pub mod tls;
+mod udp;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 

@@ -50,10 +50,17 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     tokio::spawn(tick_clock(shared.clone()));
     tokio::spawn(maintain_store(shared.clone()));
     let mut unix_path = None;
+    let udp = match &shared.config.udp {
+        Some(udp) => crate::udp::bind(&udp.interfaces, udp.port, shared.config.threads).await?,
+        None => Vec::new(),
+    };
+    // memcached counts a UDP "connection" per worker thread on each address: one socket each here.
+    let udp_sockets: usize = udp.iter().map(|g| g.sockets.len()).sum();
+    shared.stats.listening(udp_sockets as u64);
     match &shared.config.listen {
         Listen::Tcp { interfaces, port } => {
             let listeners = bind_tcp(interfaces, port.unwrap_or(0), shared.config.backlog).await?;
-            write_port_file(&listeners)?;
+            write_port_file(&listeners, &udp)?;
             shared.stats.listening(listeners.len() as u64);
             for (listener, plaintext) in listeners {
                 let local = listener.local_addr()?;
@@ -75,8 +82,15 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
                 path.clone(),
             ));
         }
+        Listen::Nothing if !udp.is_empty() => write_port_file(&[], &udp)?,
         Listen::Nothing => {
             tracing::warn!("-p 0 without -s: listening on nothing, as memcached does");
+        }
+    }
+    for group in udp {
+        tracing::info!("listening on udp {}", group.local_addr()?);
+        for socket in group.sockets {
+            tokio::spawn(crate::udp::serve(socket, shared.clone()));
         }
     }
     wait_for_shutdown(&shared).await;
@@ -190,7 +204,7 @@ async fn bind_tcp(
     Ok(listeners)
 }
 
-fn split_host_port(interface: &str, default_port: u16) -> anyhow::Result<(&str, u16)> {
+pub(crate) fn split_host_port(interface: &str, default_port: u16) -> anyhow::Result<(&str, u16)> {
     // [v6]:port, v4:port, or a bare host.
     if let Some(rest) = interface.strip_prefix('[') {
         let (host, after) = rest.split_once(']').context("bad -l address")?;
@@ -208,16 +222,22 @@ fn split_host_port(interface: &str, default_port: u16) -> anyhow::Result<(&str, 
 }
 
 /// memcached's test harness protocol: with `MEMCACHED_PORT_FILENAME` set, write one
-/// `TCP INET: <port>` (or `INET6`) line per listener, atomically via a rename.
-fn write_port_file(listeners: &[(TcpListener, bool)]) -> anyhow::Result<()> {
+/// `TCP INET: <port>` (or `INET6`) line per listener, then a `UDP INET: <port>` line per UDP
+/// socket, atomically via a rename.
+fn write_port_file(
+    listeners: &[(TcpListener, bool)],
+    udp: &[crate::udp::Group],
+) -> anyhow::Result<()> {
     let Some(path) = std::env::var_os("MEMCACHED_PORT_FILENAME") else {
         return Ok(());
     };
+    let tcp = listeners.iter().map(|(l, _)| ("TCP", l.local_addr()));
+    let udp = udp.iter().map(|s| ("UDP", s.local_addr()));
     let mut text = String::new();
-    for (listener, _) in listeners {
-        let addr = listener.local_addr()?;
+    for (kind, addr) in tcp.chain(udp) {
+        let addr = addr?;
         let family = if addr.is_ipv4() { "INET" } else { "INET6" };
-        text.push_str(&format!("TCP {family}: {}\n", addr.port()));
+        text.push_str(&format!("{kind} {family}: {}\n", addr.port()));
     }
     let path = std::path::PathBuf::from(path);
     let tmp = path.with_extension("lck");

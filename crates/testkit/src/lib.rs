@@ -133,6 +133,15 @@ impl Server {
             .collect()
     }
 
+    /// The UDP port (`-U`) from the port file, if the server serves UDP.
+    pub fn udp_port(&self) -> Option<u16> {
+        std::fs::read_to_string(&self.port_file)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("UDP INET: "))
+            .and_then(|p| p.trim().parse().ok())
+    }
+
     /// The server's loopback address.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
