@@ -243,3 +243,68 @@ fn udp_is_off_by_default() {
     let server = Server::ferrocached(&[]);
     assert_eq!(server.udp_port(), None);
 }
+
+/// Junk in every shape (short, multi-datagram, text, binary magic with any header, huge declared
+/// lengths) neither stops a UDP reader nor gets a reply that breaks the framing.
+#[test]
+fn junk_datagrams_leave_the_reader_serving() {
+    let server = Server::ferrocached(&["-U", "-1", "-t", "1", "-I", "2m", "-m", "8"]);
+    let mut udp = Udp::new(&server);
+    // A fixed xorshift stream: the same junk every run.
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let pieces: [&[u8]; 8] = [
+        b"get ",
+        b"set k 0 0 ",
+        b"\r\n",
+        b"mg k v q\r\n",
+        b"gat 1 k k k\r\n",
+        b"\x80\x01\x00\x01\x08\x00\x00\x00\xff\xff\xff\xff",
+        b"\x80",
+        b"999999999999999999999 ",
+    ];
+    for i in 0..2000u16 {
+        let mut datagram = header(i, (next() % 3) as u16, (next() % 3) as u16, 0);
+        datagram.truncate(if next() % 20 == 0 {
+            (next() % 8) as usize
+        } else {
+            8
+        });
+        for _ in 0..next() % 12 {
+            if next() % 2 == 0 {
+                datagram.extend_from_slice(pieces[(next() % 8) as usize]);
+            } else {
+                datagram.extend((0..next() % 40).map(|_| next() as u8));
+            }
+        }
+        udp.send_raw(&datagram);
+        if i % 200 == 0 {
+            // Whatever came back so far is framed, and the reader still answers.
+            while let Some(((_, seq, total, reserved), _)) = {
+                udp.socket
+                    .set_read_timeout(Some(Duration::from_millis(50)))
+                    .expect("timeout");
+                udp.try_recv()
+            } {
+                assert!(seq < total && reserved == 0, "{seq} of {total}");
+            }
+            udp.socket
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+        }
+    }
+    let version = udp.exchange(b"version\r\n");
+    assert!(
+        version
+            .iter()
+            .any(|(_, payload)| payload.starts_with(b"VERSION ")),
+        "the reader still answers"
+    );
+    let mut c = server.connect();
+    assert!(c.line("version\r\n").starts_with("VERSION "));
+}
