@@ -181,6 +181,7 @@ impl Ctx<'_> {
                 self.shared.store.get_and_touch(r.key, exptime, true, now)
             }
         };
+        self.log_fetch(r.key, item.as_ref().map(|i| i.value.len()));
         let with_key = matches!(loud(r.opcode), GETK | GATK);
         match item {
             Some(item) => {
@@ -249,14 +250,13 @@ impl Ctx<'_> {
         };
         let clock = &self.shared.clock;
         let now = clock.now();
-        let outcome = self.shared.store.store(
-            mode,
-            r.key,
-            flags,
-            clock.binary_exptime_to_rel(exptime),
-            r.value,
-            now,
-        );
+        let before = self.log_lookup(r.key);
+        let exptime = clock.binary_exptime_to_rel(exptime);
+        let outcome = self
+            .shared
+            .store
+            .store(mode, r.key, flags, exptime, r.value, now);
+        self.log_store(r.key, (mode, exptime), (before, r.value.len()), outcome);
         match outcome {
             StoreOutcome::Stored => {
                 let cas = self.shared.store.peek(r.key, now).map_or(0, |i| i.cas);
@@ -287,6 +287,7 @@ impl Ctx<'_> {
             self.bin_error(r, status::INVALID_ARGUMENTS);
             return;
         }
+        self.log_lookup(r.key);
         let store = &self.shared.store;
         let now = self.shared.clock.now();
         if r.cas != 0 {
@@ -316,6 +317,7 @@ impl Ctx<'_> {
             return;
         }
         let incr = loud(r.opcode) == INCREMENT;
+        self.log_lookup(r.key);
         let store = &self.shared.store;
         let clock = &self.shared.clock;
         let now = clock.now();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use ferrocache_protocol::binary::BinaryParse;
-use ferrocache_protocol::text::{self, Parse, ParseConfig};
+use ferrocache_protocol::text::{self, reply, Parse, ParseConfig};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use crate::auth::LoginStep;
@@ -39,8 +39,15 @@ fn item_fits(config: &ParseConfig, key_len: usize, flags: u32, value_len: usize)
     )
 }
 
-/// Serves one connection until the client leaves, sends junk, or the server stops.
-pub async fn serve<S>(mut stream: S, shared: Arc<Shared>, id: u64, info: Arc<ConnInfo>)
+/// Serves one connection until the client leaves, sends junk, or the server stops (or, after
+/// `watch`, streams the log until the client leaves). Returns why it ended, as `watch connevents`
+/// says it: `normal`, `error` or `idle_timeout`.
+pub async fn serve<S>(
+    mut stream: S,
+    shared: Arc<Shared>,
+    id: u64,
+    info: Arc<ConnInfo>,
+) -> &'static str
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -60,7 +67,11 @@ where
         counters: ConnCounters::default(),
         close_after_reply: false,
         auth: crate::auth::ConnAuth::default(),
+        conn_id: id,
     };
+    // Why the loop ended, unless the client closed cleanly.
+    let mut reason = "normal";
+    let mut watching = None;
     'conn: loop {
         let read = match idle {
             None => stream.read_buf(&mut rbuf).await,
@@ -68,12 +79,17 @@ where
                 Ok(read) => read,
                 Err(_) => {
                     tracing::debug!(conn = id, "idle timeout");
+                    reason = "idle_timeout";
                     break;
                 }
             },
         };
         match read {
-            Ok(0) | Err(_) => break,
+            Ok(0) => break,
+            Err(_) => {
+                reason = "error";
+                break;
+            }
             Ok(n) => {
                 tracing::trace!(conn = id, "read {n} bytes");
                 ctx.counters.bytes_read += n as u64;
@@ -183,7 +199,18 @@ where
                     close_after_write = true;
                     break;
                 }
-                Next::CloseNow => break 'conn,
+                Next::CloseNow => {
+                    reason = "error";
+                    break 'conn;
+                }
+                Next::Watch(kinds) => match shared.watch.add(kinds, &shared.store) {
+                    Some(subscription) => {
+                        reply::line(ctx.out.text(), reply::OK);
+                        watching = Some(subscription);
+                        break 'conn;
+                    }
+                    None => reply::line(ctx.out.text(), WATCHER_TOO_MANY),
+                },
             }
             handled += 1;
             if ctx.out.len() >= FLUSH_AT && !write_out(&mut stream, &mut ctx).await {
@@ -195,7 +222,11 @@ where
                 tokio::task::yield_now().await;
             }
         }
-        if !write_out(&mut stream, &mut ctx).await || close_after_write {
+        if !write_out(&mut stream, &mut ctx).await {
+            reason = "error";
+            break;
+        }
+        if close_after_write {
             break;
         }
         shared.stats.add(&ctx.counters);
@@ -205,10 +236,22 @@ where
         }
     }
     shared.stats.add(&ctx.counters);
+    if let Some(subscription) = watching {
+        // `OK` and whatever came before it, then only the log.
+        if write_out(&mut stream, &mut ctx).await {
+            crate::watch::stream(stream, subscription).await;
+        }
+    }
+    reason
 }
+
+/// memcached's answer to a `watch` past its 20 watchers.
+const WATCHER_TOO_MANY: &str = "WATCHER_TOO_MANY log watcher limit reached";
 
 async fn write_out<S: AsyncWrite + Unpin>(stream: &mut S, ctx: &mut Ctx<'_>) -> bool {
     if ctx.out.is_empty() {
+        // Nothing to write (`noreply`): memcached has dropped what it held all the same.
+        ctx.out.mark();
         return true;
     }
     match ctx.out.flush(stream).await {

@@ -43,7 +43,7 @@ impl Ctx<'_> {
         let Request::LruCrawler(LruCrawler::Metadump(classes)) = *request else {
             return None;
         };
-        self.metadump_refusal(classes)
+        self.metadump_refusal(classes, self.out.holds_replies())
             .is_none()
             .then(|| PendingDump::new(classes))
     }
@@ -84,13 +84,14 @@ impl Ctx<'_> {
         true
     }
 
-    /// Why a metadump of `classes` is refused, checked in memcached's order.
-    fn metadump_refusal(&self, classes: CrawlerClasses) -> Option<&'static str> {
+    /// Why a metadump of `classes` is refused, checked in memcached's order; `held`: replies to
+    /// earlier commands are still queued.
+    fn metadump_refusal(&self, classes: CrawlerClasses, held: bool) -> Option<&'static str> {
         if !self.shared.lru_crawler.load(Relaxed) {
             Some(reply::CLIENT_ERROR_CRAWLER_DISABLED)
         } else if !self.shared.config.dump_enabled {
             Some(reply::ERROR_METADUMP_NOT_ALLOWED)
-        } else if self.out.unmarked() {
+        } else if held {
             // memcached hands the connection to its crawler thread, which it cannot do with
             // replies still queued (it writes them out after a get or `mn`, so those pass).
             Some(reply::ERROR_METADUMP_PIPELINED)
@@ -99,11 +100,12 @@ impl Ctx<'_> {
         }
     }
 
-    /// `lru_crawler ...` other than an allowed metadump (see [`Ctx::begin_dump`]).
-    pub fn lru_crawler(&mut self, command: LruCrawler) -> Next {
+    /// `lru_crawler ...` other than an allowed metadump (see [`Ctx::begin_dump`]); `held`: replies
+    /// to earlier commands are still queued.
+    pub fn lru_crawler(&mut self, command: LruCrawler, held: bool) -> Next {
         let crawler = &self.shared.lru_crawler;
         let text = match command {
-            LruCrawler::Metadump(classes) => match self.metadump_refusal(classes) {
+            LruCrawler::Metadump(classes) => match self.metadump_refusal(classes, held) {
                 Some(text) => text,
                 None => {
                     let mut dump = PendingDump::new(classes);

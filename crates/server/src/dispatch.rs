@@ -26,6 +26,8 @@ pub enum Next {
     CloseAfterWrite,
     /// Close without writing anything more.
     CloseNow,
+    /// `watch` with these kinds: write what is pending, then stream the log (see `watch.rs`).
+    Watch(u16),
 }
 
 /// A `get`/`gets`/`gat`/`gats` being answered. Its replies can be far larger than its line (one
@@ -109,6 +111,8 @@ pub struct Ctx<'s> {
     pub close_after_reply: bool,
     /// Logged in or not (`-S`, `-Y`).
     pub auth: crate::auth::ConnAuth,
+    /// The connection's id (`cfd=` in `watch` lines, as in `stats conns`); 0 over UDP.
+    pub conn_id: u64,
 }
 
 impl Ctx<'_> {
@@ -139,6 +143,8 @@ impl Ctx<'_> {
     /// Handles one request. A get-like request is answered whole here; the connection uses
     /// [`Ctx::begin_get`] instead, to write out while it is answered.
     pub fn dispatch(&mut self, request: Request<'_>) -> Next {
+        let held = self.out.holds_replies();
+        self.out.note_command();
         match request {
             Request::Get { .. } | Request::Gat { .. } => {
                 if let Some(mut get) = self.begin_get(&request) {
@@ -156,6 +162,7 @@ impl Ctx<'_> {
                 noreply,
             } => self.store(command, key, flags, exptime, cas_unique, data, noreply),
             Request::Delete { key, noreply } => {
+                self.log_lookup(key);
                 let outcome = self.shared.store.delete(key, self.shared.clock.now());
                 let text = match outcome {
                     DeleteOutcome::Deleted => reply::DELETED,
@@ -176,6 +183,7 @@ impl Ctx<'_> {
                 noreply,
             } => {
                 self.counters.cmd_touch += 1;
+                self.log_lookup(key);
                 let clock = &self.shared.clock;
                 let outcome =
                     self.shared
@@ -285,7 +293,17 @@ impl Ctx<'_> {
                 }
                 Next::Swallow(bytes)
             }
-            Request::LruCrawler(command) => self.lru_crawler(command),
+            Request::LruCrawler(command) => self.lru_crawler(command, held),
+            Request::Watch { kinds } => {
+                // Only a line ending in `noreply` (an unknown kind) is quiet about either error.
+                let noreply = kinds.is_err_and(|bad| bad.noreply);
+                match kinds {
+                    _ if held => self.reply(reply::ERROR_WATCH_PIPELINED, noreply),
+                    Ok(kinds) => return Next::Watch(kinds),
+                    Err(_) => self.reply(reply::ERROR, noreply),
+                }
+                Next::Continue
+            }
             Request::Close => Next::CloseNow,
             Request::MetaNoop => {
                 reply::line(self.out.text(), "MN");
@@ -388,17 +406,21 @@ impl Ctx<'_> {
     ) {
         let store = &self.shared.store;
         let out = &mut self.out;
-        let write = |item: &ItemRef<'_>| write(out, item);
-        match touch {
+        let write = |item: &ItemRef<'_>| {
+            write(out, item);
+            item.value.len()
+        };
+        let size = match touch {
             None => {
                 self.counters.cmd_get += 1;
-                store.get_hashed_with(key, hash, cas, now, write);
+                store.get_hashed_with(key, hash, cas, now, write)
             }
             Some(exptime) => {
                 self.counters.cmd_touch += 1;
-                store.get_and_touch_hashed_with(key, hash, exptime, cas, now, write);
+                store.get_and_touch_hashed_with(key, hash, exptime, cas, now, write)
             }
-        }
+        };
+        self.log_fetch(key, size);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -421,15 +443,14 @@ impl Ctx<'_> {
             StoreCommand::Prepend => StoreMode::Prepend,
             StoreCommand::Cas => StoreMode::Cas(cas_unique),
         };
+        let before = self.log_lookup(key);
         let clock = &self.shared.clock;
-        let outcome = self.shared.store.store(
-            mode,
-            key,
-            flags,
-            clock.exptime_to_rel(exptime),
-            data,
-            clock.now(),
-        );
+        let exptime = clock.exptime_to_rel(exptime);
+        let outcome = self
+            .shared
+            .store
+            .store(mode, key, flags, exptime, data, clock.now());
+        self.log_store(key, (mode, exptime), (before, data.len()), outcome);
         let text = match outcome {
             StoreOutcome::Stored => reply::STORED,
             StoreOutcome::NotStored => reply::NOT_STORED,
@@ -448,6 +469,7 @@ impl Ctx<'_> {
     }
 
     fn arith(&mut self, incr: bool, key: &[u8], delta: u64, noreply: bool) -> Next {
+        self.log_lookup(key);
         let outcome = self
             .shared
             .store

@@ -15,6 +15,7 @@ mod out;
 mod stats;
 pub mod tls;
 mod udp;
+mod watch;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 
@@ -42,6 +43,8 @@ pub struct Shared {
     shutdown: Notify,
     /// The TLS configuration with `-Z`, reloadable (`SIGHUP`, `refresh_certs`).
     tls: Option<std::sync::Arc<tls::TlsState>>,
+    /// Connections streaming the log (`watch`).
+    watch: watch::Watchers,
 }
 
 impl Shared {
@@ -65,6 +68,7 @@ impl Shared {
             lru_crawler_tocrawl,
             shutdown: Notify::new(),
             tls: None,
+            watch: watch::Watchers::default(),
         }
     }
 

@@ -123,8 +123,13 @@ async fn maintain_store(shared: Arc<Shared>) {
         let shared = shared.clone();
         // Off the workers: it locks each shard in turn.
         let maintain = move || {
-            shared.store.reclaim_expired(shared.clock.now());
+            let now = shared.clock.now();
+            shared.store.reclaim_expired(now);
             shared.store.finish_index_growths();
+            // Watchers that left stop costing anything; evictions no store command reported
+            // (those making room for an index growth or a touch) are logged now.
+            shared.watch.prune(&shared.store);
+            shared.watch.log_evictions(&shared.store, now);
         };
         if tokio::task::spawn_blocking(maintain).await.is_err() {
             return;
@@ -307,6 +312,9 @@ async fn accept_tcp(
             addr: format!("tcp:{peer}"),
             listen_addr: listen_addr.clone(),
             last_cmd_time: AtomicU32::new(shared.clock.now()),
+            peer_ip: peer.ip().to_string(),
+            peer_port: peer.port(),
+            transport: "tcp",
         };
         match &tls {
             None => start_connection(stream, shared.clone(), &next_id, info, false),
@@ -354,6 +362,9 @@ async fn accept_unix(
             addr: format!("unix:{path}"),
             listen_addr: format!("unix:{path}"),
             last_cmd_time: AtomicU32::new(shared.clock.now()),
+            peer_ip: "unix".to_string(),
+            peer_port: 0,
+            transport: "local",
         };
         start_connection(stream, shared.clone(), &next_id, info, false);
     }
@@ -383,8 +394,10 @@ fn start_connection<S>(
     let info = Arc::new(info);
     tracing::info!(conn = id, "new client connection from {}", info.addr);
     shared.conns.insert(id, info.clone());
+    crate::watch::log_conn(&shared, &info, id, None);
     tokio::spawn(async move {
-        conn::serve(&mut stream, shared.clone(), id, info).await;
+        let reason = conn::serve(&mut stream, shared.clone(), id, info.clone()).await;
+        crate::watch::log_conn(&shared, &info, id, Some(reason));
         if close_notify {
             // Bounded: a client that stopped reading must not keep the task alive.
             let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.shutdown()).await;

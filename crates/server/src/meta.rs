@@ -138,6 +138,9 @@ impl Ctx<'_> {
         } else {
             key
         };
+        if matches!(command, MetaCommand::Delete | MetaCommand::Arith) {
+            self.log_lookup(key);
+        }
         match command {
             MetaCommand::Get => self.meta_get(key, &flags),
             MetaCommand::Set => self.meta_set(key, &flags, data),
@@ -165,6 +168,7 @@ impl Ctx<'_> {
             self.counters.cmd_get += 1;
         }
         let hit = self.shared.store.meta_get(key, &request, now);
+        self.log_fetch(key, hit.as_ref().map(|h| h.item.value.len()));
         let out = self.out.text();
         match hit {
             None if flags.quiet => {}
@@ -207,6 +211,7 @@ impl Ctx<'_> {
             binary_key: flags.base64_key,
             invalidate: flags.invalidate,
         };
+        let before = self.log_lookup(key);
         let outcome = self.shared.store.store_with(
             mode,
             key,
@@ -216,6 +221,7 @@ impl Ctx<'_> {
             clock.now(),
             options,
         );
+        self.log_store(key, (mode, exptime), (before, data.len()), outcome);
         // `c` reports the new CAS id, 0 when nothing was stored (memcached 1.6.18: `NS c0`).
         let known = Known {
             cas: Some(0),

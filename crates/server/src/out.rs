@@ -32,6 +32,8 @@ pub struct Output {
     len: usize,
     /// Pending bytes that [`Output::discard_since_mark`] keeps.
     mark: usize,
+    /// A command came since the last mark or write (see [`Output::holds_replies`]).
+    held: bool,
 }
 
 impl Output {
@@ -99,12 +101,19 @@ impl Output {
     /// command, so a later cull cannot reach it.
     pub fn mark(&mut self) {
         self.mark = self.len();
+        self.held = false;
     }
 
-    /// Is output queued since the last [`Output::mark`] or write (replies memcached would still
-    /// hold)?
-    pub fn unmarked(&self) -> bool {
-        self.len() > self.mark
+    /// Notes that a command is being answered (with `noreply` too: memcached still queues a
+    /// response for it, which it skips when it writes).
+    pub fn note_command(&mut self) {
+        self.held = true;
+    }
+
+    /// Did a command come since the last [`Output::mark`] or write? memcached would still hold
+    /// its response, and refuses `watch` and `lru_crawler metadump` behind it.
+    pub fn holds_replies(&self) -> bool {
+        self.held
     }
 
     /// Drops pending output queued since the last [`Output::mark`] or write (memcached culls its
@@ -173,6 +182,7 @@ impl Output {
         }
         writer.flush().await?;
         self.mark = 0;
+        self.held = false;
         Ok(total)
     }
 }

@@ -5,6 +5,7 @@
 //! (where a TCP connection would write out), so a get naming many big items never piles up its
 //! reply. What memcached drops, we drop without a word: a datagram shorter than its header, a
 //! request of more than one datagram, and a command left incomplete at the datagram's end.
+//! `watch` is answered `ERROR`: a log stream needs a connection.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -105,6 +106,7 @@ pub async fn serve(socket: UdpSocket, shared: Arc<Shared>) {
             },
             close_after_reply: false,
             auth: crate::auth::ConnAuth::default(),
+            conn_id: 0,
         };
         let mut reply = Reply {
             socket: &socket,
@@ -191,6 +193,12 @@ async fn answer(mut payload: &[u8], ctx: &mut Ctx<'_>, reply: &mut Reply<'_>) {
             Next::Continue => {}
             Next::Swallow(bytes) => payload = &payload[bytes.min(payload.len())..],
             Next::CloseAfterWrite | Next::CloseNow => return,
+            Next::Watch(_) => {
+                // A log stream needs a connection to stream to.
+                text::reply::line(ctx.out.text(), text::reply::ERROR);
+                reply.send(ctx).await;
+                return;
+            }
         }
     }
 }

@@ -26,6 +26,7 @@ use std::sync::atomic::Ordering;
 
 use crate::index::Entry;
 use crate::layout::{self, Header, NewItem, BINARY_KEY, HAS_CAS, HAS_EXPTIME};
+use crate::ops::watch::Evicted;
 use crate::segment::{ttl_class, Queue, Segment, TTL_CLASSES};
 use crate::shard::{Ctx, Place, Shard};
 use crate::{RelTime, Store};
@@ -164,7 +165,7 @@ impl Shard {
                     cas,
                 });
             } else {
-                self.evict_entry(hash, entry, queue, header.exptime, (ctx.now, age));
+                self.evict_entry(hash, entry, queue, (&header, item), (ctx.now, age));
             }
         }
         let dropped_any = kept_bytes < seg.len;
@@ -224,13 +225,8 @@ impl Shard {
             let item = kept_item(&rest[span..], k);
             if self.seg(id).room() < item.len() {
                 // Only when written-out CAS ids made the kept items outgrow the segment.
-                self.evict_entry(
-                    k.hash,
-                    k.entry,
-                    Queue::Main,
-                    k.header.exptime,
-                    (ctx.now, age),
-                );
+                let bytes = (&k.header, &rest[span..]);
+                self.evict_entry(k.hash, k.entry, Queue::Main, bytes, (ctx.now, age));
                 dropped_any = true;
                 continue;
             }
@@ -239,20 +235,30 @@ impl Shard {
         dropped_any
     }
 
-    /// Evicts the item `entry` names (counted as memcached counts an eviction, `at` now from a
-    /// segment of that age); one evicted from the small queue leaves its fingerprint in the ghost.
+    /// Evicts the item `entry` names (its header and bytes given; counted as memcached counts an
+    /// eviction, `at` now from a segment of that age); one evicted from the small queue leaves its
+    /// fingerprint in the ghost.
     fn evict_entry(
         &mut self,
         hash: u64,
         entry: Entry,
         from: Queue,
-        exptime: RelTime,
+        (header, item): (&Header, &[u8]),
         at: (RelTime, RelTime),
     ) {
         self.drop_entry(hash, entry);
         self.counters.evictions += 1;
-        self.counters.evicted_nonzero += u64::from(exptime != 0);
+        self.counters.evicted_nonzero += u64::from(header.exptime != 0);
         self.counters.last_eviction = Some(at);
+        if let Some(log) = self.eviction_log.as_mut() {
+            log.push(|| Evicted {
+                key: header.key(item).into(),
+                fetched: entry.fetched(),
+                exptime: header.exptime,
+                written: at.0.saturating_sub(at.1),
+                value_len: header.value_len,
+            });
+        }
         self.counters.evicted_unfetched += u64::from(!entry.fetched());
         if from == Queue::Small {
             self.ghost.insert(hash);

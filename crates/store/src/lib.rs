@@ -53,6 +53,7 @@ pub use item::{Item, ItemRef, MetaState};
 pub use ops::dump::{DumpCursor, DumpedItem};
 pub use ops::meta::{InvalidateOutcome, MetaGet, MetaGetHit};
 pub use ops::store::WriteOptions;
+pub use ops::watch::Evicted;
 pub use stats::StoreStats;
 
 /// A key's hash under one store's hasher ([`Store::hash_key`]), so that a multi-key get hashes

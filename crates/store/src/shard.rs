@@ -13,6 +13,7 @@ use crate::budget::Budget;
 use crate::index::{self, Entry, MAX_SEGMENTS};
 use crate::item::{dead, Dead, FlushState, ItemRef, MetaState};
 use crate::layout::{self, Header, NewItem, BINARY_KEY, HAS_CAS, HAS_EXPTIME};
+use crate::ops::watch::EvictionLog;
 use crate::segment::{ttl_class, Ghost, Queue, Segment, NEVER, TTL_CLASSES};
 use crate::stats::{Counters, StoreStats};
 use crate::table::{self, BucketTable};
@@ -114,6 +115,8 @@ pub(crate) struct Shard {
     /// Moving average of the length of the items stores append, times 256 (0 before the first).
     written_avg: u64,
     pub counters: Counters,
+    /// Evictions kept for `watch evictions` (None: not watched).
+    pub(crate) eviction_log: Option<EvictionLog>,
 }
 
 /// The item an entry names: its bytes from its start to the end of the segment.
@@ -157,6 +160,7 @@ impl Shard {
             live: 0,
             written_avg: 0,
             counters: Counters::default(),
+            eviction_log: None,
         }
     }
 

@@ -1924,3 +1924,44 @@ fn stats_describe_segments_items_and_the_latest_eviction() {
     assert_eq!(st.oldest_item_age, 60);
     assert_eq!(st.segments_in_use, st.segments, "{st:?}");
 }
+
+#[test]
+fn watching_reads_lengths_without_side_effects_and_logs_evictions_only_when_asked() {
+    let s = with(1 << 20, 64 << 10, true);
+    set(&s, "a", b"hello", 0, 5);
+    assert_eq!(s.value_len(b"a", 5), Some(5));
+    assert_eq!(s.value_len(b"b", 5), None);
+    let st = s.stats();
+    assert_eq!((st.get_hits, st.get_misses), (0, 0), "not counted");
+    assert!(!placed(&s, "a").unwrap().0.fetched(), "not marked read");
+
+    // Nothing is kept before a watcher asks.
+    let fill = |prefix: &str, from: usize, now| {
+        for i in from..from + 3000 {
+            set(&s, &format!("{prefix}{i}"), &[b'x'; 400], 10_000, now);
+        }
+    };
+    fill("early", 0, 5);
+    assert!(s.stats().evictions > 0);
+    assert_eq!(s.take_evictions(), (Vec::new(), 0));
+
+    s.log_evictions(true);
+    let before = s.stats().evictions;
+    fill("old", 0, 40);
+    let (logged, dropped) = s.take_evictions();
+    assert_eq!(logged.len() as u64 + dropped, s.stats().evictions - before);
+    assert_eq!(dropped, 0, "under each shard's limit");
+    for e in &logged {
+        assert!(
+            e.key.starts_with(b"early") || e.key.starts_with(b"old"),
+            "{e:?}"
+        );
+        assert_eq!((e.exptime, e.value_len, e.fetched), (10_000, 400, false));
+        assert!(e.written == 5 || e.written == 40, "{e:?}");
+    }
+    assert_eq!(s.take_evictions(), (Vec::new(), 0), "taken once");
+
+    s.log_evictions(false);
+    fill("late", 0, 60);
+    assert_eq!(s.take_evictions(), (Vec::new(), 0));
+}

@@ -130,7 +130,7 @@ pub fn cachedump_line(out: &mut Vec<u8>, key: &[u8], value_len: usize, exp: i64)
 
 /// memcached's `uriencode`: ASCII letters, digits and `-._~` as they are, every other byte as
 /// `%XX` (upper-case hex).
-fn uri_encode(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn uri_encode(out: &mut Vec<u8>, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in bytes {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {

@@ -6,6 +6,7 @@ mod numbers;
 mod parse;
 pub mod reply;
 mod tokens;
+pub mod watch;
 
 pub use meta::{MetaCommand, MetaFlags};
 pub use numbers::{parse_i32_like_strtol, parse_u32_like_strtoul, parse_u64_like_strtoull};

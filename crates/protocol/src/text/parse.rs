@@ -117,6 +117,10 @@ pub enum Request<'a> {
     },
     /// Junk memcached answers by closing the connection.
     Close,
+    /// `watch [kinds...]` (see [`super::watch`]): the connection becomes a log stream.
+    Watch {
+        kinds: Result<u16, super::watch::UnknownKind>,
+    },
     /// `lru_crawler ...` (see [`super::crawler::parse`]; a bad line is an [`Request::Error`]).
     LruCrawler(super::crawler::LruCrawler),
     /// `mn`: answered `MN`.
@@ -287,6 +291,12 @@ fn parse_line<'a>(
             },
         ),
         b"cache_memlimit" => want(ntokens == 3 || ntokens == 4, cache_memlimit(tokens)),
+        b"watch" => want(
+            true,
+            Request::Watch {
+                kinds: super::watch::parse(tokens),
+            },
+        ),
         b"lru_crawler" => want(
             true,
             super::crawler::parse(tokens).map_or_else(|e| error(e, false), Request::LruCrawler),

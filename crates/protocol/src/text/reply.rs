@@ -53,6 +53,7 @@ pub const ERROR_CRAWLER_START: &str = "ERROR failed to start lru crawler thread"
 pub const ERROR_METADUMP_NOT_ALLOWED: &str = "ERROR metadump not allowed";
 /// `lru_crawler metadump` after other commands whose replies are not written yet.
 pub const ERROR_METADUMP_PIPELINED: &str = "ERROR cannot pipeline other commands before metadump";
+pub const ERROR_WATCH_PIPELINED: &str = "ERROR cannot pipeline other commands before watch";
 pub const CLIENT_ERROR_SLEEP_TOO_LONG: &str = "CLIENT_ERROR sleep must be one second or less";
 pub const MEMLIMIT_TOO_SMALL: &str = "MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m";
 pub const MEMLIMIT_ADJUST_FAILED_UNITS: &str =

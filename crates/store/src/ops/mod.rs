@@ -1,6 +1,6 @@
 //! One file per command family, each an `impl Store` block: `get.rs` (get, gat, touch),
 //! `store.rs` (set/add/replace/append/prepend/cas), `delete.rs`, `delta.rs` (incr/decr),
-//! `flush.rs` (flush_all), `dump.rs` (`lru_crawler metadump`).
+//! `flush.rs` (flush_all), `dump.rs` (`lru_crawler metadump`), `watch.rs` (what `watch` logs).
 
 mod delete;
 mod delta;
@@ -9,3 +9,4 @@ pub(crate) mod flush;
 mod get;
 pub(crate) mod meta;
 pub(crate) mod store;
+pub(crate) mod watch;
