@@ -55,6 +55,12 @@ pub async fn bind(interfaces: &[String], port: u16, readers: usize) -> anyhow::R
             .with_context(|| format!("getaddrinfo(): cannot resolve {host}"))?
             .collect();
         for mut addr in addrs {
+            if addr.port() != 0 {
+                // SO_REUSEPORT would let us join a port another server of this user holds, and
+                // share its datagrams; a plain bind first fails on it, as memcached's does.
+                std::net::UdpSocket::bind(addr)
+                    .with_context(|| format!("failed to listen on UDP port {port} ({addr})"))?;
+            }
             let mut sockets = Vec::with_capacity(readers);
             for _ in 0..readers.max(1) {
                 let socket = reuse_port_socket(addr)

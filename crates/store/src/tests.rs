@@ -1961,6 +1961,19 @@ fn watching_reads_lengths_without_side_effects_and_logs_evictions_only_when_aske
     }
     assert_eq!(s.take_evictions(), (Vec::new(), 0), "taken once");
 
+    // Past 1,024 a shard only counts them.
+    let before = s.stats().evictions;
+    for round in 0..12 {
+        fill("many", round * 3000, 50);
+    }
+    let (logged, dropped) = s.take_evictions();
+    assert!(
+        dropped > 0 && logged.len() <= SHARDS * 1024,
+        "{}",
+        logged.len()
+    );
+    assert_eq!(logged.len() as u64 + dropped, s.stats().evictions - before);
+
     s.log_evictions(false);
     fill("late", 0, 60);
     assert_eq!(s.take_evictions(), (Vec::new(), 0));

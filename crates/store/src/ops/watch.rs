@@ -6,7 +6,7 @@ use crate::{RelTime, Store};
 
 /// The most evictions a shard keeps for the next [`Store::take_evictions`]; beyond it they are
 /// only counted.
-const LOG_LIMIT: usize = 4096;
+const LOG_LIMIT: usize = 1024;
 
 /// An item evicted to make room.
 #[derive(Debug, Clone, PartialEq, Eq)]
