@@ -308,3 +308,44 @@ fn junk_datagrams_leave_the_reader_serving() {
     let mut c = server.connect();
     assert!(c.line("version\r\n").starts_with("VERSION "));
 }
+
+/// A UDP port another process holds is refused at start, as memcached refuses it: the sockets
+/// ferrocached binds with SO_REUSEPORT must not join those of another server that did too.
+#[test]
+fn a_udp_port_in_use_fails_the_start() {
+    use socket2::{Domain, Socket, Type};
+    let holder = Socket::new(Domain::IPV4, Type::DGRAM, None).expect("socket");
+    holder.set_reuse_port(true).expect("SO_REUSEPORT");
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    holder.bind(&any.into()).expect("bind");
+    let port = holder
+        .local_addr()
+        .expect("addr")
+        .as_socket()
+        .expect("inet")
+        .port()
+        .to_string();
+    let mut child = std::process::Command::new(ferrocache_testkit::ferrocached_bin())
+        .args(["-p", "-1", "-l", "127.0.0.1", "-U", &port])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ferrocached");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ferrocached started on a UDP port in use");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    assert_eq!(status.code(), Some(71), "{stderr}");
+    assert!(stderr.contains("failed to listen on UDP port"), "{stderr}");
+}
