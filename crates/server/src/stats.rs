@@ -244,6 +244,12 @@ pub fn general(out: &mut Vec<u8>, shared: &Shared) {
     st(out, "hash_power_level", &power);
     st(out, "hash_bytes", &(store.index_bytes - store.ghost_bytes));
     st(out, "hash_is_expanding", &u8::from(store.index_growths > 0));
+    let log = shared.watch.stats();
+    st(out, "log_worker_dropped", &log.worker_dropped);
+    st(out, "log_worker_written", &log.worker_written);
+    st(out, "log_watcher_skipped", &log.watcher_skipped);
+    st(out, "log_watcher_sent", &log.watcher_sent);
+    st(out, "log_watchers", &log.watchers);
     st(out, "bytes", &store.bytes);
     st(out, "curr_items", &store.curr_items);
     st(out, "total_items", &store.total_items);

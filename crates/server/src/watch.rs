@@ -38,11 +38,41 @@ pub struct Watchers {
     /// The kinds some watcher wants.
     kinds: AtomicU16,
     list: Mutex<Vec<Watcher>>,
-    /// Lines logged since start (memcached's `gid`).
+    /// Lines logged since start (memcached's `gid`, and `stats` `log_worker_written`).
     gid: AtomicU64,
+    /// Evictions the store could not keep for a line (`log_worker_dropped`).
+    dropped: AtomicU64,
+    /// Lines queued for a watcher, and lines a full queue lost (`log_watcher_sent`, `_skipped`).
+    sent: AtomicU64,
+    skipped: AtomicU64,
+}
+
+/// The `stats` lines memcached's logger keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogStats {
+    pub worker_dropped: u64,
+    pub worker_written: u64,
+    pub watcher_skipped: u64,
+    pub watcher_sent: u64,
+    pub watchers: u64,
 }
 
 impl Watchers {
+    pub fn stats(&self) -> LogStats {
+        LogStats {
+            worker_dropped: self.dropped.load(Relaxed),
+            worker_written: self.gid.load(Relaxed),
+            watcher_skipped: self.skipped.load(Relaxed),
+            watcher_sent: self.sent.load(Relaxed),
+            watchers: self
+                .list
+                .lock()
+                .iter()
+                .filter(|w| !w.lines.is_closed())
+                .count() as u64,
+        }
+    }
+
     /// Does some watcher want lines of `kind`?
     #[inline]
     pub fn wants(&self, kind: u16) -> bool {
@@ -116,9 +146,11 @@ impl Watchers {
             match queued {
                 Ok(()) => {
                     w.skipped.fetch_sub(skipped, Relaxed);
+                    self.sent.fetch_add(1, Relaxed);
                 }
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     w.skipped.fetch_add(1, Relaxed);
+                    self.skipped.fetch_add(1, Relaxed);
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
@@ -133,6 +165,7 @@ impl Watchers {
         }
         let (evicted, dropped) = store.take_evictions();
         if dropped > 0 {
+            self.dropped.fetch_add(dropped, Relaxed);
             for w in self.list.lock().iter().filter(|w| w.kinds & EVICTIONS != 0) {
                 w.skipped.fetch_add(dropped, Relaxed);
             }

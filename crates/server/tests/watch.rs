@@ -170,6 +170,21 @@ fn a_slow_watcher_is_told_what_it_lost() {
     let logged = lines.iter().filter(|l| l.contains("type=item_get")).count() as u64;
     assert!(skipped > 0, "{logged} lines, none lost");
     assert_eq!(logged + skipped, rounds * 100 + 1);
+    // The logger's stats say the same.
+    let stats = client.request("stats\r\n", "END\r\n");
+    let stat = |name: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("STAT {name} ")))
+            .unwrap_or_else(|| panic!("no {name}"))
+            .parse()
+            .expect("a number")
+    };
+    assert_eq!(stat("log_worker_written"), rounds * 100 + 1);
+    assert_eq!(stat("log_watcher_sent"), logged);
+    assert_eq!(stat("log_watcher_skipped"), skipped);
+    assert_eq!(stat("log_worker_dropped"), 0);
+    assert_eq!(stat("log_watchers"), 1);
 }
 
 #[test]
