@@ -1934,6 +1934,11 @@ fn watching_reads_lengths_without_side_effects_and_logs_evictions_only_when_aske
     let st = s.stats();
     assert_eq!((st.get_hits, st.get_misses), (0, 0), "not counted");
     assert!(!placed(&s, "a").unwrap().0.fetched(), "not marked read");
+    // A dead item reads as missing, and stays for the command that meets it to count.
+    set(&s, "short", b"x", 7, 5);
+    assert_eq!(s.value_len(b"short", 7), None);
+    assert!(placed(&s, "short").is_some(), "not dropped");
+    assert_eq!(s.stats().get_expired, 0);
 
     // Nothing is kept before a watcher asks.
     let fill = |prefix: &str, from: usize, now| {

@@ -40,11 +40,15 @@ impl EvictionLog {
 }
 
 impl Store {
-    /// The length of a live item's value, or None: without counting a hit, marking the item
-    /// read or touching its CAS id, so that watching changes nothing.
+    /// The length of a live item's value, or None: without counting a hit or a miss, marking
+    /// the item read, touching its CAS id or dropping it if it is dead, so that watching changes
+    /// nothing.
     pub fn value_len(&self, key: &[u8], now: RelTime) -> Option<usize> {
-        let (mut shard, _, hash, ctx) = self.locked(key, now);
-        shard.find_live(hash, key, &ctx).map(|(_, h)| h.value_len)
+        let (shard, _, hash, ctx) = self.locked(key, now);
+        let e = shard.lookup(hash, key)?;
+        let header = shard.header(e);
+        let dead = crate::item::dead(shard.seg(e.segment()), header.exptime, now, &ctx.flush);
+        dead.is_none().then_some(header.value_len)
     }
 
     /// Starts (or stops, dropping what was kept) logging evictions for [`Store::take_evictions`].
