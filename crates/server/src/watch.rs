@@ -7,19 +7,18 @@
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering::Relaxed};
 
 use ferrocache_protocol::text::watch::{self as log, Stamp};
+use ferrocache_protocol::text::watch::{CONNEVENTS, EVICTIONS, FETCHERS, MUTATIONS};
 use ferrocache_store::{Store, StoreMode, StoreOutcome};
-
-use crate::dispatch::Ctx;
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
+
+use crate::dispatch::Ctx;
 
 /// memcached's limit on watchers (`WATCHER_LIMIT`).
 const MAX_WATCHERS: usize = 20;
 /// Lines queued for one watcher before it starts losing them.
 const QUEUE_LINES: usize = 4096;
-
-use log::{CONNEVENTS, EVICTIONS, FETCHERS, MUTATIONS};
 
 struct Watcher {
     kinds: u16,
@@ -58,6 +57,7 @@ pub struct LogStats {
 }
 
 impl Watchers {
+    /// What `stats` shows of the logger.
     pub fn stats(&self) -> LogStats {
         LogStats {
             worker_dropped: self.dropped.load(Relaxed),
@@ -157,8 +157,9 @@ impl Watchers {
         }
     }
 
-    /// Logs the store's evictions since the last call (with the time `now` and the server's
-    /// relative clock `rel_now`). Lines the store could not keep count as skipped.
+    /// Logs the store's evictions since the last call, their ages and times left from the
+    /// server's relative clock `rel_now`. Evictions the store could not keep are announced to
+    /// the watchers as lines lost.
     pub fn log_evictions(&self, store: &Store, rel_now: u32) {
         if !self.wants(EVICTIONS) {
             return;
