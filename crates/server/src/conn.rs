@@ -12,7 +12,7 @@ use ferrocache_protocol::text::{self, reply, Parse, ParseConfig};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use crate::auth::LoginStep;
-use crate::dispatch::{Ctx, Next};
+use crate::dispatch::{Began, Ctx, Next};
 use crate::out::{Output, FLUSH_AT};
 use crate::stats::{ConnCounters, ConnInfo};
 use crate::Shared;
@@ -166,26 +166,16 @@ where
                         if tracing::enabled!(tracing::Level::DEBUG) {
                             log_command(id, &rbuf[..used]);
                         }
-                        let next = match ctx.begin_get(&request) {
-                            Some(mut get) => {
-                                while !ctx.get_more(&mut get) {
+                        let next = match ctx.begin(request) {
+                            Began::Done(next) => next,
+                            Began::Pending(mut pending) => {
+                                while !ctx.more(&mut pending) {
                                     if !write_out(&mut stream, &mut ctx).await {
                                         break 'conn;
                                     }
                                 }
                                 Next::Continue
                             }
-                            None => match ctx.begin_dump(&request) {
-                                Some(mut dump) => {
-                                    while !ctx.dump_more(&mut dump) {
-                                        if !write_out(&mut stream, &mut ctx).await {
-                                            break 'conn;
-                                        }
-                                    }
-                                    Next::Continue
-                                }
-                                None => ctx.dispatch(request),
-                            },
                         };
                         rbuf.advance(used);
                         next

@@ -39,7 +39,7 @@ impl PendingDump {
 impl Ctx<'_> {
     /// An `lru_crawler metadump` that is allowed, to answer with [`Ctx::dump_more`]; `None` for
     /// any other request (a refused metadump is answered by [`Ctx::dispatch`]).
-    pub fn begin_dump(&self, request: &Request<'_>) -> Option<PendingDump> {
+    pub(crate) fn begin_dump(&self, request: &Request<'_>) -> Option<PendingDump> {
         let Request::LruCrawler(LruCrawler::Metadump(classes)) = *request else {
             return None;
         };

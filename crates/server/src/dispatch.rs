@@ -115,7 +115,47 @@ pub struct Ctx<'s> {
     pub conn_id: u64,
 }
 
+/// A request answered in steps, the connection writing out between them (see [`Ctx::begin`]).
+/// It lives on the stack for one request; boxing the get's key ring would cost an allocation
+/// per get, so the enums are as large as it is.
+#[allow(clippy::large_enum_variant)]
+pub enum Pending<'a> {
+    Get(PendingGet<'a>),
+    Dump(crate::crawler::PendingDump),
+}
+
+/// What [`Ctx::begin`] made of a request.
+#[allow(clippy::large_enum_variant)]
+pub enum Began<'a> {
+    /// Answered whole; what the connection does next.
+    Done(Next),
+    /// To answer with [`Ctx::more`].
+    Pending(Pending<'a>),
+}
+
 impl Ctx<'_> {
+    /// Starts answering a text request: a get and an allowed `lru_crawler metadump`, whose
+    /// replies can be far larger than one write, are answered in steps ([`Ctx::more`]); anything
+    /// else at once ([`Ctx::dispatch`]).
+    pub fn begin<'a>(&mut self, request: Request<'a>) -> Began<'a> {
+        if let Some(get) = self.begin_get(&request) {
+            Began::Pending(Pending::Get(get))
+        } else if let Some(dump) = self.begin_dump(&request) {
+            Began::Pending(Pending::Dump(dump))
+        } else {
+            Began::Done(self.dispatch(request))
+        }
+    }
+
+    /// The next step of a [`Pending`] request: true when it is answered, false when the pending
+    /// output should be written out before the next step.
+    pub fn more(&mut self, pending: &mut Pending<'_>) -> bool {
+        match pending {
+            Pending::Get(get) => self.get_more(get),
+            Pending::Dump(dump) => self.dump_more(dump),
+        }
+    }
+
     fn reply(&mut self, text: &str, noreply: bool) {
         if !noreply {
             reply::line(self.out.text(), text);
@@ -123,7 +163,7 @@ impl Ctx<'_> {
     }
 
     /// A get-like request, to answer with [`Ctx::get_more`]; `None` for any other request.
-    pub fn begin_get<'a>(&self, request: &Request<'a>) -> Option<PendingGet<'a>> {
+    fn begin_get<'a>(&self, request: &Request<'a>) -> Option<PendingGet<'a>> {
         let (keys, cas, touch) = match *request {
             Request::Get { cas, keys } => (keys, cas, None),
             Request::Gat { cas, exptime, keys } => {
@@ -141,7 +181,7 @@ impl Ctx<'_> {
     }
 
     /// Handles one request. A get-like request is answered whole here; the connection uses
-    /// [`Ctx::begin_get`] instead, to write out while it is answered.
+    /// [`Ctx::begin`] instead, to write out while it is answered.
     pub fn dispatch(&mut self, request: Request<'_>) -> Next {
         let held = self.out.holds_replies();
         self.out.note_command();

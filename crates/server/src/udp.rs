@@ -16,7 +16,7 @@ use ferrocache_protocol::text::{self, Parse};
 use ferrocache_protocol::udp;
 use tokio::net::UdpSocket;
 
-use crate::dispatch::{Ctx, Next};
+use crate::dispatch::{Began, Ctx, Next};
 use crate::out::Output;
 use crate::stats::ConnCounters;
 use crate::Shared;
@@ -174,20 +174,15 @@ async fn answer(mut payload: &[u8], ctx: &mut Ctx<'_>, reply: &mut Reply<'_>) {
                     if tracing::enabled!(tracing::Level::DEBUG) {
                         crate::conn::log_command(0, &payload[..used]);
                     }
-                    let next = if let Some(mut get) = ctx.begin_get(&request) {
-                        while !ctx.get_more(&mut get) {
-                            reply.send(ctx).await;
-                            tokio::task::yield_now().await;
+                    let next = match ctx.begin(request) {
+                        Began::Done(next) => next,
+                        Began::Pending(mut pending) => {
+                            while !ctx.more(&mut pending) {
+                                reply.send(ctx).await;
+                                tokio::task::yield_now().await;
+                            }
+                            Next::Continue
                         }
-                        Next::Continue
-                    } else if let Some(mut dump) = ctx.begin_dump(&request) {
-                        while !ctx.dump_more(&mut dump) {
-                            reply.send(ctx).await;
-                            tokio::task::yield_now().await;
-                        }
-                        Next::Continue
-                    } else {
-                        ctx.dispatch(request)
                     };
                     (next, used)
                 }
