@@ -312,9 +312,7 @@ async fn accept_tcp(
             addr: format!("tcp:{peer}"),
             listen_addr: listen_addr.clone(),
             last_cmd_time: AtomicU32::new(shared.clock.now()),
-            peer_ip: peer.ip().to_string(),
-            peer_port: peer.port(),
-            transport: "tcp",
+            peer: Some(peer),
         };
         match &tls {
             None => start_connection(stream, shared.clone(), &next_id, info, false),
@@ -362,9 +360,7 @@ async fn accept_unix(
             addr: format!("unix:{path}"),
             listen_addr: format!("unix:{path}"),
             last_cmd_time: AtomicU32::new(shared.clock.now()),
-            peer_ip: "unix".to_string(),
-            peer_port: 0,
-            transport: "local",
+            peer: None,
         };
         start_connection(stream, shared.clone(), &next_id, info, false);
     }

@@ -108,11 +108,8 @@ pub struct ConnInfo {
     pub addr: String,
     pub listen_addr: String,
     pub last_cmd_time: AtomicU32,
-    /// The client's address as `watch connevents` gives it: `unix` and 0 over a unix socket.
-    pub peer_ip: String,
-    pub peer_port: u16,
-    /// `tcp` or `local`.
-    pub transport: &'static str,
+    /// The client's address; None over a unix socket.
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 /// Open connections by id, for `stats conns`.

@@ -313,10 +313,15 @@ pub fn log_conn(
     reason: Option<&str>,
 ) {
     shared.watch.log(CONNEVENTS, |out, stamp| {
+        // memcached's way of naming a unix socket's peer.
+        let (ip, port, transport) = match info.peer {
+            Some(addr) => (addr.ip().to_string(), addr.port(), "tcp"),
+            None => ("unix".to_string(), 0, "local"),
+        };
         let peer = log::Peer {
-            ip: &info.peer_ip,
-            port: info.peer_port,
-            transport: info.transport,
+            ip: &ip,
+            port,
+            transport,
             cfd: id,
         };
         match reason {
