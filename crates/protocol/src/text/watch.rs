@@ -37,12 +37,13 @@ pub struct UnknownKind {
 
 /// The kinds named on a `watch` line: fetchers when none is.
 pub fn parse(tokens: &Tokens<'_>) -> Result<u16, UnknownKind> {
-    let names = tokens.ntokens() - 1;
-    if names < 2 {
+    // The tokens of the line, `watch` first (`ntokens` counts memcached's terminal one too).
+    let len = tokens.ntokens() - 1;
+    if len < 2 {
         return Ok(FETCHERS);
     }
     let mut kinds = 0;
-    for i in 1..names {
+    for i in 1..len {
         kinds |= match tokens.get(i) {
             b"fetchers" => FETCHERS,
             b"mutations" => MUTATIONS,
@@ -71,13 +72,20 @@ pub struct Stamp {
     pub gid: u64,
 }
 
+/// Appends formatted text (a `Vec` takes all of it).
+fn put(out: &mut Vec<u8>, text: std::fmt::Arguments<'_>) {
+    std::io::Write::write_fmt(out, text).expect("writing to a Vec cannot fail");
+}
+
 fn start(out: &mut Vec<u8>, stamp: Stamp, kind: &str) {
-    out.extend_from_slice(
-        format!(
-            "ts={}.{} gid={} type={kind}",
-            stamp.unix_secs, stamp.micros, stamp.gid
-        )
-        .as_bytes(),
+    let Stamp {
+        unix_secs,
+        micros,
+        gid,
+    } = stamp;
+    put(
+        out,
+        format_args!("ts={unix_secs}.{micros} gid={gid} type={kind}"),
     );
 }
 
@@ -94,8 +102,10 @@ pub fn item_get_line(out: &mut Vec<u8>, stamp: Stamp, key: &[u8], size: Option<u
         Some(size) => ("found", 1, size),
         None => ("not_found", 0, 0),
     };
-    let rest = format!(" status={status} clsid={clsid} cfd={cfd} size={size}\n");
-    out.extend_from_slice(rest.as_bytes());
+    put(
+        out,
+        format_args!(" status={status} clsid={clsid} cfd={cfd} size={size}\n"),
+    );
 }
 
 /// A storage command's outcome.
@@ -116,11 +126,13 @@ pub struct Store<'a> {
 pub fn item_store_line(out: &mut Vec<u8>, stamp: Stamp, store: &Store<'_>) {
     start(out, stamp, "item_store");
     key_field(out, store.key);
-    let rest = format!(
-        " status={} cmd={} ttl={} clsid=1 cfd={} size={}\n",
-        store.status, store.command, store.ttl, store.cfd, store.size
+    put(
+        out,
+        format_args!(
+            " status={} cmd={} ttl={} clsid=1 cfd={} size={}\n",
+            store.status, store.command, store.ttl, store.cfd, store.size
+        ),
     );
-    out.extend_from_slice(rest.as_bytes());
 }
 
 /// An item evicted to make room.
@@ -140,11 +152,13 @@ pub fn eviction_line(out: &mut Vec<u8>, stamp: Stamp, eviction: &Eviction<'_>) {
     start(out, stamp, "eviction");
     key_field(out, eviction.key);
     let fetch = if eviction.fetched { "yes" } else { "no" };
-    let rest = format!(
-        " fetch={fetch} ttl={} la={} clsid=1 size={}\n",
-        eviction.ttl, eviction.last_access, eviction.size
+    put(
+        out,
+        format_args!(
+            " fetch={fetch} ttl={} la={} clsid=1 size={}\n",
+            eviction.ttl, eviction.last_access, eviction.size
+        ),
     );
-    out.extend_from_slice(rest.as_bytes());
 }
 
 /// Where a connection comes from: `unix` and port 0 over a unix socket (transport `local`).
@@ -159,26 +173,30 @@ pub struct Peer<'a> {
 
 pub fn conn_new_line(out: &mut Vec<u8>, stamp: Stamp, peer: &Peer<'_>) {
     start(out, stamp, "conn_new");
-    let rest = format!(
-        " rip={} rport={} transport={} cfd={}\n",
-        peer.ip, peer.port, peer.transport, peer.cfd
+    put(
+        out,
+        format_args!(
+            " rip={} rport={} transport={} cfd={}\n",
+            peer.ip, peer.port, peer.transport, peer.cfd
+        ),
     );
-    out.extend_from_slice(rest.as_bytes());
 }
 
 /// `reason`: `normal` (the client closed or quit), `error`, `idle_timeout` or `shutdown`.
 pub fn conn_close_line(out: &mut Vec<u8>, stamp: Stamp, peer: &Peer<'_>, reason: &str) {
     start(out, stamp, "conn_close");
-    let rest = format!(
-        " rip={} rport={} transport={} reason={reason} cfd={}\n",
-        peer.ip, peer.port, peer.transport, peer.cfd
+    put(
+        out,
+        format_args!(
+            " rip={} rport={} transport={} reason={reason} cfd={}\n",
+            peer.ip, peer.port, peer.transport, peer.cfd
+        ),
     );
-    out.extend_from_slice(rest.as_bytes());
 }
 
 /// Written before the next line when a watcher fell behind and `n` lines were dropped for it.
 pub fn skipped_line(out: &mut Vec<u8>, n: u64) {
-    out.extend_from_slice(format!("skipped={n}\n").as_bytes());
+    put(out, format_args!("skipped={n}\n"));
 }
 
 #[cfg(test)]
