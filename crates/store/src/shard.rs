@@ -238,12 +238,24 @@ impl Shard {
         self.table(hash).find(hash, |e| key_at(segs, e) == key)
     }
 
+    /// `key`'s entry and header, and why its item is dead if it is, changing nothing.
+    pub fn probe(
+        &self,
+        hash: u64,
+        key: &[u8],
+        ctx: &Ctx<'_>,
+    ) -> Option<(Entry, Header, Option<Dead>)> {
+        let e = self.lookup(hash, key)?;
+        let header = self.header(e);
+        let dead = dead(self.seg(e.segment()), header.exptime, ctx.now, &ctx.flush);
+        Some((e, header, dead))
+    }
+
     /// The live entry of `key`, with its header. A dead item met here is removed and counted the
     /// way memcached's `do_item_get` counts it (`get_expired`/`get_flushed`, whatever the command).
     pub fn find_live(&mut self, hash: u64, key: &[u8], ctx: &Ctx<'_>) -> Option<(Entry, Header)> {
-        let e = self.lookup(hash, key)?;
-        let header = self.header(e);
-        match dead(self.seg(e.segment()), header.exptime, ctx.now, &ctx.flush) {
+        let (e, header, dead) = self.probe(hash, key, ctx)?;
+        match dead {
             None => Some((e, header)),
             Some(why) => {
                 match why {

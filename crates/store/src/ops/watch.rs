@@ -45,10 +45,10 @@ impl Store {
     /// nothing.
     pub fn value_len(&self, key: &[u8], now: RelTime) -> Option<usize> {
         let (shard, _, hash, ctx) = self.locked(key, now);
-        let e = shard.lookup(hash, key)?;
-        let header = shard.header(e);
-        let dead = crate::item::dead(shard.seg(e.segment()), header.exptime, now, &ctx.flush);
-        dead.is_none().then_some(header.value_len)
+        match shard.probe(hash, key, &ctx)? {
+            (_, header, None) => Some(header.value_len),
+            (_, _, Some(_)) => None,
+        }
     }
 
     /// Starts (or stops, dropping what was kept) logging evictions for [`Store::take_evictions`].
