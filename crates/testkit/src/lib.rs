@@ -94,14 +94,8 @@ impl Server {
     fn wait_for_port(&mut self) -> u16 {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(text) = std::fs::read_to_string(&self.port_file) {
-                if let Some(port) = text
-                    .lines()
-                    .find_map(|l| l.strip_prefix("TCP INET: "))
-                    .and_then(|p| p.trim().parse().ok())
-                {
-                    return port;
-                }
+            if let Some(&port) = ports_in(&self.port_file_text(), "TCP INET: ").first() {
+                return port;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!(
@@ -125,21 +119,18 @@ impl Server {
 
     /// Every TCP port in the port file, in the order of the `-l` flags (the first is [`Server::port`]).
     pub fn ports(&self) -> Vec<u16> {
-        std::fs::read_to_string(&self.port_file)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.strip_prefix("TCP INET: "))
-            .filter_map(|p| p.trim().parse().ok())
-            .collect()
+        ports_in(&self.port_file_text(), "TCP INET: ")
     }
 
     /// The UDP port (`-U`) from the port file, if the server serves UDP.
     pub fn udp_port(&self) -> Option<u16> {
-        std::fs::read_to_string(&self.port_file)
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("UDP INET: "))
-            .and_then(|p| p.trim().parse().ok())
+        ports_in(&self.port_file_text(), "UDP INET: ")
+            .first()
+            .copied()
+    }
+
+    fn port_file_text(&self) -> String {
+        std::fs::read_to_string(&self.port_file).unwrap_or_default()
     }
 
     /// The server's loopback address.
@@ -221,6 +212,15 @@ impl Drop for Server {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// The ports of a port file's lines that start with `prefix` (`TCP INET: `, `UDP INET: `), in
+/// its order.
+fn ports_in(text: &str, prefix: &str) -> Vec<u16> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(prefix))
+        .filter_map(|p| p.trim().parse().ok())
+        .collect()
 }
 
 /// A blocking client connection speaking raw bytes.
