@@ -294,13 +294,26 @@ impl Ctx<'_> {
                 Next::Continue
             }
             Request::CacheMemlimit { megabytes, noreply } => {
-                // The store's bound is fixed at start; answer like memcached for bad input and
-                // refuse changes we cannot make.
+                // memcached's checks and words; a bound the store cannot work in (below two
+                // segments per shard, or twice -I) gets memcached's "unable to adjust".
                 let text = match megabytes {
                     None => reply::ERROR,
                     Some(mb) if mb < 8 => reply::MEMLIMIT_TOO_SMALL,
                     Some(mb) if mb > 1_000_000_000 => reply::MEMLIMIT_ADJUST_FAILED_UNITS,
-                    Some(_) => "MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust",
+                    Some(mb) => {
+                        let bytes = mb as usize * 1024 * 1024; // at most 10^15
+                        let now = self.shared.clock.now();
+                        // Lowering may evict for seconds (12 million small items: about 3 s
+                        // here): the worker's other connections move to another thread
+                        // meanwhile.
+                        let store = &self.shared.store;
+                        if blocking(|| store.set_max_bytes(bytes, now)) {
+                            tracing::info!("maxbytes adjusted to {mb}m");
+                            reply::OK
+                        } else {
+                            reply::MEMLIMIT_ADJUST_FAILED
+                        }
+                    }
                 };
                 self.reply(text, noreply);
                 Next::Continue
@@ -595,5 +608,15 @@ impl Ctx<'_> {
             }
             _ => reply::line(out, reply::ERROR),
         }
+    }
+}
+
+/// Runs `f`, which may hold its thread for long, letting the runtime hand this worker's other
+/// tasks to another thread first (`block_in_place`), where the runtime can (a multi-threaded one).
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }

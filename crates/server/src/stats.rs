@@ -230,7 +230,7 @@ pub fn general(out: &mut Vec<u8>, shared: &Shared) {
     }
     st(out, "bytes_read", &s.bytes_read.load(Relaxed));
     st(out, "bytes_written", &s.bytes_written.load(Relaxed));
-    st(out, "limit_maxbytes", &shared.store.config().max_bytes);
+    st(out, "limit_maxbytes", &shared.store.max_bytes());
     st(out, "accepting_conns", &1);
     st(out, "listen_disabled_num", &0);
     st(out, "threads", &config.threads);
@@ -264,7 +264,7 @@ pub fn settings(out: &mut Vec<u8>, shared: &Shared, verbosity: u32) {
         reply::stat(out, name, value)
     };
     let yes_no = |b: bool| if b { "yes" } else { "no" };
-    st(out, "maxbytes", &shared.store.config().max_bytes);
+    st(out, "maxbytes", &shared.store.max_bytes());
     st(out, "maxconns", &c.max_connections);
     st(out, "tcpport", &c.tcp_port_setting);
     st(out, "udpport", &c.udp_port_setting);

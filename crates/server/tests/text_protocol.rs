@@ -579,6 +579,61 @@ fn stats_items_and_slabs_describe_the_cache_as_class_1() {
 }
 
 #[test]
+fn cache_memlimit_lowers_and_raises_the_bound() {
+    const MB: u64 = 1024 * 1024;
+    let s = Server::ferrocached(&["-m", "64"]);
+    let mut c = s.connect();
+    let value = "v".repeat(1000);
+    let fill = |c: &mut ferrocache_testkit::Conn, prefix: &str| {
+        let batch: String = (0..40_000)
+            .map(|i| format!("set {prefix}{i} 0 0 1000 noreply\r\n{value}\r\n"))
+            .collect();
+        c.send(batch);
+        assert_eq!(c.line("mn\r\n"), "MN\r\n");
+    };
+    fill(&mut c, "a");
+    let full = stats(&mut c);
+    assert!(stat_number(&full, "bytes") > 32 * MB);
+    assert_eq!(stat(&full, "evictions"), "0");
+
+    // Lowered: evicted down to the new bound before the OK.
+    assert_eq!(c.line("cache_memlimit 16\r\n"), "OK\r\n");
+    let low = stats(&mut c);
+    assert_eq!(stat_number(&low, "limit_maxbytes"), 16 * MB);
+    assert!(stat_number(&low, "bytes") <= 16 * MB);
+    assert!(stat_number(&low, "evictions") > 20_000);
+    assert_eq!(
+        stat_number(&stats_of(&mut c, "stats settings\r\n"), "maxbytes"),
+        16 * MB
+    );
+    assert!(c
+        .request("get a39999\r\n", "END\r\n")
+        .starts_with("VALUE a39999 0 1000\r\n"));
+    fill(&mut c, "b");
+    assert!(stat_number(&stats(&mut c), "bytes") <= 16 * MB);
+
+    // Raised: the cache grows past the old bound without evicting.
+    assert_eq!(c.line("cache_memlimit 128\r\n"), "OK\r\n");
+    let evicted = stat_number(&stats(&mut c), "evictions");
+    fill(&mut c, "c");
+    fill(&mut c, "d");
+    let high = stats(&mut c);
+    assert_eq!(stat_number(&high, "evictions"), evicted);
+    assert!(stat_number(&high, "bytes") > 64 * MB);
+    assert!(stat_number(&high, "bytes") <= 128 * MB);
+
+    // Below two segments per shard (1 MB segments at -m 1024): refused, nothing changes.
+    let big = Server::ferrocached(&["-m", "1024"]);
+    let mut c = big.connect();
+    assert_eq!(
+        c.line("cache_memlimit 31\r\n"),
+        "MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust\r\n"
+    );
+    assert_eq!(stat_number(&stats(&mut c), "limit_maxbytes"), 1024 * MB);
+    assert_eq!(c.line("cache_memlimit 32\r\n"), "OK\r\n");
+}
+
+#[test]
 fn stats_report_the_index() {
     let s = server();
     let mut c = s.connect();

@@ -5,20 +5,27 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub(crate) struct Budget {
-    limit: usize,
+    /// `-m`, or what `cache_memlimit` last set.
+    limit: AtomicUsize,
     used: AtomicUsize,
 }
 
 impl Budget {
     pub fn new(limit: usize) -> Budget {
         Budget {
-            limit,
+            limit: AtomicUsize::new(limit),
             used: AtomicUsize::new(0),
         }
     }
 
     pub fn limit(&self) -> usize {
-        self.limit
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// A new limit. Lowering it takes nothing back: what is held over it stays until it is
+    /// evicted (see `Store::set_max_bytes`), and no reservation succeeds meanwhile.
+    pub fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, Ordering::Relaxed);
     }
 
     pub fn used(&self) -> usize {
@@ -27,9 +34,10 @@ impl Budget {
 
     /// Takes `bytes` if they fit under the limit; never blocks, never evicts.
     pub fn try_reserve(&self, bytes: usize) -> bool {
+        let limit = self.limit();
         self.used
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
-                used.checked_add(bytes).filter(|&total| total <= self.limit)
+                used.checked_add(bytes).filter(|&total| total <= limit)
             })
             .is_ok()
     }

@@ -82,6 +82,11 @@ const MAX_SEGMENT: usize = 1024 * 1024;
 /// The ghost remembers one key per this many bytes of `max_bytes` (2 bytes each: 1.6% of it).
 const GHOST_BYTES_PER_KEY: usize = 128;
 
+/// Keys the ghost of each shard remembers in a store of `max_bytes`.
+fn ghost_entries(max_bytes: usize) -> usize {
+    (max_bytes / GHOST_BYTES_PER_KEY / SHARDS).max(16)
+}
+
 /// Bytes of one segment for a store of `max_bytes`.
 pub fn segment_size(max_bytes: usize) -> usize {
     let per = (max_bytes / (SHARDS * SEGMENTS_PER_SHARD)).max(1);
@@ -155,7 +160,7 @@ pub struct Store {
 impl Store {
     /// Builds an empty store; nothing is allocated until items arrive.
     pub fn new(config: StoreConfig) -> Store {
-        let ghost_entries = (config.max_bytes / GHOST_BYTES_PER_KEY / SHARDS).max(16);
+        let ghost_entries = ghost_entries(config.max_bytes);
         let shards: Box<[Mutex<Shard>]> = (0..SHARDS)
             .map(|number| Mutex::new(Shard::new(number, ghost_entries)))
             .collect();
@@ -253,6 +258,73 @@ impl Store {
 
     pub fn config(&self) -> &StoreConfig {
         &self.config
+    }
+
+    /// The memory bound now: `-m`, or what [`Store::set_max_bytes`] last set.
+    pub fn max_bytes(&self) -> usize {
+        self.budget.limit()
+    }
+
+    /// The smallest bound [`Store::set_max_bytes`] takes: two segments per shard (an open one and
+    /// one to evict), and twice the largest item, the rule `-m` and `-I` follow at start.
+    pub fn min_max_bytes(&self) -> usize {
+        (2 * SHARDS * self.segment_size).max(2 * self.config.item_size_max)
+    }
+
+    /// `cache_memlimit`: a new bound on what the store holds. False, and nothing changed, below
+    /// [`Store::min_max_bytes`]. Raising it lets the cache grow at once. Lowering it evicts until
+    /// what is held fits, then shrinks the index tables to what their entries need (the index
+    /// of a cache full of small items can take more than a lower bound: evicting alone would then
+    /// empty the cache and still not fit). It evicts one segment of each shard in turn, each
+    /// shard locked for one eviction or one table's shrink, so requests go on meanwhile;
+    /// evictions are counted as any other. With `-M` only the bytes of deleted and overwritten
+    /// items can be reclaimed: what stays over the bound stays, and stores that need a new
+    /// segment answer out of memory until enough is deleted. The ghost takes the size the new
+    /// bound gives it, empty; the segment size stays the one `-m` gave.
+    pub fn set_max_bytes(&self, max_bytes: usize, now: RelTime) -> bool {
+        if max_bytes < self.min_max_bytes() {
+            return false;
+        }
+        self.budget.set_limit(max_bytes);
+        self.saw_time(now);
+        for shard in self.shards.iter() {
+            shard
+                .lock()
+                .resize_ghost(ghost_entries(max_bytes), &self.budget);
+        }
+        let ctx = self.ctx(now);
+        let over =
+            |shrinkable: usize| self.budget.used().saturating_sub(shrinkable) > self.budget.limit();
+        loop {
+            // Evict while what is held would not fit even with the index shrunk.
+            loop {
+                let shrinkable = self.shards.iter().map(|s| s.lock().index_shrinkable());
+                if !over(shrinkable.sum()) || !self.evict_round(&ctx) {
+                    break;
+                }
+            }
+            for shard in self.shards.iter() {
+                shard.lock().shrink_index(&ctx);
+            }
+            // The estimate counts the index as the entries left need it; moving kept items
+            // while evicting can leave it short.
+            if !over(0) || !self.evict_round(&ctx) {
+                return true;
+            }
+        }
+    }
+
+    /// Evicts a segment from each shard in turn, as long as what is held is over the bound.
+    /// False when none could be.
+    fn evict_round(&self, ctx: &Ctx<'_>) -> bool {
+        let mut evicted = false;
+        for shard in self.shards.iter() {
+            if self.budget.used() <= self.budget.limit() {
+                break;
+            }
+            evicted |= shard.lock().evict_one(ctx);
+        }
+        evicted
     }
 
     /// How many shards the key space is split into.

@@ -723,6 +723,36 @@ impl Shard {
         true
     }
 
+    /// Replaces the ghost with an empty one of `entries` keys (a new `cache_memlimit`), charging
+    /// the budget the difference.
+    pub fn resize_ghost(&mut self, entries: usize, budget: &Budget) {
+        let bytes = Ghost::bytes(entries);
+        self.ghost = Ghost::new(entries);
+        if bytes < self.ghost_bytes {
+            budget.release(self.ghost_bytes - bytes);
+        } else {
+            budget.force(bytes - self.ghost_bytes);
+        }
+        self.ghost_bytes = bytes;
+    }
+
+    /// Bytes [`Shard::shrink_index`] would free now.
+    pub fn index_shrinkable(&self) -> usize {
+        self.tables.iter().map(BucketTable::shrinkable).sum()
+    }
+
+    /// Places the entries of each index table that holds far fewer than it has room for again in
+    /// fewer buckets ([`BucketTable::shrink`]), and gives the bytes back to the budget.
+    pub fn shrink_index(&mut self, ctx: &Ctx<'_>) {
+        for table in 0..self.tables.len() {
+            if self.tables[table].shrinkable() > 0 {
+                self.change_table(table, 0, ctx, |table, rehash, load| {
+                    table.shrink(rehash, load)
+                });
+            }
+        }
+    }
+
     /// Runs `change` on table number `table`, giving it what a growth needs to place entries
     /// again (an entry's hash, read from its key, and a way to start loading that key), then
     /// charges the budget for the bytes the table gained or lost, of which the caller reserved

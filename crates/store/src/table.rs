@@ -169,6 +169,18 @@ pub(crate) fn capacity_of_buckets(buckets: usize) -> usize {
     buckets * SLOTS * MAX_LOAD.0 / MAX_LOAD.1
 }
 
+/// Buckets a table of `n` buckets and growth phase `phase` has after a growth.
+fn grown_buckets(n: usize, phase: usize) -> usize {
+    let grown = (n * GROWTH.0 / GROWTH.1).max(n + 1);
+    if n < PHASE_FROM && grown >= PHASE_FROM {
+        // Up to a step further: 78 to 96 buckets from 63.
+        let step = grown * (GROWTH.0 - GROWTH.1) / GROWTH.1;
+        grown + step * phase / PHASES
+    } else {
+        grown
+    }
+}
+
 impl BucketTable {
     /// An empty table; `phase` (below [`PHASES`]) sets where it grows past [`PHASE_FROM`].
     pub fn new(phase: usize) -> BucketTable {
@@ -226,15 +238,41 @@ impl BucketTable {
     }
 
     fn grown_buckets(&self) -> usize {
-        let n = self.buckets();
-        let grown = (n * GROWTH.0 / GROWTH.1).max(n + 1);
-        if n < PHASE_FROM && grown >= PHASE_FROM {
-            // Up to a step further: 78 to 96 buckets from 63.
-            let step = grown * (GROWTH.0 - GROWTH.1) / GROWTH.1;
-            grown + step * self.phase / PHASES
-        } else {
-            grown
+        grown_buckets(self.buckets(), self.phase)
+    }
+
+    /// Buckets a shrink would leave: the smallest size this table passes through as it grows
+    /// whose entries would sit at most at the load a growth leaves ([`MAX_LOAD`] less
+    /// [`GROWTH`]: 7/10), so that it does not grow again at once. None when that is not fewer
+    /// buckets than it has.
+    fn shrunk_buckets(&self) -> Option<usize> {
+        let len = self.len + self.old_len;
+        let mut n = 0;
+        while capacity_of_buckets(n) * GROWTH.1 < len * GROWTH.0 {
+            n = grown_buckets(n, self.phase);
         }
+        (n < self.buckets()).then_some(n)
+    }
+
+    /// Bytes a [`BucketTable::shrink`] would free (0 when it would not shrink).
+    pub fn shrinkable(&self) -> usize {
+        self.shrunk_buckets()
+            .map_or(0, |n| self.bytes() - table_bytes(n))
+    }
+
+    /// Places every entry again in fewer buckets, if [`BucketTable::shrinkable`]: after
+    /// evictions (a lower `cache_memlimit`), a table would otherwise keep the buckets of its
+    /// largest size. Moves all at once (finishing a growth under way first), so the caller holds
+    /// the table for one read of each entry's key; both bucket arrays are held meanwhile.
+    pub fn shrink(&mut self, rehash: impl Fn(Entry) -> u64, load: impl Fn(Entry)) {
+        self.move_entries(usize::MAX, &rehash, &load);
+        let Some(n) = self.shrunk_buckets() else {
+            return;
+        };
+        self.old = std::mem::replace(&mut self.buckets, vec![Bucket::EMPTY; n].into_boxed_slice());
+        self.old_len = std::mem::take(&mut self.len);
+        self.moved = 0;
+        self.move_entries(usize::MAX, rehash, load);
     }
 
     /// The place of the entry with this hash that `eq` accepts (called only on a tag match).
@@ -762,6 +800,67 @@ mod tests {
         for j in 0..k {
             assert_eq!(table.find(hash_of(j), |e| key_of(e) == j), Some(entry(j)));
         }
+    }
+
+    #[test]
+    fn a_shrink_keeps_every_entry_in_fewer_buckets() {
+        let mut table = BucketTable::new(5);
+        for k in 0..5000 {
+            table.insert(hash_of(k), entry(k), rehash, |_| {});
+        }
+        assert_eq!(
+            table.shrinkable(),
+            0,
+            "a table that just grew keeps its size"
+        );
+        // Stop halfway through a spread growth, then remove most keys.
+        let mut k = 5000;
+        while !table.growing() {
+            table.insert(hash_of(k), entry(k), rehash, |_| {});
+            k += 1;
+        }
+        let removed = |j: u32| !j.is_multiple_of(10);
+        for j in (0..k).filter(|&j| removed(j)) {
+            assert_eq!(table.remove(hash_of(j), |e| key_of(e) == j), Some(entry(j)));
+        }
+        let (buckets, bytes) = (table.buckets(), table.bytes());
+        let freed = table.shrinkable();
+        assert!(freed > bytes / 2, "{freed} of {bytes}");
+        table.shrink(rehash, |_| {});
+        assert!(!table.growing());
+        assert!(table.buckets() < buckets / 4);
+        assert_eq!(table.bytes(), bytes - freed);
+        assert_eq!(table.bytes(), table_bytes(table.buckets()));
+        assert!(
+            table.len() * 10 <= table.capacity() * 8,
+            "at most 7/10 full"
+        );
+        assert!(
+            table.len() * 10 > table.capacity() * 8 * 4 / 5,
+            "no smaller size would do"
+        );
+        assert_eq!(table.shrinkable(), 0);
+        check_passing(&table, &hash_of);
+        for j in 0..k {
+            let want = (!removed(j)).then(|| entry(j));
+            assert_eq!(table.find(hash_of(j), |e| key_of(e) == j), want);
+        }
+        // It grows again as before.
+        for j in (0..k).filter(|&j| removed(j)) {
+            table.insert(hash_of(j), entry(j), rehash, |_| {});
+        }
+        check_passing(&table, &hash_of);
+        assert_eq!(table.len(), k as usize);
+
+        // Emptied, it keeps no bucket, and takes entries again.
+        for j in 0..k {
+            table.remove(hash_of(j), |e| key_of(e) == j);
+        }
+        table.shrink(rehash, |_| {});
+        assert_eq!((table.buckets(), table.bytes()), (0, 0));
+        assert_eq!(table.find(hash_of(1), |_| true), None);
+        table.insert(hash_of(1), entry(1), rehash, |_| {});
+        assert_eq!(table.find(hash_of(1), |e| key_of(e) == 1), Some(entry(1)));
     }
 
     #[test]

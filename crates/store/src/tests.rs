@@ -303,6 +303,120 @@ fn evicts_within_the_bound_and_m_refuses() {
     assert!(s.get(b"key0", true, 1).is_some(), "-M keeps what it has");
 }
 
+/// Sets `key0`, `key1`... with 1,000-byte values until `count`; how many were stored.
+fn fill(s: &Store, count: usize) -> usize {
+    let value = vec![b'v'; 1000];
+    (0..count)
+        .filter(|i| {
+            let key = format!("key{i}");
+            s.store(StoreMode::Set, key.as_bytes(), 0, 0, &value, 1) == StoreOutcome::Stored
+        })
+        .count()
+}
+
+#[test]
+fn a_lower_bound_evicts_down_to_it_and_a_higher_one_lets_the_cache_grow() {
+    const MB: usize = 1024 * 1024;
+    let s = store(16 * MB, true, true);
+    assert_eq!(fill(&s, 14_000), 14_000);
+    let full = s.stats();
+    assert!(full.bytes > 12 * MB as u64 && full.evictions == 0);
+    assert_eq!(s.max_bytes(), 16 * MB);
+
+    // Below two segments per shard and twice -I: refused, nothing changes.
+    assert_eq!(s.min_max_bytes(), 2 * MB);
+    assert!(!s.set_max_bytes(2 * MB - 1, 1));
+    assert_eq!((s.max_bytes(), s.stats().evictions), (16 * MB, 0));
+
+    assert!(s.set_max_bytes(4 * MB, 1));
+    assert_eq!(s.max_bytes(), 4 * MB);
+    let shrunk = s.stats();
+    assert!(shrunk.bytes <= 4 * MB as u64, "{}", shrunk.bytes);
+    assert!(shrunk.evictions > 0);
+    assert!(shrunk.curr_items < 4_500 && shrunk.curr_items > 2_000);
+    assert_eq!(
+        u64::from(s.get(b"key13999", false, 1).is_some()),
+        1,
+        "the newest survives"
+    );
+    // Stores stay under the new bound.
+    fill(&s, 14_000);
+    assert!(s.stats().bytes <= 4 * MB as u64);
+
+    // Raised again: the cache grows past the old bound without evicting.
+    assert!(s.set_max_bytes(32 * MB, 1));
+    let before = s.stats().evictions;
+    assert_eq!(fill(&s, 20_000), 20_000);
+    let grown = s.stats();
+    assert_eq!(grown.evictions, before);
+    assert!(grown.bytes > 16 * MB as u64 && grown.bytes <= 32 * MB as u64);
+}
+
+#[test]
+fn a_lower_bound_shrinks_the_index_and_the_ghost() {
+    // A million small items: their index alone takes more than the new bound, so evicting
+    // without shrinking it would empty the cache and still not fit.
+    const MB: usize = 1024 * 1024;
+    let s = store(64 * MB, true, true);
+    let value = [b'v'; 32];
+    for i in 0..1_000_000 {
+        let key = format!("key:{i:016}");
+        s.store(StoreMode::Set, key.as_bytes(), 0, 0, &value, 1);
+    }
+    let full = s.stats();
+    assert!(full.index_bytes > 8 * MB as u64 && full.ghost_bytes == MB as u64);
+    assert!(s.set_max_bytes(6 * MB, 1));
+    let low = s.stats();
+    assert!(low.bytes <= 6 * MB as u64, "{}", low.bytes);
+    assert!(low.index_bytes < MB as u64, "{}", low.index_bytes);
+    assert_eq!(low.ghost_bytes, 6 * MB as u64 / 64);
+    assert!(low.curr_items > 20_000, "{}", low.curr_items);
+    assert!(s.get(b"key:0000000000999999", false, 1).is_some());
+    // Every item left is found, and the index grows again as the cache fills.
+    let found = (0..1_000_000)
+        .filter(|i| s.get(format!("key:{i:016}").as_bytes(), false, 1).is_some())
+        .count();
+    assert_eq!(found as u64, low.curr_items);
+    assert!(s.set_max_bytes(64 * MB, 1));
+    for i in 0..500_000 {
+        let key = format!("again:{i:016}");
+        s.store(StoreMode::Set, key.as_bytes(), 0, 0, &value, 1);
+    }
+    let again = s.stats();
+    assert_eq!(again.evictions, low.evictions);
+    assert!(again.index_bytes > 4 * MB as u64);
+    assert_eq!(again.ghost_bytes, MB as u64);
+}
+
+#[test]
+fn with_m_a_lower_bound_evicts_nothing_and_stores_are_refused() {
+    const MB: usize = 1024 * 1024;
+    let s = store(16 * MB, false, true);
+    assert_eq!(fill(&s, 8_000), 8_000);
+    assert!(s.set_max_bytes(4 * MB, 1));
+    let st = s.stats();
+    assert_eq!((st.evictions, st.curr_items), (0, 8_000));
+    assert!(st.bytes > 4 * MB as u64);
+    // Stores go on only into the room open segments have left: no segment is added.
+    let value = [b'v'; 1000];
+    let refused = (0..2_000).find(|i| {
+        let key = format!("new{i}");
+        s.store(StoreMode::Set, key.as_bytes(), 0, 0, &value, 1) == StoreOutcome::OutOfMemory
+    });
+    assert!(refused.is_some());
+    assert_eq!(s.stats().bytes, st.bytes);
+    // Deleting makes room again: compaction reclaims the deleted items' bytes.
+    for i in 0..7_000 {
+        s.delete(format!("key{i}").as_bytes(), 1);
+    }
+    assert_eq!(
+        s.store(StoreMode::Set, b"again", 0, 0, &value, 1),
+        StoreOutcome::Stored
+    );
+    assert!(s.stats().bytes <= 4 * MB as u64);
+    assert_eq!(s.stats().evictions, 0);
+}
+
 #[test]
 fn recently_read_items_survive_eviction() {
     let s = store(2 * 1024 * 1024, true, true);

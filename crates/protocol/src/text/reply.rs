@@ -56,6 +56,7 @@ pub const ERROR_METADUMP_PIPELINED: &str = "ERROR cannot pipeline other commands
 pub const ERROR_WATCH_PIPELINED: &str = "ERROR cannot pipeline other commands before watch";
 pub const CLIENT_ERROR_SLEEP_TOO_LONG: &str = "CLIENT_ERROR sleep must be one second or less";
 pub const MEMLIMIT_TOO_SMALL: &str = "MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m";
+pub const MEMLIMIT_ADJUST_FAILED: &str = "MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust";
 pub const MEMLIMIT_ADJUST_FAILED_UNITS: &str =
     "MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes";
 
