@@ -1,5 +1,6 @@
 //! memcached's text ("ASCII") protocol.
 
+mod admin;
 pub mod crawler;
 mod meta;
 mod numbers;

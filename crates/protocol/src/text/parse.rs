@@ -297,6 +297,8 @@ fn parse_line<'a>(
                 kinds: super::watch::parse(tokens),
             },
         ),
+        b"slabs" => want(true, super::admin::slabs(tokens)),
+        b"lru" => want(true, super::admin::lru(tokens)),
         b"lru_crawler" => want(
             true,
             super::crawler::parse(tokens).map_or_else(|e| error(e, false), Request::LruCrawler),
