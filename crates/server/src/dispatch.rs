@@ -307,7 +307,11 @@ impl Ctx<'_> {
                         // here): the worker's other connections move to another thread
                         // meanwhile.
                         let store = &self.shared.store;
-                        if blocking(|| store.set_max_bytes(bytes, now)) {
+                        if blocking(|| {
+                            let done = store.set_max_bytes(bytes, now);
+                            release_freed_memory();
+                            done
+                        }) {
                             tracing::info!("maxbytes adjusted to {mb}m");
                             reply::OK
                         } else {
@@ -618,5 +622,18 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     match Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),
+    }
+}
+
+/// Gives the memory the allocator holds free back to the system, where the allocator is glibc's
+/// (whose `free` keeps it for reuse): after `cache_memlimit` lowers the bound, the evicted
+/// segments and the index's old buckets.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` takes a number and has no other precondition: it locks each arena
+    // itself (so it is safe while other threads allocate) and only returns whole free pages
+    // (madvise) or the heap's free top (sbrk) to the system, never memory still allocated.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

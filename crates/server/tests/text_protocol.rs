@@ -595,9 +595,15 @@ fn cache_memlimit_lowers_and_raises_the_bound() {
     let full = stats(&mut c);
     assert!(stat_number(&full, "bytes") > 32 * MB);
     assert_eq!(stat(&full, "evictions"), "0");
+    let full_rss = rss_mb(s.pid());
 
-    // Lowered: evicted down to the new bound before the OK.
+    // Lowered: evicted down to the new bound before the OK, and the memory given back.
     assert_eq!(c.line("cache_memlimit 16\r\n"), "OK\r\n");
+    let low_rss = rss_mb(s.pid());
+    assert!(
+        low_rss + 16 < full_rss,
+        "RSS {full_rss} MB, then {low_rss} MB"
+    );
     let low = stats(&mut c);
     assert_eq!(stat_number(&low, "limit_maxbytes"), 16 * MB);
     assert!(stat_number(&low, "bytes") <= 16 * MB);
