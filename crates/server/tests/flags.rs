@@ -243,6 +243,21 @@ fn memory_limit_evicts_and_m_refuses() {
 }
 
 #[test]
+fn a_memory_limit_larger_than_the_machine_starts() {
+    // memcached starts with any -m: it allocates as it fills. 95 TB here aborted at start (its
+    // ghost, 1.5 TB, was allocated up front) before the ghost was capped.
+    let s = Server::ferrocached(&["-m", "100000000"]);
+    let mut c = s.connect();
+    assert_eq!(c.line("set k 0 0 1\r\nv\r\n"), "STORED\r\n");
+    assert_eq!(
+        c.request("get k\r\n", "END\r\n"),
+        "VALUE k 0 1\r\nv\r\nEND\r\n"
+    );
+    let stats = c.request("stats\r\n", "END\r\n");
+    assert!(stats.contains("STAT limit_maxbytes 104857600000000\r\n"));
+}
+
+#[test]
 fn disable_cas_reports_zero() {
     let s = Server::ferrocached(&["-C"]);
     let mut c = s.connect();

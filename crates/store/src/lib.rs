@@ -82,9 +82,15 @@ const MAX_SEGMENT: usize = 1024 * 1024;
 /// The ghost remembers one key per this many bytes of `max_bytes` (2 bytes each: 1.6% of it).
 const GHOST_BYTES_PER_KEY: usize = 128;
 
+/// The most keys the ghost of a shard remembers: 32 MB of it, 512 MB for all shards, the ghost of
+/// a 32 GB cache. The ghost is allocated whole at start, while everything else is allocated as
+/// the cache fills; without a cap, an `-m` larger than the machine's memory (memcached starts
+/// with any) asked for more than the system lends and aborted the server.
+const GHOST_MAX_ENTRIES: usize = 1 << 24;
+
 /// Keys the ghost of each shard remembers in a store of `max_bytes`.
 fn ghost_entries(max_bytes: usize) -> usize {
-    (max_bytes / GHOST_BYTES_PER_KEY / SHARDS).max(16)
+    (max_bytes / GHOST_BYTES_PER_KEY / SHARDS).clamp(16, GHOST_MAX_ENTRIES)
 }
 
 /// Bytes of one segment for a store of `max_bytes`.

@@ -389,6 +389,24 @@ fn a_lower_bound_shrinks_the_index_and_the_ghost() {
 }
 
 #[test]
+fn a_bound_larger_than_the_machine_allocates_a_capped_ghost() {
+    // 2^50 bytes (a petabyte): everything but the ghost is allocated as the cache fills, and the
+    // ghost stops at 512 MB (zeroed, so untouched pages cost nothing).
+    let s = store(1 << 50, true, true);
+    assert_eq!(s.stats().ghost_bytes, 512 << 20);
+    assert_eq!(
+        s.store(StoreMode::Set, b"k", 0, 0, b"v", 1),
+        StoreOutcome::Stored
+    );
+    assert!(
+        s.set_max_bytes(1_000_000_000 << 20, 1),
+        "cache_memlimit's largest"
+    );
+    assert_eq!(s.stats().ghost_bytes, 512 << 20);
+    assert!(s.get(b"k", false, 1).is_some());
+}
+
+#[test]
 fn with_m_a_lower_bound_evicts_nothing_and_stores_are_refused() {
     const MB: usize = 1024 * 1024;
     let s = store(16 * MB, false, true);
