@@ -298,37 +298,38 @@ impl Store {
                 .lock()
                 .resize_ghost(ghost_entries(max_bytes), &self.budget);
         }
-        let ctx = self.ctx(now);
         let over =
             |shrinkable: usize| self.budget.used().saturating_sub(shrinkable) > self.budget.limit();
         loop {
             // Evict while what is held would not fit even with the index shrunk.
             loop {
                 let shrinkable = self.shards.iter().map(|s| s.lock().index_shrinkable());
-                if !over(shrinkable.sum()) || !self.evict_round(&ctx) {
+                if !over(shrinkable.sum()) || !self.evict_round(now) {
                     break;
                 }
             }
             for shard in self.shards.iter() {
-                shard.lock().shrink_index(&ctx);
+                let mut shard = shard.lock();
+                shard.shrink_index(&self.ctx(now));
             }
             // The estimate counts the index as the entries left need it; moving kept items
             // while evicting can leave it short.
-            if !over(0) || !self.evict_round(&ctx) {
+            if !over(0) || !self.evict_round(now) {
                 return true;
             }
         }
     }
 
     /// Evicts a segment from each shard in turn, as long as what is held is over the bound.
-    /// False when none could be.
-    fn evict_round(&self, ctx: &Ctx<'_>) -> bool {
+    /// False when none could be. Each eviction reads the flush state anew, as a request does.
+    fn evict_round(&self, now: RelTime) -> bool {
         let mut evicted = false;
         for shard in self.shards.iter() {
             if self.budget.used() <= self.budget.limit() {
                 break;
             }
-            evicted |= shard.lock().evict_one(ctx);
+            let mut shard = shard.lock();
+            evicted |= shard.evict_one(&self.ctx(now));
         }
         evicted
     }

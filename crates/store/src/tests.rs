@@ -1091,6 +1091,41 @@ fn concurrent_writers_never_exceed_the_bound() {
 }
 
 #[test]
+fn the_bound_moves_while_writers_store() {
+    // Writers go on while the bound is lowered and raised again and again: no deadlock, every
+    // store answered, and once the writers stop what is held is under the last bound.
+    const MB: usize = 1 << 20;
+    let s = std::sync::Arc::new(store(16 * MB, true, true));
+    let writers: Vec<_> = (0..3)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for i in 0..40_000usize {
+                    let key = format!("t{t}-{i}");
+                    let value = vec![b'x'; (i * 7919 + t) % 2000];
+                    let out = s.store(StoreMode::Set, key.as_bytes(), 0, 0, &value, 1);
+                    assert_eq!(out, StoreOutcome::Stored);
+                    s.get(key.as_bytes(), false, 1);
+                }
+            })
+        })
+        .collect();
+    let mut bound = 16 * MB;
+    while !writers.iter().all(|w| w.is_finished()) {
+        bound = if bound == 16 * MB { 3 * MB } else { 16 * MB };
+        assert!(s.set_max_bytes(bound, 1));
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    for w in writers {
+        w.join().expect("writer");
+    }
+    assert!(s.set_max_bytes(3 * MB, 1));
+    let st = s.stats();
+    assert!(st.bytes <= 3 * MB as u64 && st.evictions > 0, "{st:?}");
+    assert!(st.curr_items > 0);
+}
+
+#[test]
 fn a_cas_id_a_client_saw_survives_eviction_moves() {
     // A hot item is kept by eviction, which moves it: a CAS id reported by `gets` must still
     // match afterwards (it is written out with the item), so a client's `cas` still succeeds.
