@@ -96,6 +96,9 @@ where
             }
         }
         info.last_cmd_time.store(shared.clock.now(), Relaxed);
+        if !info.spoke.load(Relaxed) {
+            info.spoke.store(true, Relaxed);
+        }
         let mut close_after_write = false;
         let mut handled = 0;
         loop {

@@ -589,7 +589,7 @@ impl Ctx<'_> {
             b"items" => stats::items(out, shared),
             b"slabs" => stats::slabs(out, shared),
             b"sizes" => stats::sizes(out),
-            b"conns" => stats::conns(out, shared),
+            b"conns" => stats::conns(out, shared, self.conn_id),
             b"cachedump" => {
                 // memcached's checks, in its order.
                 let id = argument.and_then(ferrocache_protocol::text::parse_u32_like_strtoul);

@@ -4,7 +4,7 @@
 //! SIGINT/SIGTERM or the `shutdown` command.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, UnixListener};
 
 use crate::config::Listen;
-use crate::stats::ConnInfo;
+use crate::stats::{ConnInfo, ConnRole};
 use crate::tls::{TlsState, NOTLS_PREFIX};
 use crate::{conn, ServerConfig, Shared};
 
@@ -57,6 +57,17 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     // memcached counts a UDP "connection" per worker thread on each address: one socket each here.
     let udp_sockets: usize = udp.iter().map(|g| g.sockets.len()).sum();
     shared.stats.listening(udp_sockets as u64);
+    // Listeners, then UDP sockets, take the first `stats conns` ids (memcached lists them first,
+    // by file descriptor); the tasks that accept clients start once all are registered.
+    let register = |addr: String, role| {
+        let info = Arc::new(ConnInfo::new(addr, role, shared.clock.now(), None));
+        shared
+            .conns
+            .insert(next_id.fetch_add(1, Relaxed), info.clone());
+        info
+    };
+    let mut accepts: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> =
+        Vec::new();
     match &shared.config.listen {
         Listen::Tcp { interfaces, port } => {
             let listeners = bind_tcp(interfaces, port.unwrap_or(0), shared.config.backlog).await?;
@@ -64,23 +75,30 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
             shared.stats.listening(listeners.len() as u64);
             for (listener, plaintext) in listeners {
                 let local = listener.local_addr()?;
+                register(format!("tcp:{local}"), ConnRole::Listener);
                 let tls = shared.tls.clone().filter(|_| !plaintext);
                 let kind = if tls.is_some() { "tls" } else { "tcp" };
                 tracing::info!("listening on {kind} {local}");
-                tokio::spawn(accept_tcp(listener, tls, shared.clone(), next_id.clone()));
+                accepts.push(Box::pin(accept_tcp(
+                    listener,
+                    tls,
+                    shared.clone(),
+                    next_id.clone(),
+                )));
             }
         }
         Listen::Unix { path, mask } => {
             let listener = bind_unix(path, *mask)?;
             shared.stats.listening(1);
+            register(format!("unix:{path}"), ConnRole::Listener);
             tracing::info!("listening on unix socket {path}");
             unix_path = Some(path.clone());
-            tokio::spawn(accept_unix(
+            accepts.push(Box::pin(accept_unix(
                 listener,
                 shared.clone(),
                 next_id.clone(),
                 path.clone(),
-            ));
+            )));
         }
         Listen::Nothing if !udp.is_empty() => write_port_file(&[], &udp)?,
         Listen::Nothing => {
@@ -90,8 +108,12 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     for group in udp {
         tracing::info!("listening on udp {}", group.local_addr()?);
         for socket in group.sockets {
-            tokio::spawn(crate::udp::serve(socket, shared.clone()));
+            let info = register(format!("udp:{}", socket.local_addr()?), ConnRole::Udp);
+            tokio::spawn(crate::udp::serve(socket, shared.clone(), info));
         }
+    }
+    for accept in accepts {
+        tokio::spawn(accept);
     }
     wait_for_shutdown(&shared).await;
     if let Some(path) = unix_path {
@@ -308,12 +330,14 @@ async fn accept_tcp(
             }
         };
         let _ = stream.set_nodelay(true);
-        let info = ConnInfo {
-            addr: format!("tcp:{peer}"),
-            listen_addr: listen_addr.clone(),
-            last_cmd_time: AtomicU32::new(shared.clock.now()),
-            peer: Some(peer),
-        };
+        let info = ConnInfo::new(
+            format!("tcp:{peer}"),
+            ConnRole::Client {
+                listen_addr: listen_addr.clone(),
+            },
+            shared.clock.now(),
+            Some(peer),
+        );
         match &tls {
             None => start_connection(stream, shared.clone(), &next_id, info, false),
             Some(tls) => {
@@ -356,12 +380,14 @@ async fn accept_unix(
                 continue;
             }
         };
-        let info = ConnInfo {
-            addr: format!("unix:{path}"),
-            listen_addr: format!("unix:{path}"),
-            last_cmd_time: AtomicU32::new(shared.clock.now()),
-            peer: None,
-        };
+        let info = ConnInfo::new(
+            format!("unix:{path}"),
+            ConnRole::Client {
+                listen_addr: format!("unix:{path}"),
+            },
+            shared.clock.now(),
+            None,
+        );
         start_connection(stream, shared.clone(), &next_id, info, false);
     }
 }

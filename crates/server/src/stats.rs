@@ -4,7 +4,7 @@
 //! that bumps them and are read from there.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use ferrocache_protocol::text::reply;
@@ -102,14 +102,45 @@ impl ServerStats {
     }
 }
 
-/// What `stats conns` shows of one connection.
+/// What `stats conns` shows of one connection, or of a socket memcached counts as one.
 #[derive(Debug)]
 pub struct ConnInfo {
+    /// `tcp:host:port`, `udp:host:port` or `unix:path`: the client's, or a listener's own.
     pub addr: String,
-    pub listen_addr: String,
+    pub role: ConnRole,
     pub last_cmd_time: AtomicU32,
-    /// The client's address; None over a unix socket.
+    /// A client that has sent something (memcached shows one that has not as `conn_new_cmd`).
+    pub spoke: AtomicBool,
+    /// The client's address; None over a unix socket, and for a listener or a UDP socket.
     pub peer: Option<std::net::SocketAddr>,
+}
+
+/// What a `stats conns` entry stands for.
+#[derive(Debug)]
+pub enum ConnRole {
+    /// A client connection, accepted on `listen_addr`.
+    Client { listen_addr: String },
+    /// A TCP or unix socket accepting connections (memcached's `conn_listening`).
+    Listener,
+    /// A UDP socket: one per worker thread and address, as memcached's UDP "connections".
+    Udp,
+}
+
+impl ConnInfo {
+    pub fn new(
+        addr: String,
+        role: ConnRole,
+        now: u32,
+        peer: Option<std::net::SocketAddr>,
+    ) -> ConnInfo {
+        ConnInfo {
+            addr,
+            role,
+            last_cmd_time: AtomicU32::new(now),
+            spoke: AtomicBool::new(false),
+            peer,
+        }
+    }
 }
 
 /// Open connections by id, for `stats conns`.
@@ -411,13 +442,31 @@ pub fn sizes(out: &mut Vec<u8>) {
     reply::line(out, reply::END);
 }
 
-/// `stats conns`: one block per client connection, keyed by connection id.
-pub fn conns(out: &mut Vec<u8>, shared: &Shared) {
+/// `stats conns`: one block per listener, UDP socket and client connection, keyed by id (where
+/// memcached keys them by file descriptor), in memcached's fields and order. `asking`: the id of
+/// the connection this answers (0 over UDP), the one memcached shows parsing a command.
+pub fn conns(out: &mut Vec<u8>, shared: &Shared, asking: u64) {
     let now = shared.clock.now();
     for (id, info) in shared.conns.snapshot() {
+        if let ConnRole::Udp = info.role {
+            reply::stat(out, &format!("{id}:UDP"), "UDP");
+        }
         reply::stat(out, &format!("{id}:addr"), &info.addr);
-        reply::stat(out, &format!("{id}:listen_addr"), &info.listen_addr);
-        reply::stat(out, &format!("{id}:state"), "conn_parse_cmd");
+        let state = match &info.role {
+            ConnRole::Client { listen_addr } => {
+                reply::stat(out, &format!("{id}:listen_addr"), listen_addr);
+                if id == asking {
+                    "conn_parse_cmd"
+                } else if info.spoke.load(Relaxed) {
+                    "conn_read"
+                } else {
+                    "conn_new_cmd"
+                }
+            }
+            ConnRole::Listener => "conn_listening",
+            ConnRole::Udp => "conn_read",
+        };
+        reply::stat(out, &format!("{id}:state"), state);
         let last = info.last_cmd_time.load(Relaxed);
         reply::stat(
             out,

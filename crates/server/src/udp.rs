@@ -8,6 +8,7 @@
 //! `watch` is answered `ERROR`: a log stream needs a connection.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -18,7 +19,7 @@ use tokio::net::UdpSocket;
 
 use crate::dispatch::{Began, Ctx, Next};
 use crate::out::Output;
-use crate::stats::ConnCounters;
+use crate::stats::{ConnCounters, ConnInfo};
 use crate::Shared;
 
 /// The largest request datagram read (memcached's `UDP_READ_BUFFER_SIZE`).
@@ -88,7 +89,7 @@ fn reuse_port_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 }
 
 /// Answers datagrams on `socket` until the server stops.
-pub async fn serve(socket: UdpSocket, shared: Arc<Shared>) {
+pub async fn serve(socket: UdpSocket, shared: Arc<Shared>, info: Arc<ConnInfo>) {
     let mut buf = vec![0u8; READ_BUFFER];
     let mut datagrams = Vec::new();
     loop {
@@ -103,6 +104,8 @@ pub async fn serve(socket: UdpSocket, shared: Arc<Shared>) {
         if frame.total != 1 {
             continue;
         }
+        // For `stats conns` (memcached's UDP "connection" notes each command's time too).
+        info.last_cmd_time.store(shared.clock.now(), Relaxed);
         let mut ctx = Ctx {
             shared: &shared,
             out: Output::default(),

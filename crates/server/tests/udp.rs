@@ -349,3 +349,77 @@ fn a_udp_port_in_use_fails_the_start() {
     assert_eq!(status.code(), Some(71), "{stderr}");
     assert!(stderr.contains("failed to listen on UDP port"), "{stderr}");
 }
+
+#[test]
+fn stats_conns_lists_the_listener_and_the_udp_sockets_as_memcached() {
+    // memcached lists its listening socket and its UDP "connections" (one per worker thread)
+    // before the clients; a UDP socket notes when it last read a command, and a client shows
+    // whether it has sent anything yet. Ids (file descriptors there) and ports differ.
+    let mut listings = Vec::new();
+    for flavor in [Flavor::Memcached, Flavor::Ferrocached] {
+        let server = Server::start(flavor, &["-U", "-1", "-t", "2"]);
+        std::thread::sleep(Duration::from_millis(2100));
+        let mut udp = Udp::new(&server);
+        assert_eq!(udp.exchange(b"get nothing\r\n").len(), 1);
+        let _silent = server.connect();
+        let mut spoke = server.connect();
+        spoke.line("version\r\n");
+        let mut asking = server.connect();
+        let reply = asking.request("stats conns\r\n", "END\r\n");
+        // Each id's fields, in order, with ports and the id itself left out.
+        let mut entries: Vec<(String, Vec<String>)> = Vec::new();
+        for line in reply.lines().filter_map(|l| l.strip_prefix("STAT ")) {
+            let (key, value) = line.split_once(' ').expect("STAT name value");
+            let (id, field) = key.split_once(':').expect("id:field");
+            let value = match (field, value.rsplit_once(':')) {
+                // The servers started over 2 s ago; whatever was used since, a few ms ago (a
+                // clock tick may fall in between).
+                ("secs_since_last_cmd", _) => {
+                    let secs: u32 = value.parse().expect("seconds");
+                    (if secs >= 2 { "old" } else { "recent" }).to_string()
+                }
+                (_, Some((host, port))) if port.parse::<u16>().is_ok() => format!("{host}:PORT"),
+                _ => value.to_string(),
+            };
+            match entries.last_mut() {
+                Some((last, fields)) if last == id => fields.push(format!("{field} {value}")),
+                _ => entries.push((id.to_string(), vec![format!("{field} {value}")])),
+            }
+        }
+        listings.push(entries.into_iter().map(|(_, f)| f).collect::<Vec<_>>());
+    }
+    // The order of file descriptors is memcached's business (here a client's came before its
+    // listener's), and which UDP socket read the get the kernel's: compare the sets.
+    let sorted = |listing: &Vec<Vec<String>>| {
+        let mut listing = listing.clone();
+        listing.sort();
+        listing
+    };
+    let (memcached, ferrocached) = (&listings[0], &mut listings[1].clone());
+    assert_eq!(sorted(ferrocached), sorted(memcached));
+    // Ours: the listener, the UDP sockets, then the clients as they came.
+    ferrocached[1..3].sort_by_key(|fields| fields[3] != "secs_since_last_cmd recent");
+    assert_eq!(ferrocached[2][3], "secs_since_last_cmd old");
+    let text = |fields: &[&str]| fields.iter().map(|f| f.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        ferrocached[0],
+        text(&[
+            "addr tcp:127.0.0.1:PORT",
+            "state conn_listening",
+            "secs_since_last_cmd old"
+        ])
+    );
+    assert_eq!(
+        ferrocached[1],
+        text(&[
+            "UDP UDP",
+            "addr udp:127.0.0.1:PORT",
+            "state conn_read",
+            "secs_since_last_cmd recent"
+        ])
+    );
+    assert_eq!(ferrocached.len(), 6);
+    assert_eq!(ferrocached[3][2], "state conn_new_cmd");
+    assert_eq!(ferrocached[4][2], "state conn_read");
+    assert_eq!(ferrocached[5][2], "state conn_parse_cmd");
+}
