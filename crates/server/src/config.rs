@@ -156,6 +156,8 @@ pub struct ServerConfig {
     pub unix_mask_setting: String,
     /// `-Z` and the `-o ssl_*` options (see `tls.rs`).
     pub tls: crate::tls::TlsSettings,
+    /// `-e`: where the cache is saved on a graceful stop and found at start (`restart.rs`).
+    pub memory_file: Option<std::path::PathBuf>,
 }
 
 /// What the command line asks for.
@@ -290,7 +292,6 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
         flags.user.is_some(),
         "-u (user: the process keeps its identity)",
     );
-    not_implemented(flags.memory_file.is_some(), "-e (memory-file)");
 
     // Ignored (no slabs here), but refused as memcached refuses them: -f with atof, -n with atoi.
     if let Some(factor) = &flags.growth_factor {
@@ -505,6 +506,7 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
         interface_setting: flags.listen.first().cloned(),
         unix_mask_setting: flags.unix_mask,
         tls,
+        memory_file: flags.memory_file.map(std::path::PathBuf::from),
     })
 }
 
@@ -538,6 +540,9 @@ pub const HELP: &str = "ferrocached (memcached 1.6.18 compatible)
 -I, --max-item-size=<num> adjusts max item size
                           (default: 1m, min: 1k, max: 1024m)
 -F, --disable-flush-all   disable flush_all command
+-e, --memory-file=<file>  restartable cache: on a graceful stop (SIGUSR1, or
+                          'shutdown graceful') save the items to <file>; the
+                          next start with the same -e loads them back
 -X, --disable-dumping     disable lru_crawler metadump
 -Z, --enable-ssl          enable TLS/SSL on the TCP listeners; 'notls' prefix
                           keeps one plaintext (-l notls:<ip>:<port>)
@@ -569,7 +574,7 @@ pub const HELP: &str = "ferrocached (memcached 1.6.18 compatible)
 SIGHUP or the refresh_certs command reloads the TLS certificates.
 
 Accepted for compatibility and ignored, with a notice at start:
--d -r -k -L -P -f -n -D -W -u -e, and memcached's slab/LRU -o options.
+-d -r -k -L -P -f -n -D -W -u, and memcached's slab/LRU -o options.
 Environment: MEMCACHED_PORT_FILENAME=<file> writes the listening ports to <file>;
 MEMCACHED_SASL_PWDB=<file> names the SASL password file (-S).
 ";

@@ -260,12 +260,16 @@ impl Ctx<'_> {
                 Next::Continue
             }
             Request::Quit => Next::CloseAfterWrite,
-            Request::Shutdown { graceful: _ } => {
+            Request::Shutdown { graceful } => {
                 if !self.shared.config.enable_shutdown {
                     self.reply(reply::ERROR_SHUTDOWN_NOT_ENABLED, false);
                     return Next::Continue;
                 }
                 tracing::info!("shutdown requested by a client");
+                if graceful {
+                    (self.shared.shutdown_graceful)
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 self.shared.shutdown.notify_one();
                 Next::CloseNow
             }

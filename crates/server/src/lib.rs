@@ -12,6 +12,7 @@ mod dispatch;
 mod listen;
 mod meta;
 mod out;
+mod restart;
 mod stats;
 pub mod tls;
 mod udp;
@@ -41,6 +42,8 @@ pub struct Shared {
     lru_crawler_tocrawl: AtomicU32,
     /// Notified by the `shutdown` command (with `-A`).
     shutdown: Notify,
+    /// `shutdown graceful`: stop as SIGUSR1 does (saving the cache with `-e`).
+    shutdown_graceful: AtomicBool,
     /// The TLS configuration with `-Z`, reloadable (`SIGHUP`, `refresh_certs`).
     tls: Option<std::sync::Arc<tls::TlsState>>,
     /// Connections streaming the log (`watch`).
@@ -67,6 +70,7 @@ impl Shared {
             lru_crawler_sleep,
             lru_crawler_tocrawl,
             shutdown: Notify::new(),
+            shutdown_graceful: AtomicBool::new(false),
             tls: None,
             watch: watch::Watchers::default(),
         }

@@ -30,16 +30,45 @@ pub fn run(config: ServerConfig) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("failed to start the worker threads")?;
-    runtime.block_on(serve(config))
+    let (shared, stop) = runtime.block_on(serve(config))?;
+    // The workers stop (connections mid-request are dropped, as on any stop) before the cache
+    // is saved, so nothing changes it meanwhile.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    if let (Stop::Graceful, Some(path)) = (stop, &shared.config.memory_file) {
+        let started = std::time::Instant::now();
+        let count = crate::restart::save(&shared, path)
+            .with_context(|| format!("failed to save the cache to {}", path.display()))?;
+        tracing::warn!(
+            "saved {count} items to {} in {:.1?} for the next start",
+            path.display(),
+            started.elapsed()
+        );
+    }
+    Ok(())
 }
 
-async fn serve(config: ServerConfig) -> anyhow::Result<()> {
+/// How the server was asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// SIGINT, SIGTERM, `shutdown`.
+    Now,
+    /// SIGUSR1, `shutdown graceful`: with `-e`, the cache is saved for the next start.
+    Graceful,
+}
+
+async fn serve(config: ServerConfig) -> anyhow::Result<(Arc<Shared>, Stop)> {
     let mut shared = Shared::new(config);
     if shared.config.tls.enabled {
         let state = TlsState::new(shared.config.tls.clone(), shared.clock.now())?;
         shared.tls = Some(Arc::new(state));
     }
+    if let Some(path) = &shared.config.memory_file {
+        restore(&shared, path);
+    }
     let shared = Arc::new(shared);
+    // Registered before the port file is written, so that from then on SIGTERM and SIGUSR1 stop
+    // the server as they should (their default action kills it on the spot).
+    let stops = StopSignals::new()?;
     // Registered before the port file is written, so a SIGHUP from then on is never fatal.
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot handle SIGHUP")?;
@@ -115,11 +144,41 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     for accept in accepts {
         tokio::spawn(accept);
     }
-    wait_for_shutdown(&shared).await;
+    let stop = wait_for_shutdown(&shared, stops).await;
     if let Some(path) = unix_path {
         let _ = std::fs::remove_file(path);
     }
-    Ok(())
+    Ok((shared, stop))
+}
+
+/// Stores again the items a graceful stop saved to `path` (`-e`), before the listeners open.
+/// A file that cannot be read costs its items, never the start: memcached, too, starts with a
+/// clean cache when its saved state does not validate.
+fn restore(shared: &Shared, path: &std::path::Path) {
+    let started = std::time::Instant::now();
+    let loaded = crate::restart::load(shared, path);
+    // Counters start at zero, as after any start; the items are there.
+    shared.store.reset_stats();
+    match loaded {
+        Ok(None) => tracing::warn!(
+            "no cache saved in {}: starting with a clean cache",
+            path.display()
+        ),
+        Ok(Some(loaded)) => {
+            tracing::warn!(
+                "restored {} items from {} in {:.1?} ({} expired meanwhile, {} did not fit)",
+                loaded.restored,
+                path.display(),
+                started.elapsed(),
+                loaded.expired,
+                loaded.refused
+            );
+        }
+        Err(e) => tracing::warn!(
+            "could not restore the cache from {} ({e}); what was read before stays",
+            path.display()
+        ),
+    }
 }
 
 /// Sets the relative clock each time a second turns (memcached's `clock_handler`), so that
@@ -159,21 +218,44 @@ async fn maintain_store(shared: Arc<Shared>) {
     }
 }
 
-async fn wait_for_shutdown(shared: &Shared) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).ok();
-    let terminated = async {
-        match term.as_mut() {
-            Some(term) => {
-                term.recv().await;
-            }
-            None => std::future::pending().await,
-        }
-    };
+/// SIGTERM and SIGUSR1, listened for from start (SIGINT is tokio's `ctrl_c`).
+struct StopSignals {
+    terminate: tokio::signal::unix::Signal,
+    graceful: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> anyhow::Result<StopSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            graceful: signal(SignalKind::user_defined1()).context("cannot handle SIGUSR1")?,
+        })
+    }
+}
+
+async fn wait_for_shutdown(shared: &Shared, mut signals: StopSignals) -> Stop {
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-        _ = terminated => tracing::info!("SIGTERM: shutting down"),
-        _ = shared.shutdown.notified() => tracing::info!("shutdown command: shutting down"),
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("SIGINT: shutting down");
+            Stop::Now
+        }
+        _ = signals.terminate.recv() => {
+            tracing::info!("SIGTERM: shutting down");
+            Stop::Now
+        }
+        _ = signals.graceful.recv() => {
+            tracing::info!("SIGUSR1: stopping gracefully");
+            Stop::Graceful
+        }
+        _ = shared.shutdown.notified() => {
+            tracing::info!("shutdown command: shutting down");
+            if shared.shutdown_graceful.load(Relaxed) {
+                Stop::Graceful
+            } else {
+                Stop::Now
+            }
+        }
     }
 }
 

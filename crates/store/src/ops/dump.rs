@@ -19,6 +19,10 @@ pub struct DumpedItem<'a> {
     /// Bytes it takes in its segment: header, key and value.
     pub size: usize,
     pub value_len: usize,
+    pub flags: u32,
+    pub value: &'a [u8],
+    /// The key was sent base64-encoded by a meta client (it is stored decoded).
+    pub binary_key: bool,
 }
 
 /// Where a dump has got to: a shard, and the segments of it still to visit (taken when the dump
@@ -79,6 +83,9 @@ impl Store {
                     fetched: e.fetched(),
                     size: header.total(),
                     value_len: header.value_len,
+                    flags: header.flags,
+                    value: header.value(item),
+                    binary_key: header.bits & layout::BINARY_KEY != 0,
                 });
                 if keeps_cas && !e.cas_seen() {
                     shown.push((hash, e));

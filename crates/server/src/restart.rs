@@ -1,0 +1,210 @@
+//! `-e <file>`: the cache survives a restart, as memcached's restartable cache does. memcached
+//! keeps its items in a memory-mapped file and writes their metadata beside it when it is stopped
+//! with SIGUSR1 (or `shutdown graceful`); started again with the same `-e`, it finds them there.
+//! Here the items are written to the file when the server stops that way, after the workers have
+//! stopped, and read back at the next start, before the listeners open; the file is then removed,
+//! so a later start that follows a crash or a plain stop begins empty, as memcached's does.
+//!
+//! Exptimes are saved as unix times, so an item's lifetime goes on running while the server is
+//! down (memcached's too). CAS ids are new after a restart, and the hit statistics start again.
+//!
+//! The file: a magic line, then one record per item, then an end record that counts them:
+//!
+//! | bytes | field |
+//! |-------|-------|
+//! | 1     | key length (1 to 250; 0 marks the end record) |
+//! | 1     | 1 if the key is binary (a meta client sent it base64-encoded), else 0 |
+//! | 4     | client flags |
+//! | 8     | exptime, unix seconds (0: never) |
+//! | 4     | value length |
+//! | ...   | key, then value |
+//!
+//! The end record is a 0 byte and the item count (8 bytes). Integers are little-endian. It is
+//! written to `<file>.tmp` and renamed over `<file>`, so a save cut short leaves no file behind
+//! that looks whole.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use ferrocache_store::{DumpCursor, StoreMode, StoreOutcome, WriteOptions};
+
+use crate::Shared;
+
+const MAGIC: &[u8; 24] = b"ferrocache restart v1\r\n\0";
+
+/// Writes every live item to `path`. Returns how many.
+pub fn save(shared: &Shared, path: &Path) -> io::Result<u64> {
+    let tmp = tmp_path(path);
+    let result = write_items(shared, &tmp).and_then(|count| {
+        std::fs::rename(&tmp, path)?;
+        Ok(count)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    PathBuf::from(tmp)
+}
+
+fn write_items(shared: &Shared, path: &Path) -> io::Result<u64> {
+    let mut out = BufWriter::with_capacity(1 << 20, File::create(path)?);
+    out.write_all(MAGIC)?;
+    let now = shared.clock.now();
+    let mut cursor = DumpCursor::default();
+    let mut count = 0u64;
+    let mut failed = None;
+    // The workers have stopped: nothing changes the store while it is walked.
+    while shared.store.dump_step(&mut cursor, now, false, |item| {
+        if failed.is_some() {
+            return;
+        }
+        let exptime = match item.exptime {
+            0 => 0,
+            rel => shared.clock.to_unix(rel),
+        };
+        let record = write_record(
+            &mut out,
+            item.key,
+            item.binary_key,
+            item.flags,
+            exptime,
+            item.value,
+        );
+        match record {
+            Ok(()) => count += 1,
+            Err(e) => failed = Some(e),
+        }
+    }) {}
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    out.write_all(&[0])?;
+    out.write_all(&count.to_le_bytes())?;
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    Ok(count)
+}
+
+fn write_record(
+    out: &mut impl Write,
+    key: &[u8],
+    binary_key: bool,
+    flags: u32,
+    exptime: i64,
+    value: &[u8],
+) -> io::Result<()> {
+    let key_len = u8::try_from(key.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let value_len = u32::try_from(value.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
+    out.write_all(&[key_len, u8::from(binary_key)])?;
+    out.write_all(&flags.to_le_bytes())?;
+    out.write_all(&exptime.to_le_bytes())?;
+    out.write_all(&value_len.to_le_bytes())?;
+    out.write_all(key)?;
+    out.write_all(value)
+}
+
+/// What a start found in the file.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Loaded {
+    /// Items stored again.
+    pub restored: u64,
+    /// Items whose exptime passed while the server was down.
+    pub expired: u64,
+    /// Items that did not fit (-M and a smaller -m, or a smaller -I).
+    pub refused: u64,
+}
+
+/// Stores the items saved in `path` again, then removes the file. Ok(None) when there is no
+/// file. An error for a file that is not one of ours or was cut short; the items read before
+/// the fault stay.
+pub fn load(shared: &Shared, path: &Path) -> io::Result<Option<Loaded>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let result = read_items(shared, &mut BufReader::with_capacity(1 << 20, file));
+    // Whatever it held, it is not read twice.
+    std::fs::remove_file(path)?;
+    result.map(Some)
+}
+
+fn read_items(shared: &Shared, input: &mut impl Read) -> io::Result<Loaded> {
+    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
+    let mut magic = [0u8; MAGIC.len()];
+    input
+        .read_exact(&mut magic)
+        .map_err(|_| invalid("not a ferrocached restart file"))?;
+    if &magic != MAGIC {
+        return Err(invalid("not a ferrocached restart file"));
+    }
+    let unix_now = shared.clock.unix_now();
+    let now = shared.clock.now();
+    let mut loaded = Loaded {
+        restored: 0,
+        expired: 0,
+        refused: 0,
+    };
+    let mut key = Vec::new();
+    let mut value = Vec::new();
+    let cut_short = |e: io::Error| match e.kind() {
+        io::ErrorKind::UnexpectedEof => invalid("the file was cut short"),
+        _ => e,
+    };
+    loop {
+        let mut key_len = [0u8; 1];
+        input.read_exact(&mut key_len).map_err(cut_short)?;
+        if key_len[0] == 0 {
+            let mut count = [0u8; 8];
+            input.read_exact(&mut count).map_err(cut_short)?;
+            let count = u64::from_le_bytes(count);
+            let read = loaded.restored + loaded.expired + loaded.refused;
+            if count != read {
+                return Err(invalid(&format!("{read} items where {count} were saved")));
+            }
+            return Ok(loaded);
+        }
+        let mut fields = [0u8; 17];
+        input.read_exact(&mut fields).map_err(cut_short)?;
+        let binary_key = fields[0] == 1;
+        let flags = u32::from_le_bytes(fields[1..5].try_into().expect("4 bytes"));
+        let exptime = i64::from_le_bytes(fields[5..13].try_into().expect("8 bytes"));
+        let value_len = u32::from_le_bytes(fields[13..17].try_into().expect("4 bytes"));
+        key.resize(usize::from(key_len[0]), 0);
+        input.read_exact(&mut key).map_err(cut_short)?;
+        value.clear();
+        input
+            .by_ref()
+            .take(u64::from(value_len))
+            .read_to_end(&mut value)?;
+        if value.len() != value_len as usize {
+            return Err(invalid("the file was cut short"));
+        }
+        if exptime != 0 && exptime <= unix_now {
+            loaded.expired += 1;
+            continue;
+        }
+        let exptime = match u32::try_from(exptime) {
+            Ok(0) => 0,
+            Ok(unix) => shared.clock.binary_exptime_to_rel(unix),
+            Err(_) => return Err(invalid("an exptime out of range")),
+        };
+        let options = WriteOptions {
+            binary_key,
+            ..WriteOptions::default()
+        };
+        let outcome =
+            shared
+                .store
+                .store_with(StoreMode::Set, &key, flags, exptime, &value, now, options);
+        match outcome {
+            StoreOutcome::Stored => loaded.restored += 1,
+            _ => loaded.refused += 1,
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! `-e <file>` (the restartable cache) and SIGUSR1, against memcached: stopped gracefully, the
+//! server finds its items again at the next start with the same `-e`; stopped any other way, it
+//! starts empty.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ferrocache_testkit::{Flavor, Server};
+
+/// A `-e` path in a directory of its own, removed with what the servers left there (memcached's
+/// memory file is as large as its `-m`) when the test is done with it.
+struct MemoryFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl Drop for MemoryFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn memory_file(name: &str) -> MemoryFile {
+    let dir =
+        std::env::temp_dir().join(format!("ferrocache-restart-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("cache");
+    MemoryFile { dir, path }
+}
+
+fn start(flavor: Flavor, file: &std::path::Path) -> Server {
+    Server::start(flavor, &["-A", "-e", file.to_str().expect("utf-8 path")])
+}
+
+/// Sets items, stops the server with `stop`, waits `down`, starts it again with the same `-e` and
+/// returns what a few reads answer then, with the TTL `mg` reports.
+fn restarted(flavor: Flavor, file: &std::path::Path, stop: &str, down: Duration) -> (String, u32) {
+    let mut s = start(flavor, file);
+    let mut c = s.connect();
+    for (line, reply) in [
+        ("set a 5 0 3\r\nabc\r\n", "STORED\r\n"),
+        ("set b 7 100 2\r\nxy\r\n", "STORED\r\n"),
+        ("set c 0 2 1\r\nz\r\n", "STORED\r\n"),
+        ("set big 1 0 100000\r\n", ""),
+    ] {
+        if reply.is_empty() {
+            c.send(line);
+            assert_eq!(
+                c.line(&format!("{}\r\n", "v".repeat(100_000))),
+                "STORED\r\n"
+            );
+        } else {
+            assert_eq!(c.line(line), reply);
+        }
+    }
+    // A key a meta client sent base64-encoded ("meta").
+    assert_eq!(c.line("ms bWV0YQ== 2 b\r\nhi\r\n"), "HD\r\n");
+    match stop {
+        "shutdown graceful" => {
+            c.send("shutdown graceful\r\n");
+        }
+        signal => s.signal(signal),
+    }
+    assert_eq!(s.wait_exit(Duration::from_secs(10)), Some(0), "{stop}");
+    std::thread::sleep(down);
+    let s = start(flavor, file);
+    let mut c = s.connect();
+    let mut seen = c.request("get a b c meta\r\n", "END\r\n");
+    seen += &c.request("mg bWV0YQ== b k f v\r\nmn\r\n", "MN\r\n");
+    let big = c.request("get big\r\n", "END\r\n");
+    let whole = format!("VALUE big 1 100000\r\n{}\r\nEND\r\n", "v".repeat(100_000));
+    seen += if big == whole {
+        "big kept\r\n"
+    } else {
+        "big lost\r\n"
+    };
+    let ttl = c.line("mg b t\r\n");
+    let ttl = ttl
+        .strip_prefix("HD t")
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0);
+    (seen, ttl)
+}
+
+#[test]
+fn a_graceful_stop_keeps_the_cache_across_a_restart_as_memcached() {
+    // memcached refuses its saved state when restarted within about a second of the stop
+    // ("restart incompatible due to setting for [stop_time]"), so both wait 3 s: c (2 s) expires
+    // meanwhile, and b's TTL goes on running.
+    let mut seen = Vec::new();
+    for flavor in [Flavor::Memcached, Flavor::Ferrocached] {
+        for stop in ["USR1", "shutdown graceful"] {
+            let file = memory_file(&format!("{flavor:?}-{}", stop.replace(' ', "-")));
+            let (got, ttl) = restarted(flavor, &file.path, stop, Duration::from_secs(3));
+            assert!((90..=97).contains(&ttl), "{flavor:?} {stop}: b's TTL {ttl}");
+            seen.push(got);
+        }
+    }
+    let want = "VALUE a 5 3\r\nabc\r\nVALUE b 7 2\r\nxy\r\nVALUE meta 0 2\r\nhi\r\nEND\r\n\
+                VA 2 kbWV0YQ== b f0\r\nhi\r\nMN\r\nbig kept\r\n";
+    for got in &seen {
+        assert_eq!(got, want);
+    }
+}
+
+#[test]
+fn any_other_stop_starts_empty() {
+    for flavor in [Flavor::Memcached, Flavor::Ferrocached] {
+        let file = memory_file(&format!("{flavor:?}-term"));
+        let (got, _) = restarted(flavor, &file.path, "TERM", Duration::from_millis(1100));
+        assert_eq!(
+            got, "END\r\nEN kbWV0YQ== b\r\nMN\r\nbig lost\r\n",
+            "{flavor:?}"
+        );
+    }
+    // Without -e, SIGUSR1 is a graceful stop too (its default action would kill the server).
+    let mut s = Server::ferrocached(&[]);
+    s.signal("USR1");
+    assert_eq!(s.wait_exit(Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn a_file_that_is_not_a_saved_cache_is_dropped_and_the_server_starts() {
+    let file = memory_file("junk");
+    std::fs::write(&file.path, b"not a cache").expect("write");
+    let s = start(Flavor::Ferrocached, &file.path);
+    let mut c = s.connect();
+    assert_eq!(c.request("get a\r\n", "END\r\n"), "END\r\n");
+    assert!(!file.path.exists(), "the file is read once");
+    assert!(
+        s.stderr().contains("could not restore the cache"),
+        "{}",
+        s.stderr()
+    );
+}
