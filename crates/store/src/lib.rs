@@ -282,7 +282,7 @@ impl Store {
     /// what is held fits, then shrinks the index tables to what their entries need (the index
     /// of a cache full of small items can take more than a lower bound: evicting alone would then
     /// empty the cache and still not fit). It evicts one segment of each shard in turn, each
-    /// shard locked for one eviction or one table's shrink, so requests go on meanwhile;
+    /// shard locked for one eviction or for its index's shrink, so requests go on meanwhile;
     /// evictions are counted as any other. With `-M` only the bytes of deleted and overwritten
     /// items can be reclaimed: what stays over the bound stays, and stores that need a new
     /// segment answer out of memory until enough is deleted. The ghost takes the size the new

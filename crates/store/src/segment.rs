@@ -145,6 +145,12 @@ impl Ghost {
         let (slot, tag) = self.slot_and_tag(hash);
         self.tags[slot] == tag
     }
+
+    /// Keys it remembers.
+    #[cfg(test)]
+    pub fn remembered(&self) -> usize {
+        self.tags.iter().filter(|&&t| t != 0).count()
+    }
 }
 
 #[cfg(test)]

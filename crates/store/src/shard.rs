@@ -724,9 +724,12 @@ impl Shard {
     }
 
     /// Replaces the ghost with an empty one of `entries` keys (a new `cache_memlimit`), charging
-    /// the budget the difference.
+    /// the budget the difference. One of the same size stays, with what it remembers.
     pub fn resize_ghost(&mut self, entries: usize, budget: &Budget) {
         let bytes = Ghost::bytes(entries);
+        if bytes == self.ghost_bytes {
+            return;
+        }
         self.ghost = Ghost::new(entries);
         if bytes < self.ghost_bytes {
             budget.release(self.ghost_bytes - bytes);

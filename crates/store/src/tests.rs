@@ -354,26 +354,35 @@ fn a_lower_bound_evicts_down_to_it_and_a_higher_one_lets_the_cache_grow() {
 
 #[test]
 fn a_lower_bound_shrinks_the_index_and_the_ghost() {
-    // A million small items: their index alone takes more than the new bound, so evicting
-    // without shrinking it would empty the cache and still not fit.
+    // 1.2 million small items (the first evicted): their index alone takes more than the new
+    // bound, so evicting without shrinking it would empty the cache and still not fit.
     const MB: usize = 1024 * 1024;
     let s = store(64 * MB, true, true);
     let value = [b'v'; 32];
-    for i in 0..1_000_000 {
+    for i in 0..1_200_000 {
         let key = format!("key:{i:016}");
         s.store(StoreMode::Set, key.as_bytes(), 0, 0, &value, 1);
     }
     let full = s.stats();
     assert!(full.index_bytes > 8 * MB as u64 && full.ghost_bytes == MB as u64);
+    // The same bound again changes nothing, and the ghost remembers what it did.
+    let remembered = || -> usize { s.shards.iter().map(|sh| sh.lock().ghost.remembered()).sum() };
+    let before = remembered();
+    assert!(before > 0);
+    assert!(s.set_max_bytes(64 * MB, 1));
+    assert_eq!(
+        (remembered(), s.stats().evictions),
+        (before, full.evictions)
+    );
     assert!(s.set_max_bytes(6 * MB, 1));
     let low = s.stats();
     assert!(low.bytes <= 6 * MB as u64, "{}", low.bytes);
-    assert!(low.index_bytes < MB as u64, "{}", low.index_bytes);
+    assert!(low.index_bytes < 2 * MB as u64, "{}", low.index_bytes);
     assert_eq!(low.ghost_bytes, 6 * MB as u64 / 64);
     assert!(low.curr_items > 20_000, "{}", low.curr_items);
-    assert!(s.get(b"key:0000000000999999", false, 1).is_some());
+    assert!(s.get(b"key:0000000001199999", false, 1).is_some());
     // Every item left is found, and the index grows again as the cache fills.
-    let found = (0..1_000_000)
+    let found = (0..1_200_000)
         .filter(|i| s.get(format!("key:{i:016}").as_bytes(), false, 1).is_some())
         .count();
     assert_eq!(found as u64, low.curr_items);
