@@ -1,7 +1,8 @@
 //! Listeners (TCP on each `-l` address, or a unix socket with `-s`), the accept loops with the
 //! `-c` connection limit, the port file for `MEMCACHED_PORT_FILENAME`, TLS handshakes on `-Z`
 //! listeners (all TCP ones but `-l notls:...`), certificate reload on SIGHUP, and shutdown on
-//! SIGINT/SIGTERM or the `shutdown` command.
+//! SIGINT/SIGTERM or the `shutdown` command, or a graceful one on SIGUSR1 or `shutdown graceful`
+//! (which saves the cache with `-e`, and restores it at the next start: `restart.rs`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
