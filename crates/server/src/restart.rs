@@ -189,10 +189,10 @@ fn read_items(shared: &Shared, input: &mut impl Read) -> io::Result<Loaded> {
             loaded.expired += 1;
             continue;
         }
-        let exptime = match u32::try_from(exptime) {
-            Ok(0) => 0,
-            Ok(unix) => shared.clock.binary_exptime_to_rel(unix),
-            Err(_) => return Err(invalid("an exptime out of range")),
+        // A unix time past 2106 (none is written: exptimes are 32-bit) lasts as long as any.
+        let exptime = match u32::try_from(exptime).unwrap_or(u32::MAX) {
+            0 => 0,
+            unix => shared.clock.binary_exptime_to_rel(unix),
         };
         let options = WriteOptions {
             binary_key,

@@ -133,3 +133,35 @@ fn a_file_that_is_not_a_saved_cache_is_dropped_and_the_server_starts() {
         s.stderr()
     );
 }
+
+#[test]
+fn a_file_cut_short_gives_back_the_items_before_the_cut() {
+    let file = memory_file("cut");
+    let mut s = start(Flavor::Ferrocached, &file.path);
+    let mut c = s.connect();
+    for i in 0..100 {
+        assert_eq!(
+            c.line(&format!("set k{i} {i} 0 10\r\n0123456789\r\n")),
+            "STORED\r\n"
+        );
+    }
+    s.signal("USR1");
+    assert_eq!(s.wait_exit(Duration::from_secs(10)), Some(0));
+    // Cut the last item's value and the end record.
+    let bytes = std::fs::read(&file.path).expect("saved");
+    std::fs::write(&file.path, &bytes[..bytes.len() - 12]).expect("cut");
+    let s = start(Flavor::Ferrocached, &file.path);
+    let mut c = s.connect();
+    let stats = c.request("stats\r\n", "END\r\n");
+    assert!(stats.contains("STAT curr_items 99\r\n"), "{stats}");
+    assert!(
+        stats.contains("STAT total_items 0\r\n"),
+        "counters start at zero"
+    );
+    assert!(
+        s.stderr().contains("the file was cut short"),
+        "{}",
+        s.stderr()
+    );
+    assert!(!file.path.exists());
+}
