@@ -210,6 +210,7 @@ impl Ctx<'_> {
         let options = WriteOptions {
             binary_key: flags.base64_key,
             invalidate: flags.invalidate,
+            cas: None,
         };
         let before = self.log_lookup(key);
         let outcome = self.shared.store.store_with(

@@ -6,9 +6,13 @@
 //! so a later start that follows a crash or a plain stop begins empty, as memcached's does.
 //!
 //! Exptimes are saved as unix times, so an item's lifetime goes on running while the server is
-//! down (memcached's too). CAS ids are new after a restart, and the hit statistics start again.
+//! down (memcached's too). A CAS id a client was shown is kept, so a `cas` with it still
+//! succeeds, as with memcached; the others are new, and every id given after the restart is
+//! above every id given before, so an id from before never matches a newer version. The hit
+//! statistics start again.
 //!
-//! The file: a magic line, then one record per item, then an end record that counts them:
+//! The file: a magic line, the CAS floor (8 bytes: every id given so far is below it), then one
+//! record per item, then an end record that counts them:
 //!
 //! | bytes | field |
 //! |-------|-------|
@@ -16,6 +20,7 @@
 //! | 1     | 1 if the key is binary (a meta client sent it base64-encoded), else 0 |
 //! | 4     | client flags |
 //! | 8     | exptime, unix seconds (0: never) |
+//! | 8     | the CAS id to keep (0: none, a new one is given) |
 //! | 4     | value length |
 //! | ...   | key, then value |
 //!
@@ -27,11 +32,11 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use ferrocache_store::{DumpCursor, StoreMode, StoreOutcome, WriteOptions};
+use ferrocache_store::{DumpCursor, DumpedItem, StoreMode, StoreOutcome, WriteOptions};
 
 use crate::Shared;
 
-const MAGIC: &[u8; 24] = b"ferrocache restart v1\r\n\0";
+const MAGIC: &[u8; 24] = b"ferrocache restart v2\r\n\0";
 
 /// Writes every live item to `path`. Returns how many.
 pub fn save(shared: &Shared, path: &Path) -> io::Result<u64> {
@@ -55,6 +60,7 @@ fn tmp_path(path: &Path) -> PathBuf {
 fn write_items(shared: &Shared, path: &Path) -> io::Result<u64> {
     let mut out = BufWriter::with_capacity(1 << 20, File::create(path)?);
     out.write_all(MAGIC)?;
+    out.write_all(&shared.store.cas_floor().to_le_bytes())?;
     let now = shared.clock.now();
     let mut cursor = DumpCursor::default();
     let mut count = 0u64;
@@ -68,14 +74,7 @@ fn write_items(shared: &Shared, path: &Path) -> io::Result<u64> {
             0 => 0,
             rel => shared.clock.to_unix(rel),
         };
-        let record = write_record(
-            &mut out,
-            item.key,
-            item.binary_key,
-            item.flags,
-            exptime,
-            item.value,
-        );
+        let record = write_record(&mut out, item, exptime);
         match record {
             Ok(()) => count += 1,
             Err(e) => failed = Some(e),
@@ -90,22 +89,17 @@ fn write_items(shared: &Shared, path: &Path) -> io::Result<u64> {
     Ok(count)
 }
 
-fn write_record(
-    out: &mut impl Write,
-    key: &[u8],
-    binary_key: bool,
-    flags: u32,
-    exptime: i64,
-    value: &[u8],
-) -> io::Result<()> {
-    let key_len = u8::try_from(key.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
-    let value_len = u32::try_from(value.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
-    out.write_all(&[key_len, u8::from(binary_key)])?;
-    out.write_all(&flags.to_le_bytes())?;
+fn write_record(out: &mut impl Write, item: &DumpedItem<'_>, exptime: i64) -> io::Result<()> {
+    let key_len = u8::try_from(item.key.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let value_len = u32::try_from(item.value.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let cas = if item.cas_kept { item.cas } else { 0 };
+    out.write_all(&[key_len, u8::from(item.binary_key)])?;
+    out.write_all(&item.flags.to_le_bytes())?;
     out.write_all(&exptime.to_le_bytes())?;
+    out.write_all(&cas.to_le_bytes())?;
     out.write_all(&value_len.to_le_bytes())?;
-    out.write_all(key)?;
-    out.write_all(value)
+    out.write_all(item.key)?;
+    out.write_all(item.value)
 }
 
 /// What a start found in the file.
@@ -143,6 +137,12 @@ fn read_items(shared: &Shared, input: &mut impl Read) -> io::Result<Loaded> {
     if &magic != MAGIC {
         return Err(invalid("not a ferrocached restart file"));
     }
+    let mut floor = [0u8; 8];
+    input
+        .read_exact(&mut floor)
+        .map_err(|_| invalid("the file was cut short"))?;
+    // Before any store: new versions must take ids above every id given before the stop.
+    shared.store.raise_cas_floor(u64::from_le_bytes(floor));
     let unix_now = shared.clock.unix_now();
     let now = shared.clock.now();
     let mut loaded = Loaded {
@@ -169,12 +169,13 @@ fn read_items(shared: &Shared, input: &mut impl Read) -> io::Result<Loaded> {
             }
             return Ok(loaded);
         }
-        let mut fields = [0u8; 17];
+        let mut fields = [0u8; 25];
         input.read_exact(&mut fields).map_err(cut_short)?;
         let binary_key = fields[0] == 1;
         let flags = u32::from_le_bytes(fields[1..5].try_into().expect("4 bytes"));
         let exptime = i64::from_le_bytes(fields[5..13].try_into().expect("8 bytes"));
-        let value_len = u32::from_le_bytes(fields[13..17].try_into().expect("4 bytes"));
+        let cas = u64::from_le_bytes(fields[13..21].try_into().expect("8 bytes"));
+        let value_len = u32::from_le_bytes(fields[21..25].try_into().expect("4 bytes"));
         key.resize(usize::from(key_len[0]), 0);
         input.read_exact(&mut key).map_err(cut_short)?;
         value.clear();
@@ -196,6 +197,7 @@ fn read_items(shared: &Shared, input: &mut impl Read) -> io::Result<Loaded> {
         };
         let options = WriteOptions {
             binary_key,
+            cas: (cas != 0).then_some(cas),
             ..WriteOptions::default()
         };
         let outcome =

@@ -55,6 +55,20 @@ fn restarted(flavor: Flavor, file: &std::path::Path, stop: &str, down: Duration)
     }
     // A key a meta client sent base64-encoded ("meta").
     assert_eq!(c.line("ms bWV0YQ== 2 b\r\nhi\r\n"), "HD\r\n");
+    // A CAS id a client holds for a, and one for a version of d that was then replaced.
+    let cas_of = |c: &mut ferrocache_testkit::Conn, key: &str| -> u64 {
+        let reply = c.request(format!("gets {key}\r\n"), "END\r\n");
+        let header = reply.lines().next().expect("VALUE line");
+        header
+            .rsplit(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("cas")
+    };
+    let held = cas_of(&mut c, "a");
+    assert_eq!(c.line("set d 0 0 1\r\n1\r\n"), "STORED\r\n");
+    let stale = cas_of(&mut c, "d");
+    assert_eq!(c.line("set d 0 0 1\r\n2\r\n"), "STORED\r\n");
     match stop {
         "shutdown graceful" => {
             c.send("shutdown graceful\r\n");
@@ -74,6 +88,9 @@ fn restarted(flavor: Flavor, file: &std::path::Path, stop: &str, down: Duration)
     } else {
         "big lost\r\n"
     };
+    // The id held still works; the stale one matches no newer version.
+    seen += &c.line(&format!("cas a 9 0 3 {held}\r\nnew\r\n"));
+    seen += &c.line(&format!("cas d 0 0 1 {stale}\r\n3\r\n"));
     let ttl = c.line("mg b t\r\n");
     let ttl = ttl
         .strip_prefix("HD t")
@@ -97,7 +114,7 @@ fn a_graceful_stop_keeps_the_cache_across_a_restart_as_memcached() {
         }
     }
     let want = "VALUE a 5 3\r\nabc\r\nVALUE b 7 2\r\nxy\r\nVALUE meta 0 2\r\nhi\r\nEND\r\n\
-                VA 2 kbWV0YQ== b f0\r\nhi\r\nMN\r\nbig kept\r\n";
+                VA 2 kbWV0YQ== b f0\r\nhi\r\nMN\r\nbig kept\r\nSTORED\r\nEXISTS\r\n";
     for got in &seen {
         assert_eq!(got, want);
     }
@@ -109,7 +126,7 @@ fn any_other_stop_starts_empty() {
         let file = memory_file(&format!("{flavor:?}-term"));
         let (got, _) = restarted(flavor, &file.path, "TERM", Duration::from_millis(1100));
         assert_eq!(
-            got, "END\r\nEN kbWV0YQ== b\r\nMN\r\nbig lost\r\n",
+            got, "END\r\nEN kbWV0YQ== b\r\nMN\r\nbig lost\r\nNOT_FOUND\r\nNOT_FOUND\r\n",
             "{flavor:?}"
         );
     }

@@ -266,6 +266,17 @@ impl Store {
         &self.config
     }
 
+    /// Every CAS id given so far is below this.
+    pub fn cas_floor(&self) -> u64 {
+        self.next_seq.load(Ordering::Relaxed)
+    }
+
+    /// From now on every CAS id given is at least `floor`: a restart raises it to the floor of
+    /// the run before, so that no new version of an item takes an id a client saw then.
+    pub fn raise_cas_floor(&self, floor: u64) {
+        self.next_seq.fetch_max(floor, Ordering::Relaxed);
+    }
+
     /// The memory bound now: `-m`, or what [`Store::set_max_bytes`] last set.
     pub fn max_bytes(&self) -> usize {
         self.budget.limit()

@@ -416,6 +416,38 @@ fn a_bound_larger_than_the_machine_allocates_a_capped_ghost() {
 }
 
 #[test]
+fn a_kept_cas_id_and_the_cas_floor() {
+    // What a restart does: raise the floor past every id given before, then store items with the
+    // ids clients were shown.
+    let s = small();
+    let floor = 1 << 40;
+    s.raise_cas_floor(floor);
+    assert!(s.cas_floor() >= floor);
+    let kept = WriteOptions {
+        cas: Some(77),
+        ..WriteOptions::default()
+    };
+    let stored = s.store_with(StoreMode::Set, b"kept", 0, 0, b"v", 1, kept);
+    assert_eq!(stored, StoreOutcome::Stored);
+    assert_eq!(s.get(b"kept", true, 1).expect("hit").cas, 77);
+    assert_eq!(
+        s.store(StoreMode::Cas(77), b"kept", 0, 0, b"w", 1),
+        StoreOutcome::Stored
+    );
+    // New versions, and new items, take ids above the floor.
+    assert!(s.get(b"kept", true, 1).expect("hit").cas >= floor);
+    set(&s, "new", b"v", 0, 1);
+    assert!(s.get(b"new", true, 1).expect("hit").cas >= floor);
+    // A lower floor changes nothing.
+    s.raise_cas_floor(5);
+    assert!(s.cas_floor() > floor);
+    // With -C the id is not kept: every item's is 0.
+    let s = store(64 << 20, true, false);
+    s.store_with(StoreMode::Set, b"kept", 0, 0, b"v", 1, kept);
+    assert_eq!(s.get(b"kept", true, 1).expect("hit").cas, 0);
+}
+
+#[test]
 fn with_m_a_lower_bound_evicts_nothing_and_stores_are_refused() {
     const MB: usize = 1024 * 1024;
     let s = store(16 * MB, false, true);

@@ -23,6 +23,8 @@ pub struct DumpedItem<'a> {
     pub value: &'a [u8],
     /// The key was sent base64-encoded by a meta client (it is stored decoded).
     pub binary_key: bool,
+    /// Its CAS id was shown to a client, or is written out with it: a restart keeps it.
+    pub cas_kept: bool,
 }
 
 /// Where a dump has got to: a shard, and the segments of it still to visit (taken when the dump
@@ -86,6 +88,7 @@ impl Store {
                     flags: header.flags,
                     value: header.value(item),
                     binary_key: header.bits & layout::BINARY_KEY != 0,
+                    cas_kept: use_cas && (e.cas_seen() || header.bits & layout::HAS_CAS != 0),
                 });
                 if keeps_cas && !e.cas_seen() {
                     shown.push((hash, e));

@@ -17,6 +17,9 @@ pub struct WriteOptions {
     /// `I` with a compare-and-swap: a CAS id *older* than the item's still stores, and the new
     /// version is marked stale (memcached's `set_stale`).
     pub invalidate: bool,
+    /// Keep this CAS id, written out with the item (a restart restoring one a client saw; the
+    /// caller first raises [`Store::raise_cas_floor`] past it). Ignored with `-C`.
+    pub cas: Option<u64>,
 }
 
 impl Store {
@@ -73,7 +76,10 @@ impl Store {
             exptime,
             // Without evictions, touch and incr must never need room: every item has the
             // fields they rewrite in place.
-            cas: (!self.config.evictions && use_cas).then(|| ctx.seq_range(0)),
+            cas: match options.cas {
+                Some(cas) if use_cas => Some(cas),
+                _ => (!self.config.evictions && use_cas).then(|| ctx.seq_range(0)),
+            },
             keep_exptime_field: !self.config.evictions,
             binary_key: options.binary_key,
         };
