@@ -375,6 +375,13 @@ pub fn settings(out: &mut Vec<u8>, shared: &Shared, verbosity: u32) {
         "ssl_min_version",
         &min[usize::from(tls.min_version.min(3))],
     );
+    st(out, "num_napi_ids", &"(null)");
+    let memory_file = c.memory_file.as_ref().map(|p| p.display().to_string());
+    st(
+        out,
+        "memory_file",
+        &memory_file.as_deref().unwrap_or("(null)"),
+    );
     reply::line(out, reply::END);
 }
 

@@ -149,6 +149,17 @@ fn a_file_that_is_not_a_saved_cache_is_dropped_and_the_server_starts() {
         "{}",
         s.stderr()
     );
+    // stats settings names the file, as memcached's does; "(null)" without -e.
+    let settings = c.request("stats settings\r\n", "END\r\n");
+    let line = format!("STAT memory_file {}\r\n", file.path.display());
+    assert!(settings.ends_with(&format!("STAT num_napi_ids (null)\r\n{line}END\r\n")));
+    for flavor in [Flavor::Memcached, Flavor::Ferrocached] {
+        let server = Server::start(flavor, &[]);
+        let mut c = server.connect();
+        let settings = c.request("stats settings\r\n", "END\r\n");
+        let end = "STAT num_napi_ids (null)\r\nSTAT memory_file (null)\r\nEND\r\n";
+        assert!(settings.ends_with(end), "{flavor:?}");
+    }
 }
 
 #[test]
