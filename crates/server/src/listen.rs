@@ -167,7 +167,7 @@ fn restore(shared: &Shared, path: &std::path::Path) {
         ),
         Ok(Some(loaded)) => {
             tracing::warn!(
-                "restored {} items from {} in {:.1?} ({} expired meanwhile, {} did not fit)",
+                "restored {} items from {} in {:.1?} ({} expired or flushed meanwhile, {} did not fit)",
                 loaded.restored,
                 path.display(),
                 started.elapsed(),

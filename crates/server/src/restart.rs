@@ -11,8 +11,12 @@
 //! above every id given before, so an id from before never matches a newer version. The hit
 //! statistics start again.
 //!
-//! The file: a magic line, the CAS floor (8 bytes: every id given so far is below it), then one
-//! record per item, then an end record that counts them:
+//! A delayed `flush_all` still to come is kept too (memcached's is): the items come back, and go
+//! at its time; if that time passed while the server was down, they do not come back.
+//!
+//! The file: a magic line, the CAS floor (8 bytes: every id given so far is below it), the unix
+//! time of a pending `flush_all` (8 bytes, 0: none), then one record per item, then an end
+//! record that counts them:
 //!
 //! | bytes | field |
 //! |-------|-------|
@@ -32,7 +36,7 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use ferrocache_store::{DumpCursor, DumpedItem, StoreMode, StoreOutcome, WriteOptions};
+use ferrocache_store::{DumpCursor, DumpedItem, RelTime, StoreMode, StoreOutcome, WriteOptions};
 
 use crate::Shared;
 
@@ -62,6 +66,9 @@ fn write_items(shared: &Shared, path: &Path) -> io::Result<u64> {
     out.write_all(MAGIC)?;
     out.write_all(&shared.store.cas_floor().to_le_bytes())?;
     let now = shared.clock.now();
+    let pending = shared.store.pending_flush(now);
+    let flush = pending.map_or(0, |when| shared.clock.to_unix(when));
+    out.write_all(&flush.to_le_bytes())?;
     let mut cursor = DumpCursor::default();
     let mut count = 0u64;
     let mut failed = None;
@@ -107,7 +114,7 @@ fn write_record(out: &mut impl Write, item: &DumpedItem<'_>, exptime: i64) -> io
 pub struct Loaded {
     /// Items stored again.
     pub restored: u64,
-    /// Items whose exptime passed while the server was down.
+    /// Items whose exptime, or a pending `flush_all`, came while the server was down.
     pub expired: u64,
     /// Items that did not fit (-M and a smaller -m, or a smaller -I).
     pub refused: u64,
@@ -137,14 +144,36 @@ fn read_items(shared: &Shared, input: &mut impl Read) -> io::Result<Loaded> {
     if &magic != MAGIC {
         return Err(invalid("not a ferrocached restart file"));
     }
-    let mut floor = [0u8; 8];
+    let mut header = [0u8; 16];
     input
-        .read_exact(&mut floor)
+        .read_exact(&mut header)
         .map_err(|_| invalid("the file was cut short"))?;
     // Before any store: new versions must take ids above every id given before the stop.
-    shared.store.raise_cas_floor(u64::from_le_bytes(floor));
+    let floor = u64::from_le_bytes(header[0..8].try_into().expect("8 bytes"));
+    shared.store.raise_cas_floor(floor);
+    let flush = i64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
     let unix_now = shared.clock.unix_now();
     let now = shared.clock.now();
+    // A flush that came while the server was down takes every saved item.
+    let flushed = flush != 0 && flush <= unix_now;
+    let result = read_records(shared, input, (unix_now, now), flushed);
+    if flush > unix_now {
+        let when = u32::try_from(flush).unwrap_or(u32::MAX);
+        shared
+            .store
+            .flush_all(shared.clock.binary_exptime_to_rel(when), now);
+    }
+    result
+}
+
+/// The records after the header; `flushed`: every item saved is gone.
+fn read_records(
+    shared: &Shared,
+    input: &mut impl Read,
+    (unix_now, now): (i64, RelTime),
+    flushed: bool,
+) -> io::Result<Loaded> {
+    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
     let mut loaded = Loaded {
         restored: 0,
         expired: 0,
@@ -186,7 +215,7 @@ fn read_items(shared: &Shared, input: &mut impl Read) -> io::Result<Loaded> {
         if value.len() != value_len as usize {
             return Err(invalid("the file was cut short"));
         }
-        if exptime != 0 && exptime <= unix_now {
+        if flushed || (exptime != 0 && exptime <= unix_now) {
             loaded.expired += 1;
             continue;
         }

@@ -193,3 +193,49 @@ fn a_file_cut_short_gives_back_the_items_before_the_cut() {
     );
     assert!(!file.path.exists());
 }
+
+#[test]
+fn a_pending_flush_all_survives_the_restart_as_memcached() {
+    // flush_all 6: the item comes back after 3 s down, and goes at the flush's time.
+    for flavor in [Flavor::Memcached, Flavor::Ferrocached] {
+        let file = memory_file(&format!("{flavor:?}-flush"));
+        let mut s = start(flavor, &file.path);
+        let mut c = s.connect();
+        let set_at = std::time::Instant::now();
+        assert_eq!(c.line("set a 0 0 1\r\nx\r\n"), "STORED\r\n");
+        assert_eq!(c.line("flush_all 6\r\n"), "OK\r\n");
+        s.signal("USR1");
+        assert_eq!(s.wait_exit(Duration::from_secs(10)), Some(0));
+        std::thread::sleep(Duration::from_secs(3));
+        let s = start(flavor, &file.path);
+        let mut c = s.connect();
+        assert_eq!(
+            c.request("get a\r\n", "END\r\n"),
+            "VALUE a 0 1\r\nx\r\nEND\r\n",
+            "{flavor:?}: before the flush's time"
+        );
+        std::thread::sleep(Duration::from_secs(7).saturating_sub(set_at.elapsed()));
+        assert_eq!(
+            c.request("get a\r\n", "END\r\n"),
+            "END\r\n",
+            "{flavor:?}: after it"
+        );
+    }
+    // A flush whose time came while the server was down takes the items with it.
+    let file = memory_file("flushed-while-down");
+    let mut s = start(Flavor::Ferrocached, &file.path);
+    let mut c = s.connect();
+    assert_eq!(c.line("set a 0 0 1\r\nx\r\n"), "STORED\r\n");
+    assert_eq!(c.line("flush_all 2\r\n"), "OK\r\n");
+    s.signal("USR1");
+    assert_eq!(s.wait_exit(Duration::from_secs(10)), Some(0));
+    std::thread::sleep(Duration::from_secs(3));
+    let s = start(Flavor::Ferrocached, &file.path);
+    let mut c = s.connect();
+    assert_eq!(c.request("get a\r\n", "END\r\n"), "END\r\n");
+    assert!(
+        s.stderr().contains("1 expired or flushed meanwhile"),
+        "{}",
+        s.stderr()
+    );
+}

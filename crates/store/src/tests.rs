@@ -1059,6 +1059,30 @@ fn delayed_flush_takes_effect_a_second_early_like_memcached() {
 }
 
 #[test]
+fn a_pending_flush_is_reported_until_it_takes_effect() {
+    for use_cas in [true, false] {
+        let s = store(64 << 20, true, use_cas);
+        assert_eq!(s.pending_flush(100), None);
+        s.flush_all(110, 100);
+        assert_eq!(s.pending_flush(100), Some(110), "cas {use_cas}");
+        // In force from 109 with CAS on (memcached's when - 1), from 110 with -C.
+        let in_force = if use_cas { 109 } else { 110 };
+        assert_eq!(s.pending_flush(in_force - 1), Some(110));
+        assert_eq!(s.pending_flush(in_force), None);
+        // Scheduling it again from what it reports gives the same state.
+        let again = store(64 << 20, true, use_cas);
+        again.flush_all(s.pending_flush(100).expect("pending"), 100);
+        assert_eq!(again.flush.load(), s.flush.load());
+        s.flush_all(0, 100);
+        assert_eq!(s.pending_flush(100), None, "one at once replaces it");
+    }
+    let s = small();
+    s.flush_all(110, 100);
+    s.flush_all(1, 100);
+    assert_eq!(s.pending_flush(100), None, "cancelled");
+}
+
+#[test]
 fn reset_zeroes_counters_not_contents() {
     let s = small();
     set(&s, "k", b"v", 0, 1);

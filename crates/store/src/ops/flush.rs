@@ -77,6 +77,17 @@ impl Store {
         cell.unswept.store(true, Ordering::Relaxed);
     }
 
+    /// The `when` of a delayed `flush_all` that has not taken effect by `now` (what to give
+    /// [`Store::flush_all`] to schedule it again: a restart keeps it, as memcached's does).
+    pub fn pending_flush(&self, now: RelTime) -> Option<RelTime> {
+        let flush = self.flush.load();
+        if !flush.active || flush.effective_at <= now {
+            return None;
+        }
+        // flush_all stored `when - 1` with CAS on, `when` with -C.
+        Some(flush.effective_at + u32::from(self.config.use_cas))
+    }
+
     /// Frees the segments of a flush that has taken effect by `now`, once per flush. Not counted.
     pub(crate) fn sweep_flushed(&self, now: RelTime) {
         let flush = self.flush.load();
