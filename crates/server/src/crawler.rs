@@ -171,7 +171,7 @@ pub fn cachedump(out: &mut Vec<u8>, shared: &Shared, class: u32, limit: u32) {
                 exptime => clock.to_unix(exptime),
             };
             let before = out.len();
-            cachedump_line(out, item.key, item.value_len, exp);
+            cachedump_line(out, item.key, item.value.len(), exp);
             // memcached keeps room for "END\r\n" and a NUL.
             if out.len() - start + 6 > CACHEDUMP_LIMIT {
                 out.truncate(before);

@@ -2098,8 +2098,8 @@ fn dumps_run_alongside_evicting_writers() {
                 while s.dump_step(&mut cursor, 1, true, |item| {
                     let key = std::str::from_utf8(item.key).expect("a writer's key");
                     assert!(key.starts_with('w') && key.len() == 8, "{key}");
-                    assert!((20..70).contains(&item.value_len), "{item:?}");
-                    assert!(item.size > item.value_len + key.len());
+                    assert!((20..70).contains(&item.value.len()), "{item:?}");
+                    assert!(item.size > item.value.len() + key.len());
                 }) {}
                 dumps += 1;
             }

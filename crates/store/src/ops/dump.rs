@@ -18,7 +18,6 @@ pub struct DumpedItem<'a> {
     pub fetched: bool,
     /// Bytes it takes in its segment: header, key and value.
     pub size: usize,
-    pub value_len: usize,
     pub flags: u32,
     pub value: &'a [u8],
     /// The key was sent base64-encoded by a meta client (it is stored decoded).
@@ -84,7 +83,6 @@ impl Store {
                     cas: if use_cas { shard.cas_of(e, &header) } else { 0 },
                     fetched: e.fetched(),
                     size: header.total(),
-                    value_len: header.value_len,
                     flags: header.flags,
                     value: header.value(item),
                     binary_key: header.bits & layout::BINARY_KEY != 0,
