@@ -269,9 +269,7 @@ impl BucketTable {
         let Some(n) = self.shrunk_buckets() else {
             return;
         };
-        self.old = std::mem::replace(&mut self.buckets, vec![Bucket::EMPTY; n].into_boxed_slice());
-        self.old_len = std::mem::take(&mut self.len);
-        self.moved = 0;
+        self.start_move_to(n);
         self.move_entries(usize::MAX, rehash, load);
     }
 
@@ -390,13 +388,19 @@ impl BucketTable {
     /// the inserts that follow move the others there. An unfinished growth is finished first.
     pub fn grow(&mut self, rehash: impl Fn(Entry) -> u64, load: impl Fn(Entry)) {
         self.move_entries(usize::MAX, &rehash, &load);
-        let grown = vec![Bucket::EMPTY; self.grown_buckets()].into_boxed_slice();
-        self.old = std::mem::replace(&mut self.buckets, grown);
-        self.old_len = std::mem::take(&mut self.len);
-        self.moved = 0;
+        self.start_move_to(self.grown_buckets());
         if self.old.len() < SPREAD_FROM {
             self.move_entries(usize::MAX, rehash, load);
         }
+    }
+
+    /// Makes the buckets old (none moved yet) and adds to `n` new empty ones from now on. The
+    /// caller has finished any move under way.
+    fn start_move_to(&mut self, n: usize) {
+        debug_assert!(self.old.is_empty(), "one move at a time");
+        self.old = std::mem::replace(&mut self.buckets, vec![Bucket::EMPTY; n].into_boxed_slice());
+        self.old_len = std::mem::take(&mut self.len);
+        self.moved = 0;
     }
 
     /// Moves the entries of the next `count` old buckets into the buckets, [`MOVE_STEP`]
