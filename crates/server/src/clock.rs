@@ -88,15 +88,22 @@ impl Clock {
         self.realtime(i64::from(exptime))
     }
 
+    /// The relative time of a unix time (0 stays "never"; a time not after the start is
+    /// already past), the inverse of [`Clock::to_unix`].
+    pub fn unix_to_rel(&self, unix: i64) -> RelTime {
+        match unix {
+            0 => 0,
+            _ if unix <= self.process_started => 1,
+            _ => u32::try_from(unix - self.process_started).unwrap_or(u32::MAX),
+        }
+    }
+
     fn realtime(&self, exptime: i64) -> RelTime {
         if exptime == 0 {
             return 0;
         }
         if exptime > REALTIME_MAXDELTA {
-            if exptime <= self.process_started {
-                return 1;
-            }
-            return u32::try_from(exptime - self.process_started).unwrap_or(u32::MAX);
+            return self.unix_to_rel(exptime);
         }
         u32::try_from(exptime + i64::from(self.now())).unwrap_or(u32::MAX)
     }

@@ -135,8 +135,11 @@ pub fn load(shared: &Shared, path: &Path) -> io::Result<Option<Loaded>> {
     result.map(Some)
 }
 
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
+}
+
 fn read_items(shared: &Shared, input: &mut impl Read) -> io::Result<Loaded> {
-    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
     let mut magic = [0u8; MAGIC.len()];
     input
         .read_exact(&mut magic)
@@ -158,10 +161,7 @@ fn read_items(shared: &Shared, input: &mut impl Read) -> io::Result<Loaded> {
     let flushed = flush != 0 && flush <= unix_now;
     let result = read_records(shared, input, (unix_now, now), flushed);
     if flush > unix_now {
-        let when = u32::try_from(flush).unwrap_or(u32::MAX);
-        shared
-            .store
-            .flush_all(shared.clock.binary_exptime_to_rel(when), now);
+        shared.store.flush_all(shared.clock.unix_to_rel(flush), now);
     }
     result
 }
@@ -173,7 +173,6 @@ fn read_records(
     (unix_now, now): (i64, RelTime),
     flushed: bool,
 ) -> io::Result<Loaded> {
-    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
     let mut loaded = Loaded {
         restored: 0,
         expired: 0,
@@ -219,11 +218,7 @@ fn read_records(
             loaded.expired += 1;
             continue;
         }
-        // A unix time past 2106 (none is written: exptimes are 32-bit) lasts as long as any.
-        let exptime = match u32::try_from(exptime).unwrap_or(u32::MAX) {
-            0 => 0,
-            unix => shared.clock.binary_exptime_to_rel(unix),
-        };
+        let exptime = shared.clock.unix_to_rel(exptime);
         let options = WriteOptions {
             binary_key,
             cas: (cas != 0).then_some(cas),
