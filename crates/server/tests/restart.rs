@@ -28,6 +28,12 @@ fn memory_file(name: &str) -> MemoryFile {
     MemoryFile { dir, path }
 }
 
+/// Sends SIGUSR1 and waits for the clean exit a graceful stop makes.
+fn stop_gracefully(s: &mut Server) {
+    s.signal("USR1");
+    assert_eq!(s.wait_exit(Duration::from_secs(10)), Some(0));
+}
+
 fn start(flavor: Flavor, file: &std::path::Path) -> Server {
     Server::start(flavor, &["-A", "-e", file.to_str().expect("utf-8 path")])
 }
@@ -132,8 +138,7 @@ fn any_other_stop_starts_empty() {
     }
     // Without -e, SIGUSR1 is a graceful stop too (its default action would kill the server).
     let mut s = Server::ferrocached(&[]);
-    s.signal("USR1");
-    assert_eq!(s.wait_exit(Duration::from_secs(10)), Some(0));
+    stop_gracefully(&mut s);
 }
 
 #[test]
@@ -173,8 +178,7 @@ fn a_file_cut_short_gives_back_the_items_before_the_cut() {
             "STORED\r\n"
         );
     }
-    s.signal("USR1");
-    assert_eq!(s.wait_exit(Duration::from_secs(10)), Some(0));
+    stop_gracefully(&mut s);
     // Cut the last item's value and the end record.
     let bytes = std::fs::read(&file.path).expect("saved");
     std::fs::write(&file.path, &bytes[..bytes.len() - 12]).expect("cut");
@@ -204,8 +208,7 @@ fn a_pending_flush_all_survives_the_restart_as_memcached() {
         let set_at = std::time::Instant::now();
         assert_eq!(c.line("set a 0 0 1\r\nx\r\n"), "STORED\r\n");
         assert_eq!(c.line("flush_all 6\r\n"), "OK\r\n");
-        s.signal("USR1");
-        assert_eq!(s.wait_exit(Duration::from_secs(10)), Some(0));
+        stop_gracefully(&mut s);
         std::thread::sleep(Duration::from_secs(3));
         let s = start(flavor, &file.path);
         let mut c = s.connect();
@@ -227,8 +230,7 @@ fn a_pending_flush_all_survives_the_restart_as_memcached() {
     let mut c = s.connect();
     assert_eq!(c.line("set a 0 0 1\r\nx\r\n"), "STORED\r\n");
     assert_eq!(c.line("flush_all 2\r\n"), "OK\r\n");
-    s.signal("USR1");
-    assert_eq!(s.wait_exit(Duration::from_secs(10)), Some(0));
+    stop_gracefully(&mut s);
     std::thread::sleep(Duration::from_secs(3));
     let s = start(Flavor::Ferrocached, &file.path);
     let mut c = s.connect();
