@@ -6,16 +6,12 @@
 //! nothing but the line, so the parser gives them.
 
 use super::numbers::{parse_i32_like_strtol, parse_u32_like_strtoul};
-use super::parse::Request;
+use super::parse::{error as answer, Request};
 use super::reply;
 use super::tokens::Tokens;
 
 /// The one slab class `stats slabs` shows; 0 is memcached's global page pool.
 const LAST_CLASS: i32 = 1;
-
-fn answer(reply: &'static str, noreply: bool) -> Request<'static> {
-    Request::Error { reply, noreply }
-}
 
 /// `slabs reassign <src> <dst>` and `slabs automove <0|1|2>` / `slabs automove ratio <r>`.
 pub(super) fn slabs(tokens: &Tokens<'_>) -> Request<'static> {

@@ -180,7 +180,9 @@ pub enum Parse<'a> {
     Incomplete(Option<usize>),
 }
 
-fn error(reply: &'static str, noreply: bool) -> Request<'static> {
+/// A line answered with the fixed `reply` ([`Request::Error`], which also carries the static
+/// answers of commands such as `slabs` and `lru`).
+pub(super) fn error(reply: &'static str, noreply: bool) -> Request<'static> {
     Request::Error { reply, noreply }
 }
 
