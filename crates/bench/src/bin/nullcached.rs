@@ -5,6 +5,9 @@
 //!
 //! - by default, tokio's readiness model as ferrocached uses it (a multi-threaded runtime with `-t`
 //!   workers, one task per connection, one `recv` and one `send` per batch of requests);
+//! - with `--epoll`, readiness without a runtime, as memcached's libevent loop does it: `-t`
+//!   threads, each with its own `SO_REUSEPORT` listener and its own `epoll` (through `mio`), the
+//!   connections served in turn by one loop with no tasks, wakers or queues;
 //! - with `--uring`, completion-based I/O through io_uring: `-t` threads, each with its own ring
 //!   and its own `SO_REUSEPORT` listener, submitting every connection's receives and sends of a
 //!   turn in one `io_uring_enter`.
@@ -29,6 +32,7 @@ struct Args {
     port: u16,
     threads: usize,
     uring: bool,
+    epoll: bool,
     value: Vec<u8>,
 }
 
@@ -38,6 +42,7 @@ fn parse_args() -> anyhow::Result<Args> {
         port: 11211,
         threads: 4,
         uring: false,
+        epoll: false,
         value: vec![b'x'; 64],
     };
     let mut it = std::env::args().skip(1);
@@ -55,11 +60,12 @@ fn parse_args() -> anyhow::Result<Args> {
                 value()?;
             }
             "--uring" => args.uring = true,
+            "--epoll" => args.epoll = true,
             "-h" | "--help" => {
                 println!(
                     "nullcached: a memcached-protocol server that stores nothing (gets always hit \
                      with --value-size bytes, default 64).\nUsage: nullcached [-p PORT] [-l ADDR] \
-                     [-t THREADS] [--uring] [--value-size N] (-U -m -u -c -I are ignored)"
+                     [-t THREADS] [--uring | --epoll] [--value-size N] (-U -m -u -c -I are ignored)"
                 );
                 std::process::exit(0);
             }
@@ -82,14 +88,19 @@ fn main() -> anyhow::Result<()> {
         std::fs::write(path, format!("TCP INET: {port}\n"))?;
     }
     let value: &'static [u8] = args.value.leak();
-    if args.uring {
+    if args.uring || args.epoll {
         let mut listeners = vec![first];
         for _ in 1..args.threads {
             listeners.push(listener(SocketAddr::new(addr.ip(), port))?);
         }
+        let serve = if args.uring {
+            uring::serve
+        } else {
+            epoll::serve
+        };
         let threads: Vec<_> = listeners
             .into_iter()
-            .map(|l| std::thread::spawn(move || uring::serve(l, value)))
+            .map(|l| std::thread::spawn(move || serve(l, value)))
             .collect();
         for thread in threads {
             thread.join().expect("ring thread panicked")?;
@@ -367,6 +378,112 @@ mod uring {
     }
 }
 
+mod epoll {
+    //! One `epoll` per thread, edge-triggered. A connection is read once per readiness event: a
+    //! read that does not fill the buffer has drained the socket, and more data raises a new edge
+    //! (tokio's rule too). Replies are written at once; what the socket does not take waits for
+    //! the writable edge, and the connection reads nothing more until it is sent.
+
+    use super::*;
+    use mio::net::{TcpListener as MioListener, TcpStream as MioStream};
+    use mio::{Events, Interest, Poll, Token};
+    use std::io::{ErrorKind, Read, Write};
+
+    const ACCEPT: Token = Token(usize::MAX);
+
+    struct Slot {
+        stream: MioStream,
+        conn: Conn,
+        sent: usize,
+    }
+
+    pub fn serve(listener: TcpListener, value: &'static [u8]) -> anyhow::Result<()> {
+        listener.set_nonblocking(true)?;
+        let mut listener = MioListener::from_std(listener);
+        let mut poll = Poll::new().context("epoll_create")?;
+        poll.registry()
+            .register(&mut listener, ACCEPT, Interest::READABLE)?;
+        let mut events = Events::with_capacity(1024);
+        let mut slots: Vec<Option<Slot>> = Vec::new();
+        let mut free: Vec<usize> = Vec::new();
+        loop {
+            if let Err(e) = poll.poll(&mut events, None) {
+                if e.kind() == ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e).context("epoll_wait");
+            }
+            for event in events.iter() {
+                if event.token() == ACCEPT {
+                    while let Ok((mut stream, _)) = listener.accept() {
+                        stream.set_nodelay(true)?;
+                        let index = free.pop().unwrap_or_else(|| {
+                            slots.push(None);
+                            slots.len() - 1
+                        });
+                        poll.registry().register(
+                            &mut stream,
+                            Token(index),
+                            Interest::READABLE | Interest::WRITABLE,
+                        )?;
+                        slots[index] = Some(Slot {
+                            stream,
+                            conn: Conn::default(),
+                            sent: 0,
+                        });
+                    }
+                    continue;
+                }
+                let index = event.token().0;
+                let Some(slot) = slots[index].as_mut() else {
+                    continue;
+                };
+                if !turn(slot, value) {
+                    let mut slot = slots[index].take().expect("live slot");
+                    poll.registry().deregister(&mut slot.stream)?;
+                    free.push(index);
+                }
+            }
+        }
+    }
+
+    /// Sends what is left to send, then reads and answers once. False when the connection ends.
+    fn turn(slot: &mut Slot, value: &[u8]) -> bool {
+        if !flush(slot) {
+            return false;
+        }
+        if slot.sent < slot.conn.out.len() {
+            return true;
+        }
+        let room = slot.conn.room();
+        let room_len = room.len();
+        match slot.stream.read(room) {
+            Ok(0) => false,
+            Ok(n) => {
+                if !slot.conn.received(n, value) {
+                    return false;
+                }
+                // A full buffer may have left data behind, which raises no new edge.
+                flush(slot) && (n < room_len || turn(slot, value))
+            }
+            Err(e) => e.kind() == ErrorKind::WouldBlock,
+        }
+    }
+
+    /// Writes the pending replies until done or the socket is full. False on an error.
+    fn flush(slot: &mut Slot) -> bool {
+        while slot.sent < slot.conn.out.len() {
+            match slot.stream.write(&slot.conn.out[slot.sent..]) {
+                Ok(n) => slot.sent += n,
+                Err(e) => return e.kind() == ErrorKind::WouldBlock,
+            }
+        }
+        slot.conn.out.clear();
+        slot.sent = 0;
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,13 +524,15 @@ mod tests {
     /// Both modes over loopback: three connections, requests split across writes, in order.
     #[test]
     fn both_modes_answer_over_loopback() {
-        for uring in [false, true] {
+        for mode in ["tokio", "uring", "epoll"] {
             let listener = listener("127.0.0.1:0".parse().unwrap()).unwrap();
             let port = listener.local_addr().unwrap().port();
             let value: &'static [u8] = b"0123";
             std::thread::spawn(move || {
-                if uring {
+                if mode == "uring" {
                     uring::serve(listener, value)
+                } else if mode == "epoll" {
+                    epoll::serve(listener, value)
                 } else {
                     tokio::runtime::Builder::new_current_thread()
                         .enable_all()
@@ -441,7 +560,7 @@ mod tests {
                     );
                     let mut got = vec![0; want.len()];
                     conn.read_exact(&mut got).unwrap();
-                    assert_eq!(String::from_utf8_lossy(&got), want, "uring {uring}");
+                    assert_eq!(String::from_utf8_lossy(&got), want, "{mode}");
                 }
             }
             conns[0].write_all(b"quit\r\n").unwrap();
