@@ -206,6 +206,13 @@ where
                 },
             }
             handled += 1;
+            // memcached writes what it queued after the first R + 1 requests of a read, then
+            // after every R more (its per-event `nreqs`), out of reach of a later cull (see
+            // `Output::discard_since_mark`).
+            let per_event = shared.config.reqs_per_event;
+            if handled > per_event && (handled - 1) % per_event == 0 {
+                ctx.out.mark();
+            }
             if ctx.out.len() >= FLUSH_AT && !write_out(&mut stream, &mut ctx).await {
                 break 'conn;
             }
