@@ -3,7 +3,7 @@
 //! on a miss), errors always answered.
 
 use ferrocache_protocol::binary::{opcode::*, response, status, BinaryRequest, Header};
-use ferrocache_store::{DeleteOutcome, DeltaOutcome, StoreMode, StoreOutcome};
+use ferrocache_store::{DeleteOutcome, DeltaOutcome, StoreMode, StoreOutcome, WriteOptions};
 
 use crate::dispatch::{Ctx, Next};
 
@@ -241,25 +241,31 @@ impl Ctx<'_> {
         self.counters.cmd_set += 1;
         let mode = match (op, r.cas) {
             (SET, 0) => StoreMode::Set,
-            (ADD, _) => StoreMode::Add,
+            (ADD, 0) => StoreMode::Add,
+            // Append and prepend check a non-zero CAS (`compare_cas` below).
             (APPEND, _) => StoreMode::Append,
             (PREPEND, _) => StoreMode::Prepend,
             (REPLACE, 0) => StoreMode::Replace,
-            // A non-zero CAS turns set and replace into compare-and-swap.
+            // A non-zero CAS turns set, add and replace into compare-and-swap, as in memcached
+            // 1.6.18 (an add with a CAS id stores over the item that has it).
             (_, cas) => StoreMode::Cas(cas),
         };
         let clock = &self.shared.clock;
         let now = clock.now();
         let before = self.log_lookup(r.key);
         let exptime = clock.binary_exptime_to_rel(exptime);
+        let options = WriteOptions {
+            compare_cas: r.cas,
+            ..WriteOptions::default()
+        };
         let outcome = self
             .shared
             .store
-            .store(mode, r.key, flags, exptime, r.value, now);
+            .store_with(mode, r.key, flags, exptime, r.value, now, options);
         self.log_store(r.key, (mode, exptime), (before, r.value.len()), outcome);
         match outcome {
             StoreOutcome::Stored => {
-                let cas = self.shared.store.peek(r.key, now).map_or(0, |i| i.cas);
+                let cas = self.shared.store.written_cas(r.key, now);
                 self.bin_ok(r, cas, &[]);
             }
             StoreOutcome::Exists => self.bin_error(r, status::KEY_EXISTS),

@@ -198,11 +198,13 @@ impl Ctx<'_> {
             flags.mode.map(|m| m.to_ascii_uppercase()),
             flags.compare_cas,
         ) {
+            // memcached 1.6.18: a CAS id turns set and replace into compare-and-swap; add
+            // ignores it; append and prepend check it (`compare_cas` below).
             (Some(b'E'), _) => StoreMode::Add,
             (Some(b'A'), _) => StoreMode::Append,
             (Some(b'P'), _) => StoreMode::Prepend,
-            (Some(b'R'), _) => StoreMode::Replace,
             (_, Some(cas)) => StoreMode::Cas(cas),
+            (Some(b'R'), None) => StoreMode::Replace,
             _ => StoreMode::Set,
         };
         let clock = &self.shared.clock;
@@ -211,6 +213,7 @@ impl Ctx<'_> {
             binary_key: flags.base64_key,
             invalidate: flags.invalidate,
             cas: None,
+            compare_cas: flags.compare_cas.unwrap_or(0),
         };
         let before = self.log_lookup(key);
         let outcome = self.shared.store.store_with(
@@ -231,11 +234,13 @@ impl Ctx<'_> {
         let code = match outcome {
             StoreOutcome::Stored if flags.quiet => return,
             StoreOutcome::Stored => {
-                let cas = self
-                    .shared
-                    .store
-                    .peek(key, clock.now())
-                    .map_or(0, |i| i.cas);
+                // Looked up only for a `c` flag: a shown id must change on the next write.
+                let shows_cas = flags.iter().any(|t| t[0] == b'c');
+                let cas = if shows_cas {
+                    self.shared.store.written_cas(key, clock.now())
+                } else {
+                    0
+                };
                 let known = Known {
                     cas: Some(cas),
                     ..Known::key_only(flags)
@@ -308,6 +313,9 @@ impl Ctx<'_> {
                 return;
             }
         }
+        // memcached 1.6.18 drops the reply of a quiet `ma` (`VA` too) when it changed a value,
+        // not when it created the counter.
+        let mut vivified = false;
         let value = match store.delta(key, incr, flags.delta.unwrap_or(1), now) {
             DeltaOutcome::Value(v) => v,
             DeltaOutcome::NotFound => match flags.vivify {
@@ -317,7 +325,10 @@ impl Ctx<'_> {
                     let text = initial.to_string();
                     let exptime = clock.exptime_to_rel(ttl);
                     match store.store(StoreMode::Add, key, 0, exptime, text.as_bytes(), now) {
-                        StoreOutcome::Stored => initial,
+                        StoreOutcome::Stored => {
+                            vivified = true;
+                            initial
+                        }
                         _ => {
                             status(self.out.text(), "NS", flags, key, &Known::key_only(flags));
                             return;
@@ -338,6 +349,9 @@ impl Ctx<'_> {
                 return;
             }
         };
+        if flags.quiet && !vivified {
+            return;
+        }
         let wants_item = flags.iter().any(|t| matches!(t[0], b't' | b'c'));
         let known = match wants_item.then(|| store.peek(key, now)).flatten() {
             Some(item) => Known {
@@ -353,7 +367,7 @@ impl Ctx<'_> {
             status(out, &format!("VA {}", text.len()), flags, key, &known);
             out.extend_from_slice(text.as_bytes());
             out.extend_from_slice(b"\r\n");
-        } else if !flags.quiet {
+        } else {
             status(out, "HD", flags, key, &known);
         }
     }

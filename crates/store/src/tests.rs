@@ -108,6 +108,39 @@ fn add_replace_append_prepend() {
 }
 
 #[test]
+fn append_and_prepend_check_a_cas_id_when_given_one() {
+    let s = small();
+    let with = |compare_cas| WriteOptions {
+        compare_cas,
+        ..WriteOptions::default()
+    };
+    s.store(StoreMode::Set, b"k", 0, 0, b"m", 1);
+    let cas = s.get(b"k", true, 1).expect("hit").cas;
+    for mode in [StoreMode::Append, StoreMode::Prepend] {
+        assert_eq!(
+            s.store_with(mode, b"k", 0, 0, b"x", 1, with(cas + 1)),
+            StoreOutcome::Exists
+        );
+    }
+    assert_eq!(&s.get(b"k", true, 1).expect("hit").value[..], b"m");
+    assert_eq!(s.stats_at(1).cas_badval, 0, "not a cas command");
+    assert_eq!(
+        s.store_with(StoreMode::Append, b"k", 0, 0, b">", 1, with(cas)),
+        StoreOutcome::Stored
+    );
+    // 0 checks nothing; the id changed with the append.
+    assert_eq!(
+        s.store_with(StoreMode::Prepend, b"k", 0, 0, b"<", 1, with(0)),
+        StoreOutcome::Stored
+    );
+    assert_eq!(&s.get(b"k", true, 1).expect("hit").value[..], b"<m>");
+    assert_eq!(
+        s.store_with(StoreMode::Append, b"gone", 0, 0, b"x", 1, with(cas)),
+        StoreOutcome::NotStored
+    );
+}
+
+#[test]
 fn cas_ids_change_with_every_write() {
     let s = small();
     s.store(StoreMode::Set, b"k", 0, 0, b"a", 1);

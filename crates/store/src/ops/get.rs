@@ -81,6 +81,22 @@ impl Store {
         Some(shard.view(e, &header, self.config.use_cas).to_item())
     }
 
+    /// The CAS id of the key's latest version, live or not (0 if there is none, or with `-C`),
+    /// marked as shown to a client: what a storage reply shows right after its write. memcached
+    /// shows it even for an item stored already expired (`ms k 1 T-1 c`), which `peek` misses.
+    pub fn written_cas(&self, key: &[u8], now: RelTime) -> u64 {
+        if !self.config.use_cas {
+            return 0;
+        }
+        let (mut shard, _, hash, _) = self.locked(key, now);
+        let Some(e) = shard.lookup(hash, key) else {
+            return 0;
+        };
+        let header = shard.header(e);
+        shard.mark_cas_seen(hash, e);
+        shard.cas_of(e, &header)
+    }
+
     /// `gat`/`gats`: get and set a new exptime; the CAS id stays. memcached 1.6.18 counts these
     /// as touches only: after `gat 100 k` on a hit, `stats` shows cmd_touch 1, touch_hits 1,
     /// get_hits 0, cmd_get 0; on a miss touch_misses 1 and get_misses 0 (cmd_* are the server's).

@@ -20,6 +20,11 @@ pub struct WriteOptions {
     /// Keep this CAS id, written out with the item (a restart restoring one a client saw; the
     /// caller first raises [`Store::raise_cas_floor`] past it). Ignored with `-C`.
     pub cas: Option<u64>,
+    /// Append and prepend only: store only if the item's CAS id is this one, else
+    /// [`StoreOutcome::Exists`] (memcached's check when a binary or meta append brings a CAS id;
+    /// 0 checks nothing, nor does anything with `-C`). The other modes carry theirs in
+    /// [`StoreMode::Cas`].
+    pub compare_cas: u64,
 }
 
 impl Store {
@@ -131,6 +136,13 @@ impl Store {
                 return refuse(StoreOutcome::NotStored);
             }
             (StoreMode::Append | StoreMode::Prepend, Some((e, old))) => {
+                if use_cas
+                    && options.compare_cas != 0
+                    && shard.cas_of(e, &old) != options.compare_cas
+                {
+                    // Not a `cas` command: memcached counts no cas_badval here.
+                    return refuse(StoreOutcome::Exists);
+                }
                 let total = old.value_len + value.len();
                 if !item_size_ok(
                     self.config.item_size_max,
