@@ -19,6 +19,8 @@
 //! flags of meta replies and the CAS field of binary responses. `{cas}` in a write is replaced by
 //! the last CAS id that server sent (in a `VALUE` line or a meta reply).
 //! `{cases}` in flags and env is the cases directory (for files such as `-Y {cases}/auth/users`).
+//!
+//! `--random N [--seed S]` runs N sessions of random requests instead (see `random.rs`).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -28,7 +30,12 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use ferrocache_testkit::Server;
 
-struct Case {
+mod random;
+
+/// Requests in a `--random` session.
+const RANDOM_COMMANDS: usize = 30;
+
+pub(crate) struct Case {
     name: String,
     flags: Vec<String>,
     env: Vec<(String, String)>,
@@ -338,6 +345,8 @@ fn main() -> anyhow::Result<()> {
     let mut filter: Option<String> = None;
     let mut verbose = false;
     let mut memcached_only = false;
+    let mut random: Option<u64> = None;
+    let mut seed: u64 = 1;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--ferrocached" => ferrocached = args.next().map(PathBuf::from),
@@ -345,12 +354,15 @@ fn main() -> anyhow::Result<()> {
             "--filter" => filter = args.next(),
             "--verbose" => verbose = true,
             "--against-memcached-only" => memcached_only = true,
+            "--random" => random = Some(args.next().context("--random N")?.parse()?),
+            "--seed" => seed = args.next().context("--seed S")?.parse()?,
             "-h" | "--help" => {
                 println!(
                     "difftest [--ferrocached PATH] [--memcached PATH] [--filter TEXT] [--verbose] \
-                     [--against-memcached-only]\n\
+                     [--against-memcached-only] [--random N [--seed S]]\n\
                      Runs tests/differential/cases/*.txt against memcached and ferrocached and \
-                     compares the replies."
+                     compares the replies. --random N runs N sessions of random requests \
+                     instead, seeds S to S+N-1 (S defaults to 1)."
                 );
                 return Ok(());
             }
@@ -370,40 +382,42 @@ fn main() -> anyhow::Result<()> {
         "{} not found: build it first",
         other.display()
     );
-    let dir = cases_dir();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .with_context(|| format!("read {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
-        .collect();
-    files.sort();
+    let cases = match random {
+        Some(n) => (seed..seed.saturating_add(n))
+            .map(|s| random::session(s, RANDOM_COMMANDS))
+            .collect(),
+        None => file_cases()?,
+    };
     let (mut total, mut differences) = (0, 0);
-    for file in files {
-        let text = std::fs::read_to_string(&file)?;
-        for case in parse_cases(&text, &file)? {
-            if filter
-                .as_ref()
-                .is_some_and(|f| !case.name.contains(f.as_str()))
-            {
-                continue;
-            }
-            total += 1;
-            let expected = run_case(&case, &memcached)?;
-            let got = run_case(&case, &other)?;
-            if expected == got {
-                if verbose {
-                    println!("ok    {}\n    {}", case.name, escape(&expected));
-                } else {
-                    println!("ok    {}", case.name);
-                }
+    for case in cases {
+        if filter
+            .as_ref()
+            .is_some_and(|f| !case.name.contains(f.as_str()))
+        {
+            continue;
+        }
+        total += 1;
+        let expected = run_case(&case, &memcached)?;
+        let got = run_case(&case, &other)?;
+        if expected == got {
+            if verbose {
+                println!("ok    {}\n    {}", case.name, escape(&expected));
             } else {
-                differences += 1;
-                println!(
-                    "DIFF  {}\n  memcached:\n    {}\n  ferrocached:\n    {}",
-                    case.name,
-                    escape(&expected),
-                    escape(&got)
-                );
+                println!("ok    {}", case.name);
+            }
+        } else {
+            differences += 1;
+            println!(
+                "DIFF  {}\n  memcached:\n    {}\n  ferrocached:\n    {}",
+                case.name,
+                escape(&expected),
+                escape(&got)
+            );
+            if random.is_some() {
+                println!("  as a case:\n=== {}", case.name);
+                for write in &case.writes {
+                    println!("> {write}");
+                }
             }
         }
     }
@@ -412,6 +426,23 @@ fn main() -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// The cases of every `cases/*.txt`, in file order.
+fn file_cases() -> anyhow::Result<Vec<Case>> {
+    let dir = cases_dir();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("read {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    files.sort();
+    let mut cases = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file)?;
+        cases.extend(parse_cases(&text, &file)?);
+    }
+    Ok(cases)
 }
 
 #[cfg(test)]

@@ -1,0 +1,307 @@
+//! `--random N`: sessions of text and meta commands drawn at random from memcached's grammar,
+//! valid and not, sent in a few writes each (so requests are pipelined and split at random
+//! places). Each session is a [`Case`], run like the ones in `cases/`, and a difference is printed
+//! in the case files' format, ready to be kept there.
+//!
+//! What depends on the moment a server reads its clock is left out: `stats`, the meta `t`, `l` and
+//! `h`-after-time flags are not drawn, and every exptime is 0, negative (already expired) or far
+//! enough ahead that no session outlives it.
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+use crate::Case;
+
+/// Keys most commands use: few, so commands meet each other's items.
+const KEYS: [&str; 5] = ["a", "b", "c", "foo", "n"];
+
+/// A session of `commands` requests, reproducible from `seed`. It ends with three empty lines
+/// and `mn`: a data block left short by a wrong length is completed (memcached holds every
+/// reply while it waits for one), and `mn` makes memcached write what it holds.
+pub fn session(seed: u64, commands: usize) -> Case {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut text = String::new();
+    let mut cuts = Vec::new();
+    for _ in 0..commands {
+        let command = command(&mut rng);
+        cuts.extend(cut_points(&command).map(|at| text.len() + at));
+        text.push_str(&command);
+    }
+    text.push_str("\\r\\n\\r\\n\\r\\nmn\\r\\n");
+    Case {
+        name: format!("random session {seed}"),
+        flags: Vec::new(),
+        env: Vec::new(),
+        stats: None,
+        writes: split(&mut rng, &text, &cuts),
+    }
+}
+
+/// Where a write may end inside `command`: anywhere in its line (not inside an escape or a
+/// `{cas}`), and after the line and after its data block. Never inside the data block: memcached
+/// reads a value that arrives in three parts or more differently from one that arrives whole (it
+/// then held back its later replies in a run here), which no client relies on.
+fn cut_points(command: &str) -> impl Iterator<Item = usize> + '_ {
+    let line_end = command.find("\\r\\n").map_or(command.len(), |at| at + 4);
+    (1..=line_end)
+        .filter(move |&i| {
+            let before = &command[..i];
+            !before.ends_with('\\')
+                && before
+                    .rfind('{')
+                    .is_none_or(|open| before[open..].contains('}'))
+        })
+        .chain(std::iter::once(command.len()))
+}
+
+/// Cuts a session into 1 to 4 writes at some of the `allowed` positions.
+fn split(rng: &mut StdRng, text: &str, allowed: &[usize]) -> Vec<String> {
+    let cuts = rng.gen_range(0..4);
+    let allowed: Vec<usize> = allowed
+        .iter()
+        .copied()
+        .filter(|&at| at > 0 && at < text.len())
+        .collect();
+    let mut at: Vec<usize> = allowed
+        .choose_multiple(rng, cuts.min(allowed.len()))
+        .copied()
+        .collect();
+    at.sort_unstable();
+    at.dedup();
+    let mut writes = Vec::new();
+    let mut start = 0;
+    for cut in at {
+        writes.push(text[start..cut].to_string());
+        start = cut;
+    }
+    writes.push(text[start..].to_string());
+    writes
+}
+
+fn pick<'a>(rng: &mut StdRng, choices: &[&'a str]) -> &'a str {
+    choices[rng.gen_range(0..choices.len())]
+}
+
+fn key(rng: &mut StdRng) -> String {
+    match rng.gen_range(0..40) {
+        0 => "k".repeat(250),
+        1 => "k".repeat(251),
+        _ => pick(rng, &KEYS).to_string(),
+    }
+}
+
+/// A value: letters, or a number for `incr`/`decr` to meet.
+fn value(rng: &mut StdRng) -> String {
+    match rng.gen_range(0..10) {
+        0..=3 => pick(
+            rng,
+            &["0", "7", "18446744073709551615", "12345678901234567890"],
+        )
+        .into(),
+        4 => "v".repeat(rng.gen_range(100..300)),
+        _ => {
+            let len = rng.gen_range(0..8);
+            (0..len)
+                .map(|_| rng.gen_range(b'a'..=b'z') as char)
+                .collect()
+        }
+    }
+}
+
+fn noreply(rng: &mut StdRng) -> &'static str {
+    if rng.gen_ratio(1, 8) {
+        " noreply"
+    } else {
+        ""
+    }
+}
+
+/// Exptimes that no session outlives or that are already past.
+fn exptime(rng: &mut StdRng) -> &'static str {
+    pick(rng, &["0", "0", "100000", "-1", "x", "2592000"])
+}
+
+/// One request, with its data block, in the case files' escaped form.
+fn command(rng: &mut StdRng) -> String {
+    match rng.gen_range(0..100) {
+        0..=29 => storage(rng),
+        30..=44 => {
+            let cmd = pick(rng, &["get", "gets", "gat", "gats"]);
+            let keys: Vec<String> = (0..rng.gen_range(0..4)).map(|_| key(rng)).collect();
+            let ttl = if cmd.starts_with("gat") {
+                format!(" {}", exptime(rng))
+            } else {
+                String::new()
+            };
+            format!("{cmd}{ttl} {}\\r\\n", keys.join(" "))
+        }
+        45..=52 => format!(
+            "{} {} {}{}\\r\\n",
+            pick(rng, &["incr", "decr"]),
+            key(rng),
+            pick(
+                rng,
+                &[
+                    "1",
+                    "5",
+                    "0",
+                    "18446744073709551615",
+                    "18446744073709551616",
+                    "-1",
+                    "x"
+                ]
+            ),
+            noreply(rng)
+        ),
+        53..=58 => format!(
+            "delete {}{}{}\\r\\n",
+            key(rng),
+            pick(rng, &["", "", " 0", " 5"]),
+            noreply(rng)
+        ),
+        59..=62 => format!("touch {} {}{}\\r\\n", key(rng), exptime(rng), noreply(rng)),
+        63..=92 => meta(rng),
+        _ => pick(
+            rng,
+            &[
+                "version\\r\\n",
+                "verbosity 1\\r\\n",
+                "verbosity\\r\\n",
+                "flush_all\\r\\n",
+                "flush_all noreply\\r\\n",
+                "flush_all 0\\r\\n",
+                "bogus a b\\r\\n",
+                "\\r\\n",
+                "GET a\\r\\n",
+                "get\\r\\n",
+                "set a 0 0\\r\\n",
+                "incr\\r\\n",
+                "mn\\r\\n",
+                "mg\\r\\n",
+                "ms a\\r\\n",
+            ],
+        )
+        .to_string(),
+    }
+}
+
+fn storage(rng: &mut StdRng) -> String {
+    let cmd = pick(
+        rng,
+        &["set", "set", "add", "replace", "append", "prepend", "cas"],
+    );
+    let value = value(rng);
+    let flags = pick(rng, &["0", "0", "1", "4294967295", "4294967296", "-1", "x"]);
+    let bytes = match rng.gen_range(0..12) {
+        0 => (value.len() + 1).to_string(),
+        1 => value.len().saturating_sub(1).to_string(),
+        2 => pick(rng, &["x", "-1"]).to_string(),
+        _ => value.len().to_string(),
+    };
+    let cas = if cmd == "cas" {
+        format!(" {}", pick(rng, &["{cas}", "{cas}", "0", "999999", "x"]))
+    } else {
+        String::new()
+    };
+    format!(
+        "{cmd} {} {flags} {} {bytes}{cas}{}\\r\\n{value}\\r\\n",
+        key(rng),
+        exptime(rng),
+        noreply(rng)
+    )
+}
+
+/// A meta request with a handful of the flags its command takes (and now and then one it
+/// does not).
+fn meta(rng: &mut StdRng) -> String {
+    let key = key(rng);
+    let flags = |rng: &mut StdRng, choices: &[&str]| -> String {
+        let n = rng.gen_range(0..4);
+        let mut out = String::new();
+        for _ in 0..n {
+            out.push(' ');
+            out.push_str(pick(rng, choices));
+        }
+        out
+    };
+    match rng.gen_range(0..10) {
+        0..=3 => {
+            let f = flags(
+                rng,
+                &[
+                    "v", "v", "f", "c", "k", "s", "q", "O12", "N100000", "T100000", "E77", "x",
+                    "Oab", "b",
+                ],
+            );
+            format!("mg {key}{f}\\r\\n")
+        }
+        4..=6 => {
+            let value = value(rng);
+            let len = if rng.gen_ratio(1, 10) {
+                (value.len() + 1).to_string()
+            } else {
+                value.len().to_string()
+            };
+            let f = flags(
+                rng,
+                &[
+                    "T100000", "F5", "I", "c", "k", "q", "O9", "ME", "MA", "MP", "MR", "MS", "Mx",
+                    "C{cas}", "C999999", "E55", "N100000", "T-1",
+                ],
+            );
+            format!("ms {key} {len}{f}\\r\\n{value}\\r\\n")
+        }
+        7 => {
+            let f = flags(
+                rng,
+                &["q", "I", "T100000", "C{cas}", "C999999", "k", "O3", "x"],
+            );
+            format!("md {key}{f}\\r\\n")
+        }
+        _ => {
+            let f = flags(
+                rng,
+                &[
+                    "N100000",
+                    "J5",
+                    "D3",
+                    "MI",
+                    "MD",
+                    "M+",
+                    "M-",
+                    "q",
+                    "v",
+                    "c",
+                    "k",
+                    "O4",
+                    "D18446744073709551616",
+                    "Mx",
+                ],
+            );
+            format!("ma {key}{f}\\r\\n")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_gives_the_same_session_and_its_writes_rejoin_it() {
+        let a = session(7, 40);
+        let b = session(7, 40);
+        assert_eq!(a.writes, b.writes);
+        assert_ne!(a.writes, session(8, 40).writes);
+        assert!(!a.writes.is_empty() && a.writes.len() <= 4);
+        let joined: String = a.writes.concat();
+        // Every write expands on its own: no escape or {cas} is cut in two.
+        for write in &a.writes {
+            crate::expand(write, "1").expect("each write expands");
+        }
+        let whole = crate::expand(&joined, "1").expect("expands");
+        assert!(whole.ends_with(b"\r\n"));
+        assert!(joined.matches("\\r\\n").count() >= 40);
+    }
+}
