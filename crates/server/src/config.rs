@@ -188,6 +188,26 @@ pub(crate) fn failure(message: impl Into<String>) -> anyhow::Error {
     Failure(message.into()).into()
 }
 
+/// memcached's slab page, which `-o slab_chunk_max` must divide.
+const SLAB_PAGE_SIZE: i32 = 1024 * 1024;
+
+/// memcached 1.6.18's checks of `-o slab_chunk_max` against `-I`, with its words (exit 64). So
+/// `-I` below 512k needs `-o slab_chunk_max=` no larger than it, as with memcached. Where
+/// memcached crashes (a chunk of 0: a division by zero), this refuses.
+fn check_slab_chunk_max(chunk: i32, item_size_max: u64) -> anyhow::Result<()> {
+    let (chunk, item) = (i64::from(chunk), item_size_max as i64);
+    if chunk > item {
+        bail!("slab_chunk_max (bytes: {chunk}) cannot be larger than -I (item_size_max {item})");
+    }
+    if chunk == 0 || item % chunk != 0 {
+        bail!("-I (item_size_max: {item}) must be evenly divisible by slab_chunk_max (bytes: {chunk})");
+    }
+    if i64::from(SLAB_PAGE_SIZE) % chunk != 0 {
+        bail!("slab_chunk_max (bytes: {chunk}) must divide evenly into {SLAB_PAGE_SIZE} (slab_page_size)");
+    }
+    Ok(())
+}
+
 /// The exit status for a refused command line, as memcached 1.6.18 exits: 1 for getopt's errors,
 /// `-c`, `-t`, `-R`, `-f`, `-n`, an unknown `-o` suboption, `-S` or `-Y` that cannot start, and a
 /// bad `ssl_verify_mode`, `ssl_min_version` or `ssl_wbuf_size`; 64 (`EX_USAGE`) for the rest
@@ -373,6 +393,8 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
         .map_or_else(|| flags.protocol.clone(), str::to_string);
     let mut idle_timeout = 0;
     let mut lru_crawler = true;
+    // memcached's default: half its 1 MB slab page.
+    let mut slab_chunk_max: i32 = SLAB_PAGE_SIZE / 2;
     let mut lru_crawler_sleep = 100;
     let mut lru_crawler_tocrawl = 0;
     let mut tls = crate::tls::TlsSettings {
@@ -399,6 +421,19 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
                 idle_timeout = value
                     .parse()
                     .with_context(|| format!("Invalid value for idle_timeout: {value}"))?;
+            }
+            // memcached's safe_strtol, in bytes; checked against -I below. Nothing is sliced
+            // into chunks here, so the value is not used past the checks.
+            "slab_chunk_max" => {
+                if !option.contains('=') {
+                    bail!("Missing slab_chunk_max argument");
+                }
+                slab_chunk_max = value
+                    .parse::<i32>()
+                    .context("could not parse argument to slab_chunk_max")?;
+                warnings.push(format!(
+                    "-o {key} is accepted but not implemented (no slab allocator here); ignored"
+                ));
             }
             "lru_crawler" => lru_crawler = true,
             "no_lru_crawler" => lru_crawler = false,
@@ -429,7 +464,6 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
             | "hot_max_factor"
             | "warm_max_factor"
             | "temporary_ttl"
-            | "slab_chunk_max"
             | "slab_reassign"
             | "slab_automove"
             | "modern"
@@ -446,6 +480,7 @@ fn config_from(flags: Flags) -> anyhow::Result<ServerConfig> {
             _ => return Err(failure(format!("Illegal suboption \"{option}\""))),
         }
     }
+    check_slab_chunk_max(slab_chunk_max, item_size_max)?;
     let interfaces: Vec<String> = if flags.listen.is_empty() {
         vec!["127.0.0.1".to_string()]
     } else {

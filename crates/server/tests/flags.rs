@@ -109,6 +109,33 @@ fn refusals_exit_with_memcacheds_status() {
             "Invalid value for binding protocol",
         ),
         (&["-p", "99999"], 64, "ERROR: Invalid port number 99999."),
+        // -I below memcached's default slab_chunk_max (512k) needs a smaller one, and the two
+        // must divide each other and the 1 MB slab page.
+        (
+            &["-I", "1k"],
+            64,
+            "slab_chunk_max (bytes: 524288) cannot be larger than -I (item_size_max 1024)",
+        ),
+        (
+            &["-I", "600k"],
+            64,
+            "-I (item_size_max: 614400) must be evenly divisible by slab_chunk_max (bytes: 524288)",
+        ),
+        (
+            &["-I", "2m", "-o", "slab_chunk_max=2097152"],
+            64,
+            "slab_chunk_max (bytes: 2097152) must divide evenly into 1048576 (slab_page_size)",
+        ),
+        (
+            &["-o", "slab_chunk_max=x"],
+            64,
+            "could not parse argument to slab_chunk_max",
+        ),
+        (
+            &["-o", "slab_chunk_max"],
+            64,
+            "Missing slab_chunk_max argument",
+        ),
         (
             &["-Z", "-p", "0"],
             64,
@@ -132,6 +159,11 @@ fn refusals_exit_with_memcacheds_status() {
     // Accepted and ignored (no slabs here), as memcached accepts them.
     let s = Server::ferrocached(&["-f", "1.25", "-n", "48"]);
     assert!(s.connect().line("version\r\n").starts_with("VERSION"));
+    // A small -I with a chunk size that fits starts, and its limit holds.
+    let s = Server::ferrocached(&["-I", "1k", "-o", "slab_chunk_max=1024"]);
+    let mut c = s.connect();
+    let big = format!("set k 0 0 1100\r\n{}\r\n", "v".repeat(1100));
+    assert_eq!(c.line(&big), "SERVER_ERROR object too large for cache\r\n");
 }
 
 #[test]
