@@ -301,8 +301,8 @@ impl Ctx<'_> {
         let now = clock.now();
         let incr = !matches!(flags.mode, Some(b'D' | b'd' | b'-'));
         // The CAS is compared before the value is read (memcached 1.6.18: `ma k C1` on a
-        // non-numeric value with another CAS answers EX).
-        if let Some(cas) = flags.compare_cas {
+        // non-numeric value with another CAS answers EX). C0 compares nothing there.
+        if let Some(cas) = flags.compare_cas.filter(|&cas| cas != 0) {
             let code = match store.peek(key, now) {
                 None => Some("NF"),
                 Some(item) if item.cas != cas => Some("EX"),

@@ -189,7 +189,8 @@ impl Store {
                 // `cas k 0 0 1 0` (the item's CAS is 0 but a cas of 0 never matches), and
                 // NOT_FOUND for a missing one. Reproduced by never matching when CAS is off.
                 let current = shard.cas_of(e, &header);
-                if options.invalidate && use_cas && expected < current {
+                // A CAS id of 0 is never older: memcached 1.6.18 answers `ms k 1 I C0` with EX.
+                if options.invalidate && use_cas && expected != 0 && expected < current {
                     // memcached 1.6.18's do_store_item: stored, and marked stale.
                     shard.counters.cas_hits += 1;
                     if !shard.put(place, queue, hash, &item, &ctx) {
