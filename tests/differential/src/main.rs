@@ -20,7 +20,8 @@
 //! the last CAS id that server sent (in a `VALUE` line or a meta reply).
 //! `{cases}` in flags and env is the cases directory (for files such as `-Y {cases}/auth/users`).
 //!
-//! `--random N [--seed S]` runs N sessions of random requests instead (see `random.rs`).
+//! `--random N [--seed S]` runs N sessions of random requests instead, one in four in the binary
+//! protocol (see `random.rs`).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -384,7 +385,11 @@ fn main() -> anyhow::Result<()> {
     );
     let cases = match random {
         Some(n) => (seed..seed.saturating_add(n))
-            .map(|s| random::session(s, RANDOM_COMMANDS))
+            .map(|s| match s % 4 {
+                // One session in four speaks the binary protocol.
+                3 => random::binary_session(s, RANDOM_COMMANDS),
+                _ => random::session(s, RANDOM_COMMANDS),
+            })
             .collect(),
         None => file_cases()?,
     };
@@ -415,6 +420,9 @@ fn main() -> anyhow::Result<()> {
             );
             if random.is_some() {
                 println!("  as a case:\n=== {}", case.name);
+                if !case.flags.is_empty() {
+                    println!("flags: {}", case.flags.join(" "));
+                }
                 for write in &case.writes {
                     println!("> {write}");
                 }
