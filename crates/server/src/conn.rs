@@ -72,6 +72,10 @@ where
     // Why the loop ended, unless the client closed cleanly.
     let mut reason = "normal";
     let mut watching = None;
+    // A data block that did not arrive with its command line: memcached reads the rest of it
+    // straight from the socket, so once it is stored its read buffer is empty and it writes what
+    // it holds, out of reach of a later cull (see `Output::discard_since_mark`).
+    let mut value_split = false;
     'conn: loop {
         let read = match idle {
             None => stream.read_buf(&mut rbuf).await,
@@ -129,6 +133,7 @@ where
                 match ferrocache_protocol::binary::parse(&rbuf, max_binary_body) {
                     BinaryParse::Incomplete(hint) => {
                         if let Some(total) = hint {
+                            value_split |= binary_value_split(&rbuf);
                             rbuf.reserve(total.saturating_sub(rbuf.len()));
                         }
                         break;
@@ -145,6 +150,9 @@ where
                     BinaryParse::Done(request, used) => {
                         let next = ctx.binary(request);
                         rbuf.advance(used);
+                        if std::mem::take(&mut value_split) {
+                            ctx.out.mark();
+                        }
                         next
                     }
                 }
@@ -161,6 +169,8 @@ where
                 match text::parse(&rbuf, &parse_config) {
                     Parse::Incomplete(hint) => {
                         if let Some(total) = hint {
+                            // The line is whole; its data block is not.
+                            value_split = true;
                             rbuf.reserve(total.saturating_sub(rbuf.len()));
                         }
                         break;
@@ -181,6 +191,9 @@ where
                             }
                         };
                         rbuf.advance(used);
+                        if std::mem::take(&mut value_split) {
+                            ctx.out.mark();
+                        }
                         next
                     }
                 }
@@ -243,6 +256,19 @@ where
         }
     }
     reason
+}
+
+/// Whether the binary request at the start of `buf` (its header read, its body not) is a storage
+/// request whose extras and key are all here: memcached then reads its value straight from the
+/// socket (its `conn_nread`), as it does a text data block.
+fn binary_value_split(buf: &[u8]) -> bool {
+    use ferrocache_protocol::binary::opcode::*;
+    let stores = matches!(
+        buf[1],
+        SET | SETQ | ADD | ADDQ | REPLACE | REPLACEQ | APPEND | APPENDQ | PREPEND | PREPENDQ
+    );
+    let key_len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+    stores && buf.len() >= 24 + usize::from(buf[4]) + key_len
 }
 
 /// memcached's answer to a `watch` past its 20 watchers.
