@@ -59,6 +59,14 @@ fn header(r: &BinaryRequest<'_>, status: u16, cas: u64) -> Header {
 
 impl Ctx<'_> {
     fn bin_error(&mut self, r: &BinaryRequest<'_>, code: u16) {
+        self.bin_error_held(r, code);
+        // memcached writes out at every binary error (its write_bin_error goes to conn_mwrite):
+        // what it held is sent even if the connection then closes on a bad request.
+        self.out.mark();
+    }
+
+    /// An error reply that memcached holds (it swallows a body first).
+    fn bin_error_held(&mut self, r: &BinaryRequest<'_>, code: u16) {
         // memcached closes a binary connection after answering "Invalid arguments".
         self.close_after_reply |= code == status::INVALID_ARGUMENTS;
         let text = status::text(code);
@@ -127,8 +135,12 @@ impl Ctx<'_> {
             // Not an opcode memcached serves (VERBOSITY neither): "Unknown command", and it
             // then skips the whole body again past the extras and key it has read, so a body
             // costs the client as many bytes of what follows.
-            _ => {
+            _ if body == 0 => {
                 self.bin_error(&r, status::UNKNOWN_COMMAND);
+                return Next::Continue;
+            }
+            _ => {
+                self.bin_error_held(&r, status::UNKNOWN_COMMAND);
                 return match ext + key {
                     0 => Next::Continue,
                     again => Next::Swallow(again),
@@ -174,7 +186,11 @@ impl Ctx<'_> {
                 self.shared.store.flush_all(clock.flush_point(delay), now);
                 self.bin_ok(&r, 0, &[]);
             }
-            NOOP => self.bin_ok(&r, 0, &[]),
+            NOOP => {
+                self.bin_ok(&r, 0, &[]);
+                // memcached: "NOOP forces pipeline flush".
+                self.out.mark();
+            }
             VERSION => {
                 let version = crate::config::MEMCACHED_VERSION;
                 self.bin_ok(&r, 0, version.as_bytes());

@@ -138,7 +138,13 @@ where
                         }
                         break;
                     }
-                    BinaryParse::Invalid => break 'conn,
+                    BinaryParse::Invalid => {
+                        // memcached closes at once: what it had written went out, what it
+                        // held is lost.
+                        ctx.out.discard_since_mark();
+                        write_out(&mut stream, &mut ctx).await;
+                        break 'conn;
+                    }
                     BinaryParse::TooLarge {
                         opcode,
                         opaque,
