@@ -343,7 +343,23 @@ impl Ctx<'_> {
                 noreply,
                 bytes,
                 unlink_key,
+                unlink_base64,
             } => {
+                let decoded;
+                let (text, unlink_key) = match unlink_key {
+                    Some(key) if unlink_base64 => {
+                        use base64::Engine as _;
+                        match base64::engine::general_purpose::STANDARD.decode(key) {
+                            Ok(bytes) => {
+                                decoded = bytes;
+                                (text, Some(&decoded[..]))
+                            }
+                            // memcached decodes the key before it sizes the item.
+                            Err(_) => ("CLIENT_ERROR error decoding key", None),
+                        }
+                    }
+                    other => (text, other),
+                };
                 if text == reply::SERVER_ERROR_TOO_LARGE {
                     self.counters.store_too_large += 1;
                 }

@@ -139,6 +139,7 @@ pub(super) fn parse_meta<'a>(
                     noreply: false,
                     bytes: vlen + 2,
                     unlink_key: None,
+                    unlink_base64: false,
                 },
                 0,
             ))
@@ -153,7 +154,17 @@ pub(super) fn parse_meta<'a>(
             }
         }
         if !fits(key.len(), flags.client_flags.unwrap_or(0), vlen) {
-            return swallow(reply::SERVER_ERROR_TOO_LARGE);
+            // memcached 1.6.18 then drops the key's item, whatever the mode.
+            return Some((
+                Request::Swallow {
+                    reply: reply::SERVER_ERROR_TOO_LARGE,
+                    noreply: false,
+                    bytes: vlen + 2,
+                    unlink_key: Some(key),
+                    unlink_base64: flags.base64_key,
+                },
+                0,
+            ));
         }
         if after.len() < vlen + 2 {
             return None;

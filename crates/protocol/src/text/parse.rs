@@ -112,8 +112,10 @@ pub enum Request<'a> {
         reply: &'static str,
         noreply: bool,
         bytes: usize,
-        /// memcached drops an existing item when a `set` fails this way.
+        /// memcached drops an existing item when a `set` or an `ms` fails this way.
         unlink_key: Option<&'a [u8]>,
+        /// That key came with `b` (base64, decoded by the caller).
+        unlink_base64: bool,
     },
     /// Junk memcached answers by closing the connection.
     Close,
@@ -387,6 +389,7 @@ fn parse_storage<'a>(
                 noreply,
                 bytes: vlen + 2,
                 unlink_key: (command == StoreCommand::Set).then_some(key),
+                unlink_base64: false,
             },
             0,
         ));
