@@ -162,7 +162,9 @@ impl Store {
             shard.counters.delete_misses += 1;
             return InvalidateOutcome::NotFound;
         };
-        if compare_cas.is_some_and(|cas| cas != shard.cas_of(e, &header)) {
+        // With -C every item's id reads 0, so C0 matches (memcached 1.6.18: `md k I C0` marks).
+        let current = if use_cas { shard.cas_of(e, &header) } else { 0 };
+        if compare_cas.is_some_and(|cas| cas != current) {
             return InvalidateOutcome::Exists;
         }
         shard.counters.delete_hits += 1;
