@@ -363,6 +363,12 @@ impl Ctx<'_> {
         let store = &self.shared.store;
         let clock = &self.shared.clock;
         let now = clock.now();
+        // memcached's do_add_delta compares a non-zero CAS before it reads the number; a
+        // missing key goes on to be created.
+        if r.cas != 0 && store.peek(r.key, now).is_some_and(|item| item.cas != r.cas) {
+            self.bin_error(r, status::KEY_EXISTS);
+            return;
+        }
         let value = match store.delta(r.key, incr, delta, now) {
             DeltaOutcome::Value(v) => v,
             // 0xffffffff as exptime means "do not create".
@@ -372,7 +378,7 @@ impl Ctx<'_> {
                 match store.store(StoreMode::Add, r.key, 0, rel, text.as_bytes(), now) {
                     StoreOutcome::Stored => initial,
                     _ => {
-                        self.bin_error(r, status::KEY_EXISTS);
+                        self.bin_error(r, status::NOT_STORED);
                         return;
                     }
                 }
