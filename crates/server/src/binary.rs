@@ -221,6 +221,10 @@ impl Ctx<'_> {
         let with_key = matches!(loud(r.opcode), GETK | GATK);
         match item {
             Some(item) => {
+                if r.opcode != TOUCH {
+                    // memcached keeps the item until it writes the value.
+                    self.out.reference(r.key);
+                }
                 let key: &[u8] = if with_key { r.key } else { &[] };
                 let flags = item.flags.to_be_bytes();
                 // TOUCH answers like a get without the value.
@@ -369,7 +373,8 @@ impl Ctx<'_> {
             self.bin_error(r, status::KEY_EXISTS);
             return;
         }
-        let value = match store.delta(r.key, incr, delta, now) {
+        let pad = !self.out.references(r.key);
+        let value = match store.delta_with(r.key, incr, delta, now, pad) {
             DeltaOutcome::Value(v) => v,
             // 0xffffffff as exptime means "do not create".
             DeltaOutcome::NotFound if exptime != u32::MAX => {

@@ -547,10 +547,11 @@ impl Ctx<'_> {
 
     fn arith(&mut self, incr: bool, key: &[u8], delta: u64, noreply: bool) -> Next {
         self.log_lookup(key);
+        let pad = !self.out.references(key);
         let outcome = self
             .shared
             .store
-            .delta(key, incr, delta, self.shared.clock.now());
+            .delta_with(key, incr, delta, self.shared.clock.now(), pad);
         match outcome {
             DeltaOutcome::Value(value) => {
                 if !noreply {

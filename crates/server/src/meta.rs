@@ -169,6 +169,10 @@ impl Ctx<'_> {
         }
         let hit = self.shared.store.meta_get(key, &request, now);
         self.log_fetch(key, hit.as_ref().map(|h| h.item.value.len()));
+        if hit.is_some() {
+            // memcached keeps the item until it writes the reply, value or not.
+            self.out.reference(key);
+        }
         let out = self.out.text();
         match hit {
             None if flags.quiet => {}
@@ -316,7 +320,8 @@ impl Ctx<'_> {
         // memcached 1.6.18 drops the reply of a quiet `ma` (`VA` too) when it changed a value,
         // not when it created the counter.
         let mut vivified = false;
-        let value = match store.delta(key, incr, flags.delta.unwrap_or(1), now) {
+        let pad = !self.out.references(key);
+        let value = match store.delta_with(key, incr, flags.delta.unwrap_or(1), now, pad) {
             DeltaOutcome::Value(v) => v,
             DeltaOutcome::NotFound => match flags.vivify {
                 Some(ttl) => {

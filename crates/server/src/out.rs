@@ -34,6 +34,9 @@ pub struct Output {
     mark: usize,
     /// A command came since the last mark or write (see [`Output::holds_replies`]).
     held: bool,
+    /// Keys of the items that queued replies reference in memcached (see
+    /// [`Output::references`]), each after its length byte.
+    referenced: Vec<u8>,
 }
 
 impl Output {
@@ -102,6 +105,32 @@ impl Output {
     pub fn mark(&mut self) {
         self.mark = self.len();
         self.held = false;
+        self.referenced.clear();
+    }
+
+    /// Notes that a queued reply references `key`'s item: memcached keeps the item of an `mg`
+    /// hit or a binary get hit until it writes the reply.
+    pub fn reference(&mut self, key: &[u8]) {
+        // Keys are at most 250 bytes, decoded ones shorter.
+        if let Ok(len) = u8::try_from(key.len()) {
+            self.referenced.push(len);
+            self.referenced.extend_from_slice(key);
+        }
+    }
+
+    /// Does a reply memcached would still hold reference `key`'s item? Then its incr or decr
+    /// cannot rewrite the item in place (memcached 1.6.18: `mg n` and `decr n 5` in one write
+    /// store the shorter number unpadded, as a new item).
+    pub fn references(&self, key: &[u8]) -> bool {
+        let mut at = 0;
+        while let Some(&len) = self.referenced.get(at) {
+            let end = at + 1 + usize::from(len);
+            if &self.referenced[at + 1..end] == key {
+                return true;
+            }
+            at = end;
+        }
+        false
     }
 
     /// Notes that a command is being answered (with `noreply` too: memcached still queues a
@@ -183,6 +212,7 @@ impl Output {
         writer.flush().await?;
         self.mark = 0;
         self.held = false;
+        self.referenced.clear();
         Ok(total)
     }
 }
@@ -325,5 +355,20 @@ mod tests {
         assert_eq!(out.len(), 6);
         out.text().extend_from_slice(b"END\r\n");
         assert_eq!(out.len(), 11);
+    }
+
+    #[tokio::test]
+    async fn references_last_until_a_mark_or_a_write() {
+        let mut out = Output::default();
+        out.reference(b"ab");
+        out.reference(b"c");
+        assert!(out.references(b"ab") && out.references(b"c"));
+        assert!(!out.references(b"a") && !out.references(b"abc"));
+        out.mark();
+        assert!(!out.references(b"ab"));
+        out.reference(b"k");
+        out.text().extend_from_slice(b"HD\r\n");
+        out.flush(&mut Vec::new()).await.expect("write to a vector");
+        assert!(!out.references(b"k"));
     }
 }

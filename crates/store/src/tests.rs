@@ -972,6 +972,22 @@ fn incr_counters_padding_and_growth() {
 }
 
 #[test]
+fn a_delta_told_not_to_pad_stores_the_number_at_its_length() {
+    let s = small();
+    s.store(StoreMode::Set, b"n", 3, 0, b"100", 1);
+    assert_eq!(
+        s.delta_with(b"n", false, 95, 1, false),
+        DeltaOutcome::Value(5)
+    );
+    let item = s.get(b"n", true, 1).expect("hit");
+    assert_eq!((&item.value[..], item.flags), (&b"5"[..], 3));
+    // Padded as usual otherwise.
+    assert_eq!(s.delta(b"n", true, 5, 1), DeltaOutcome::Value(10));
+    assert_eq!(s.delta(b"n", false, 9, 1), DeltaOutcome::Value(1));
+    assert_eq!(&s.get(b"n", true, 1).expect("hit").value[..], b"1 ");
+}
+
+#[test]
 fn incr_refuses_chunked_items() {
     // memcached 1.6.18: key "big", "1" padded with spaces to 524226 bytes increments; 524227
     // bytes is chunked and NON_NUMERIC.

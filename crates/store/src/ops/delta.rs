@@ -15,6 +15,20 @@ impl Store {
     /// exptime. A new CAS id comes with it, unless no client has seen the old one (then a
     /// number that fits is written over the old in place, keeping it).
     pub fn delta(&self, key: &[u8], incr: bool, delta: u64, now: RelTime) -> DeltaOutcome {
+        self.delta_with(key, incr, delta, now, true)
+    }
+
+    /// [`Store::delta`]; with `pad` false a shorter number is not padded but stored at its
+    /// length, as a new version: what memcached does when something else still references the
+    /// item (its refcount is above 2), such as a reply to an `mg` not yet written.
+    pub fn delta_with(
+        &self,
+        key: &[u8],
+        incr: bool,
+        delta: u64,
+        now: RelTime,
+        pad: bool,
+    ) -> DeltaOutcome {
         let (mut shard, index, hash, ctx) = self.locked(key, now);
         let shard = &mut *shard;
         let Some((e, header)) = shard.find_live(hash, key, &ctx) else {
@@ -48,7 +62,7 @@ impl Store {
         let text = digits.format(new).as_bytes();
         let mut value = Vec::with_capacity(old_len.max(text.len()));
         value.extend_from_slice(text);
-        if text.len() < old_len {
+        if pad && text.len() < old_len {
             value.resize(old_len, b' ');
         }
         // In place, as memcached does, when the number fits and the CAS id can change there
@@ -57,7 +71,7 @@ impl Store {
         let cas_in_place = header.bits & HAS_CAS != 0;
         let keeps_id =
             !self.config.use_cas || (self.config.evictions && shard.may_rewrite_in_place(e, &ctx));
-        if text.len() <= old_len && (cas_in_place || keeps_id) {
+        if value.len() == old_len && (cas_in_place || keeps_id) {
             let cas = cas_in_place.then(|| ctx.seq_range(0));
             shard.set_value_in_place(e, &header, &value, cas);
             shard.mark_read(hash, e, false);
