@@ -20,6 +20,8 @@ const BY_REFERENCE: usize = 512;
 const COPY_INTO_TEXT: usize = 16 * 1024;
 /// Buffers handed to one vectored write.
 const MAX_SLICES: usize = 64;
+/// Bytes of keys [`Output::reference`] notes at most.
+const REFERENCED_MAX: usize = 4096;
 /// A text buffer that grew past this (a big multi-get of small values) is not kept after a write.
 const KEEP_TAIL: usize = 64 * 1024;
 
@@ -111,10 +113,14 @@ impl Output {
     /// Notes that a queued reply references `key`'s item: memcached keeps the item of an `mg`
     /// hit or a binary get hit until it writes the reply.
     pub fn reference(&mut self, key: &[u8]) {
-        // Keys are at most 250 bytes, decoded ones shorter.
+        // Keys are at most 250 bytes, decoded ones shorter. Past REFERENCED_MAX bytes (a huge
+        // -R lets a read hold thousands of replies) keys are no longer noted, so that each
+        // incr's look costs at most that.
         if let Ok(len) = u8::try_from(key.len()) {
-            self.referenced.push(len);
-            self.referenced.extend_from_slice(key);
+            if self.referenced.len() + 1 + key.len() <= REFERENCED_MAX {
+                self.referenced.push(len);
+                self.referenced.extend_from_slice(key);
+            }
         }
     }
 
@@ -370,5 +376,12 @@ mod tests {
         out.text().extend_from_slice(b"HD\r\n");
         out.flush(&mut Vec::new()).await.expect("write to a vector");
         assert!(!out.references(b"k"));
+        // Bounded: past REFERENCED_MAX bytes nothing more is noted.
+        for i in 0..2000u32 {
+            out.reference(&i.to_be_bytes());
+        }
+        assert!(out.referenced.len() <= REFERENCED_MAX);
+        assert!(out.references(&0u32.to_be_bytes()));
+        assert!(!out.references(&1999u32.to_be_bytes()));
     }
 }
