@@ -164,11 +164,8 @@ impl Ctx<'_> {
         let now = clock.now();
         match loud(r.opcode) {
             GET | GETK => self.bin_get(&r, None),
-            GAT | GATK => match r.extra_u32(0).filter(|_| r.extras.len() == 4) {
-                Some(exptime) => self.bin_get(&r, Some(clock.binary_exptime_to_rel(exptime))),
-                None => self.bin_error(&r, status::INVALID_ARGUMENTS),
-            },
-            TOUCH => match r.extra_u32(0).filter(|_| r.extras.len() == 4) {
+            // The four bytes of extras are there (`binary` checked each opcode's shape).
+            GAT | GATK | TOUCH => match r.extra_u32(0) {
                 Some(exptime) => self.bin_get(&r, Some(clock.binary_exptime_to_rel(exptime))),
                 None => self.bin_error(&r, status::INVALID_ARGUMENTS),
             },
@@ -202,7 +199,8 @@ impl Ctx<'_> {
     }
 
     fn bin_get(&mut self, r: &BinaryRequest<'_>, touch: Option<u32>) {
-        if !r.value.is_empty() || r.extras.len() != if touch.is_some() { 4 } else { 0 } {
+        // The extras are checked by `binary`; a touch or gat may still bring a value.
+        if !r.value.is_empty() {
             self.bin_error(r, status::INVALID_ARGUMENTS);
             return;
         }
@@ -251,15 +249,12 @@ impl Ctx<'_> {
     fn bin_store(&mut self, r: &BinaryRequest<'_>) {
         let op = loud(r.opcode);
         let appending = matches!(op, APPEND | PREPEND);
+        // `binary` checked the extras: none for append and prepend, 8 bytes for the others.
         let (flags, exptime) = if appending {
-            if !r.extras.is_empty() {
-                self.bin_error(r, status::INVALID_ARGUMENTS);
-                return;
-            }
             (0, 0)
         } else {
             match (r.extra_u32(0), r.extra_u32(4)) {
-                (Some(flags), Some(exptime)) if r.extras.len() == 8 => (flags, exptime),
+                (Some(flags), Some(exptime)) => (flags, exptime),
                 _ => {
                     self.bin_error(r, status::INVALID_ARGUMENTS);
                     return;
@@ -329,10 +324,6 @@ impl Ctx<'_> {
     }
 
     fn bin_delete(&mut self, r: &BinaryRequest<'_>) {
-        if !r.extras.is_empty() || !r.value.is_empty() {
-            self.bin_error(r, status::INVALID_ARGUMENTS);
-            return;
-        }
         self.log_lookup(r.key);
         let store = &self.shared.store;
         let now = self.shared.clock.now();
@@ -358,10 +349,6 @@ impl Ctx<'_> {
             self.bin_error(r, status::INVALID_ARGUMENTS);
             return;
         };
-        if r.extras.len() != 20 || !r.value.is_empty() {
-            self.bin_error(r, status::INVALID_ARGUMENTS);
-            return;
-        }
         let incr = loud(r.opcode) == INCREMENT;
         self.log_lookup(r.key);
         let store = &self.shared.store;
