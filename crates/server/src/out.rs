@@ -216,9 +216,8 @@ impl Output {
             }
         }
         writer.flush().await?;
-        self.mark = 0;
-        self.held = false;
-        self.referenced.clear();
+        // Everything is written: nothing held, nothing a cull could reach.
+        self.mark();
         Ok(total)
     }
 }
