@@ -3,7 +3,7 @@
 //! on a miss), errors always answered.
 
 use ferrocache_protocol::binary::{opcode::*, response, status, BinaryRequest, Header};
-use ferrocache_store::{DeleteOutcome, DeltaOutcome, StoreMode, StoreOutcome, WriteOptions};
+use ferrocache_store::{DeleteOutcome, Delta, DeltaOutcome, StoreMode, StoreOutcome, WriteOptions};
 
 use crate::dispatch::{Ctx, Next};
 
@@ -327,18 +327,11 @@ impl Ctx<'_> {
         self.log_lookup(r.key);
         let store = &self.shared.store;
         let now = self.shared.clock.now();
-        if r.cas != 0 {
-            match store.peek(r.key, now) {
-                Some(item) if item.cas != r.cas => {
-                    self.bin_error(r, status::KEY_EXISTS);
-                    return;
-                }
-                _ => {}
-            }
-        }
-        match store.delete(r.key, now) {
+        let compare_cas = (r.cas != 0).then_some(r.cas);
+        match store.delete_if(r.key, compare_cas, false, now) {
             DeleteOutcome::Deleted => self.bin_ok(r, 0, &[]),
             DeleteOutcome::NotFound => self.bin_error(r, status::KEY_NOT_FOUND),
+            DeleteOutcome::Exists => self.bin_error(r, status::KEY_EXISTS),
         }
     }
 
@@ -355,14 +348,19 @@ impl Ctx<'_> {
         let clock = &self.shared.clock;
         let now = clock.now();
         // memcached's do_add_delta compares a non-zero CAS before it reads the number; a
-        // missing key goes on to be created.
-        if r.cas != 0 && store.peek(r.key, now).is_some_and(|item| item.cas != r.cas) {
-            self.bin_error(r, status::KEY_EXISTS);
-            return;
-        }
-        let pad = !self.out.references(r.key);
-        let value = match store.delta_with(r.key, incr, delta, now, pad) {
+        // missing key goes on to be created, counted as neither hit nor miss.
+        let delta = Delta {
+            pad: !self.out.references(r.key),
+            compare_cas: (r.cas != 0).then_some(r.cas),
+            count_miss: exptime == u32::MAX,
+            ..Delta::new(incr, delta)
+        };
+        let value = match store.delta_with(r.key, &delta, now) {
             DeltaOutcome::Value(v) => v,
+            DeltaOutcome::Exists => {
+                self.bin_error(r, status::KEY_EXISTS);
+                return;
+            }
             // 0xffffffff as exptime means "do not create".
             DeltaOutcome::NotFound if exptime != u32::MAX => {
                 let text = initial.to_string();

@@ -228,18 +228,30 @@ where
             // memcached writes what it queued after the first R + 1 requests of a read, then
             // after every R more (its per-event `nreqs`), out of reach of a later cull (see
             // `Output::discard_since_mark`).
-            let per_event = shared.config.reqs_per_event;
-            if handled > per_event && (handled - 1) % per_event == 0 {
+            let event_ends = event_ends(handled, shared.config.reqs_per_event);
+            if event_ends {
                 ctx.out.mark();
             }
             if ctx.out.len() >= FLUSH_AT && !write_out(&mut stream, &mut ctx).await {
                 break 'conn;
             }
-            // -R: after this many requests from one read, let other connections run.
-            if handled % shared.config.reqs_per_event == 0 {
+            // -R: there memcached also lets other connections run (`conn_yields`).
+            if event_ends {
                 ctx.counters.conn_yields += 1;
                 tokio::task::yield_now().await;
             }
+        }
+        // memcached's write of what it holds at the end of a read counts as one more request
+        // of its event: when the last request had used up the event's count, a yield follows.
+        let per_event = shared.config.reqs_per_event;
+        if rbuf.is_empty()
+            && swallow == 0
+            && handled > 0
+            && handled.is_multiple_of(per_event)
+            && !event_ends(handled, per_event)
+            && ctx.out.holds_replies()
+        {
+            ctx.counters.conn_yields += 1;
         }
         if !write_out(&mut stream, &mut ctx).await {
             reason = "error";
@@ -262,6 +274,14 @@ where
         }
     }
     reason
+}
+
+/// Whether memcached, having served `handled` requests of one read, has used up an event's
+/// `per_event` (-R) requests there: it writes what it holds and lets other connections run
+/// (`conn_yields`). Its first event serves `per_event + 1` requests, each later one `per_event`:
+/// a later event spends one count on its start.
+fn event_ends(handled: usize, per_event: usize) -> bool {
+    handled > per_event && (handled - 1).is_multiple_of(per_event)
 }
 
 /// Whether the binary request at the start of `buf` (its header read, its body not) is a storage

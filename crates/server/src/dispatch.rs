@@ -3,7 +3,7 @@
 
 use ferrocache_protocol::text::{reply, GetKeys, Request, StoreCommand};
 use ferrocache_store::{
-    DeleteOutcome, DeltaOutcome, ItemRef, KeyHash, RelTime, Store, StoreMode, StoreOutcome,
+    DeleteOutcome, Delta, DeltaOutcome, ItemRef, KeyHash, RelTime, Store, StoreMode, StoreOutcome,
     TouchOutcome,
 };
 
@@ -206,7 +206,8 @@ impl Ctx<'_> {
                 let outcome = self.shared.store.delete(key, self.shared.clock.now());
                 let text = match outcome {
                     DeleteOutcome::Deleted => reply::DELETED,
-                    DeleteOutcome::NotFound => reply::NOT_FOUND,
+                    // Exists needs a compared CAS id, which a text delete never has.
+                    DeleteOutcome::NotFound | DeleteOutcome::Exists => reply::NOT_FOUND,
                 };
                 self.reply(text, noreply);
                 Next::Continue
@@ -547,18 +548,22 @@ impl Ctx<'_> {
 
     fn arith(&mut self, incr: bool, key: &[u8], delta: u64, noreply: bool) -> Next {
         self.log_lookup(key);
-        let pad = !self.out.references(key);
+        let delta = Delta {
+            pad: !self.out.references(key),
+            ..Delta::new(incr, delta)
+        };
         let outcome = self
             .shared
             .store
-            .delta_with(key, incr, delta, self.shared.clock.now(), pad);
+            .delta_with(key, &delta, self.shared.clock.now());
         match outcome {
             DeltaOutcome::Value(value) => {
                 if !noreply {
                     reply::number(self.out.text(), value);
                 }
             }
-            DeltaOutcome::NotFound => self.reply(reply::NOT_FOUND, noreply),
+            // Exists needs a compared CAS id, which a text incr never has.
+            DeltaOutcome::NotFound | DeltaOutcome::Exists => self.reply(reply::NOT_FOUND, noreply),
             DeltaOutcome::NonNumeric => self.reply(reply::CLIENT_ERROR_NON_NUMERIC, noreply),
             DeltaOutcome::OutOfMemory => self.reply(reply::SERVER_ERROR_OUT_OF_MEMORY, noreply),
         }
@@ -578,7 +583,9 @@ impl Ctx<'_> {
 
     fn stats(&mut self, args: &[u8]) {
         let shared = self.shared;
-        // Count this connection's commands so far, so that stats includes them.
+        // Count this connection's commands so far, so that stats includes them, and the replies
+        // memcached would have written by now.
+        self.counters.bytes_written += self.out.count_marked() as u64;
         shared.stats.add(&self.counters);
         self.counters = ConnCounters::default();
         let out = self.out.text();

@@ -5,7 +5,7 @@
 use base64::Engine as _;
 use ferrocache_protocol::text::{reply, MetaCommand, MetaFlags};
 use ferrocache_store::{
-    DeleteOutcome, DeltaOutcome, InvalidateOutcome, Item, MetaGet, StoreMode, StoreOutcome,
+    DeleteOutcome, Delta, DeltaOutcome, InvalidateOutcome, Item, MetaGet, StoreMode, StoreOutcome,
     WriteOptions,
 };
 
@@ -162,12 +162,13 @@ impl Ctx<'_> {
             recache_before: flags.recache.map(|ttl| clock.exptime_to_rel(ttl)),
             binary_key: flags.base64_key,
         };
-        if request.touch.is_some() {
+        let hit = self.shared.store.meta_get(key, &request, now);
+        // A miss is a get, even with `T` (memcached touches only an item it found).
+        if request.touch.is_some() && hit.is_some() {
             self.counters.cmd_touch += 1;
         } else {
             self.counters.cmd_get += 1;
         }
-        let hit = self.shared.store.meta_get(key, &request, now);
         self.log_fetch(key, hit.as_ref().map(|h| h.item.value.len()));
         if hit.is_some() {
             // memcached keeps the item until it writes the reply, value or not.
@@ -278,23 +279,12 @@ impl Ctx<'_> {
             status(self.out.text(), code, flags, key, &Known::key_only(flags));
             return;
         }
-        if let Some(cas) = flags.compare_cas {
-            match store.peek(key, now) {
-                None => {
-                    status(self.out.text(), "NF", flags, key, &Known::key_only(flags));
-                    return;
-                }
-                Some(item) if item.cas != cas => {
-                    status(self.out.text(), "EX", flags, key, &Known::key_only(flags));
-                    return;
-                }
-                Some(_) => {}
-            }
-        }
-        let code = match store.delete(key, now) {
+        // memcached 1.6.18 counts a refused compare as a delete miss.
+        let code = match store.delete_if(key, flags.compare_cas, true, now) {
             DeleteOutcome::Deleted if flags.quiet => return,
             DeleteOutcome::Deleted => "HD",
             DeleteOutcome::NotFound => "NF",
+            DeleteOutcome::Exists => "EX",
         };
         status(self.out.text(), code, flags, key, &Known::key_only(flags));
     }
@@ -305,23 +295,18 @@ impl Ctx<'_> {
         let now = clock.now();
         let incr = !matches!(flags.mode, Some(b'D' | b'd' | b'-'));
         // The CAS is compared before the value is read (memcached 1.6.18: `ma k C1` on a
-        // non-numeric value with another CAS answers EX). C0 compares nothing there.
-        if let Some(cas) = flags.compare_cas.filter(|&cas| cas != 0) {
-            let code = match store.peek(key, now) {
-                None => Some("NF"),
-                Some(item) if item.cas != cas => Some("EX"),
-                Some(_) => None,
-            };
-            if let Some(code) = code {
-                status(self.out.text(), code, flags, key, &Known::key_only(flags));
-                return;
-            }
-        }
+        // non-numeric value with another CAS answers EX). C0 compares nothing there. A miss
+        // that creates the counter counts as neither hit nor miss.
+        let delta = Delta {
+            pad: !self.out.references(key),
+            compare_cas: flags.compare_cas.filter(|&cas| cas != 0),
+            count_miss: flags.vivify.is_none(),
+            ..Delta::new(incr, flags.delta.unwrap_or(1))
+        };
         // memcached 1.6.18 drops the reply of a quiet `ma` (`VA` too) when it changed a value,
         // not when it created the counter.
         let mut vivified = false;
-        let pad = !self.out.references(key);
-        let value = match store.delta_with(key, incr, flags.delta.unwrap_or(1), now, pad) {
+        let value = match store.delta_with(key, &delta, now) {
             DeltaOutcome::Value(v) => v,
             DeltaOutcome::NotFound => match flags.vivify {
                 Some(ttl) => {
@@ -345,6 +330,10 @@ impl Ctx<'_> {
                     return;
                 }
             },
+            DeltaOutcome::Exists => {
+                status(self.out.text(), "EX", flags, key, &Known::key_only(flags));
+                return;
+            }
             DeltaOutcome::NonNumeric => {
                 reply::line(self.out.text(), reply::CLIENT_ERROR_NON_NUMERIC);
                 return;

@@ -39,6 +39,8 @@ pub struct Output {
     /// Keys of the items that queued replies reference in memcached (see
     /// [`Output::references`]), each after its length byte.
     referenced: Vec<u8>,
+    /// Pending bytes, from the front, that [`Output::count_marked`] counted as written.
+    counted: usize,
 }
 
 impl Output {
@@ -110,6 +112,15 @@ impl Output {
         self.referenced.clear();
     }
 
+    /// The pending bytes before the mark not counted yet: memcached has written those by now
+    /// (it writes where the mark is set), so its `bytes_written` includes them. `stats` counts
+    /// them; the [`Output::flush`] that sends them leaves them out of the count it returns.
+    pub fn count_marked(&mut self) -> usize {
+        let uncounted = self.mark - self.counted;
+        self.counted = self.mark;
+        uncounted
+    }
+
     /// Notes that a queued reply references `key`'s item: memcached keeps the item of an `mg`
     /// hit or a binary get hit until it writes the reply.
     pub fn reference(&mut self, key: &[u8]) {
@@ -175,7 +186,8 @@ impl Output {
         }
     }
 
-    /// Writes everything out; returns the number of bytes written. The common case, replies that
+    /// Writes everything out; returns the number of bytes written, less those
+    /// [`Output::count_marked`] counted already. The common case, replies that
     /// are all text, is one write straight from the tail buffer, which is kept for the next batch:
     /// no allocation per batch.
     pub async fn flush<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> std::io::Result<usize> {
@@ -218,7 +230,7 @@ impl Output {
         writer.flush().await?;
         // Everything is written: nothing held, nothing a cull could reach.
         self.mark();
-        Ok(total)
+        Ok(total - std::mem::take(&mut self.counted))
     }
 }
 
@@ -360,6 +372,29 @@ mod tests {
         assert_eq!(out.len(), 6);
         out.text().extend_from_slice(b"END\r\n");
         assert_eq!(out.len(), 11);
+    }
+
+    #[tokio::test]
+    async fn bytes_counted_at_the_mark_are_not_counted_again_by_the_write() {
+        let mut out = Output::default();
+        out.text().extend_from_slice(b"END\r\n");
+        assert_eq!(out.count_marked(), 0, "nothing marked yet");
+        out.mark();
+        out.text().extend_from_slice(b"MN\r\n");
+        assert_eq!(out.count_marked(), 5);
+        assert_eq!(out.count_marked(), 0, "counted once");
+        out.mark();
+        assert_eq!(out.count_marked(), 4, "only what the new mark adds");
+        out.text().extend_from_slice(b"HD\r\n");
+        let mut sink = Vec::new();
+        assert_eq!(out.flush(&mut sink).await.expect("write to a vector"), 4);
+        assert_eq!(sink.len(), 13, "all of it is sent");
+        out.text().extend_from_slice(b"HD\r\n");
+        assert_eq!(
+            out.flush(&mut sink).await.expect("write"),
+            4,
+            "the count starts over"
+        );
     }
 
     #[tokio::test]

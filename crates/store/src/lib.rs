@@ -128,6 +128,8 @@ pub enum StoreOutcome {
 pub enum DeleteOutcome {
     Deleted,
     NotFound,
+    /// The item's CAS id is not the one compared ([`Store::delete_if`]).
+    Exists,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,10 +143,45 @@ pub enum DeltaOutcome {
     /// The new value.
     Value(u64),
     NotFound,
+    /// The item's CAS id is not the one compared ([`Delta::compare_cas`]).
+    Exists,
     /// The stored value is not a decimal number memcached would accept.
     NonNumeric,
     /// -M and no room for the rewritten item.
     OutOfMemory,
+}
+
+/// An `incr` or `decr` as a protocol asks for it ([`Store::delta_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delta {
+    /// `incr` (wraps at 2^64), else `decr` (stops at 0).
+    pub incr: bool,
+    pub by: u64,
+    /// A shorter number is padded with spaces to the old length, as memcached's rewrite in
+    /// place leaves it. False when memcached could not rewrite in place because something else
+    /// still references the item (its refcount is above 2), such as a reply to an `mg` not yet
+    /// written: the number is then stored at its length, as a new version.
+    pub pad: bool,
+    /// The item's CAS id must be this one, compared before the number is read: else
+    /// [`DeltaOutcome::Exists`], counted as nothing (memcached's `do_add_delta`).
+    pub compare_cas: Option<u64>,
+    /// A miss counts as an incr or decr miss. False when the caller creates the counter on a
+    /// miss (`ma N`, a binary incr with an initial value): memcached 1.6.18 counts those as
+    /// neither hit nor miss.
+    pub count_miss: bool,
+}
+
+impl Delta {
+    /// A plain `incr` or `decr` by `by`.
+    pub fn new(incr: bool, by: u64) -> Self {
+        Delta {
+            incr,
+            by,
+            pad: true,
+            compare_cas: None,
+            count_miss: true,
+        }
+    }
 }
 
 /// The cache. `Send + Sync`: shared by all worker threads.

@@ -975,12 +975,15 @@ fn incr_counters_padding_and_growth() {
 fn a_delta_told_not_to_pad_stores_the_number_at_its_length() {
     let s = small();
     s.store(StoreMode::Set, b"n", 3, 0, b"100", 1);
-    assert_eq!(
-        s.delta_with(b"n", false, 95, 1, false),
-        DeltaOutcome::Value(5)
-    );
+    let unpadded = crate::Delta {
+        pad: false,
+        ..crate::Delta::new(false, 95)
+    };
+    assert_eq!(s.delta_with(b"n", &unpadded, 1), DeltaOutcome::Value(5));
     let item = s.get(b"n", true, 1).expect("hit");
     assert_eq!((&item.value[..], item.flags), (&b"5"[..], 3));
+    // A new item, as memcached makes one.
+    assert_eq!(s.stats().total_items, 2);
     // Padded as usual otherwise.
     assert_eq!(s.delta(b"n", true, 5, 1), DeltaOutcome::Value(10));
     assert_eq!(s.delta(b"n", false, 9, 1), DeltaOutcome::Value(1));
@@ -2263,4 +2266,80 @@ fn watching_reads_lengths_without_side_effects_and_logs_evictions_only_when_aske
     s.log_evictions(false);
     fill("late", 0, 60);
     assert_eq!(s.take_evictions(), (Vec::new(), 0));
+}
+
+#[test]
+fn compared_cas_ids_refuse_atomically_and_count_as_memcached_does() {
+    use crate::{Delta, InvalidateOutcome, MetaGet};
+    for use_cas in [true, false] {
+        let s = store(64 * 1024 * 1024, true, use_cas);
+        set(&s, "k", b"5", 0, 1);
+        let cas = s.peek(b"k", 1).expect("hit").cas;
+        let other = cas + 1;
+        // delete: a refused compare keeps the item; counted as a miss only when asked (md).
+        assert_eq!(
+            s.delete_if(b"k", Some(other), false, 1),
+            DeleteOutcome::Exists
+        );
+        assert_eq!(s.stats().delete_misses, 0, "use_cas {use_cas}");
+        assert_eq!(
+            s.delete_if(b"k", Some(other), true, 1),
+            DeleteOutcome::Exists
+        );
+        assert_eq!(s.stats().delete_misses, 1);
+        assert!(s.get(b"k", true, 1).is_some());
+        // incr: a refused compare counts nothing and changes nothing.
+        let refused = Delta {
+            compare_cas: Some(other),
+            ..Delta::new(true, 1)
+        };
+        assert_eq!(s.delta_with(b"k", &refused, 1), DeltaOutcome::Exists);
+        let matching = Delta {
+            compare_cas: Some(cas),
+            ..refused
+        };
+        assert_eq!(s.delta_with(b"k", &matching, 1), DeltaOutcome::Value(6));
+        let st = s.stats();
+        assert_eq!((st.incr_hits, st.incr_misses), (1, 0));
+        // A miss the caller fills (ma N, binary incr with an initial value) is not counted.
+        let creating = Delta {
+            count_miss: false,
+            ..Delta::new(false, 1)
+        };
+        assert_eq!(s.delta_with(b"new", &creating, 1), DeltaOutcome::NotFound);
+        assert_eq!(s.delta(b"new", false, 1, 1), DeltaOutcome::NotFound);
+        assert_eq!(s.stats().decr_misses, 1);
+        // md I: a refused compare is a delete miss, a marked item no delete hit.
+        let current = s.peek(b"k", 1).expect("hit").cas;
+        assert_eq!(
+            s.meta_invalidate(b"k", Some(current + 1), None, 1),
+            InvalidateOutcome::Exists
+        );
+        assert_eq!(
+            s.meta_invalidate(b"k", Some(current), None, 1),
+            InvalidateOutcome::Invalidated
+        );
+        let st = s.stats();
+        assert_eq!((st.delete_hits, st.delete_misses), (0, 2));
+        // mg with T: a miss is a get miss, a hit a touch hit.
+        let touching = MetaGet {
+            touch: Some(100),
+            bump: true,
+            ..MetaGet::default()
+        };
+        assert!(s.meta_get(b"none", &touching, 1).is_none());
+        assert!(s.meta_get(b"k", &touching, 1).is_some());
+        let st = s.stats();
+        assert_eq!(
+            (st.get_misses, st.touch_misses, st.touch_hits, st.get_hits),
+            (1, 0, 1, 1)
+        );
+        // The compare that matches deletes.
+        let cas = s.peek(b"k", 1).expect("hit").cas;
+        assert_eq!(
+            s.delete_if(b"k", Some(cas), true, 1),
+            DeleteOutcome::Deleted
+        );
+        assert_eq!(s.stats().delete_hits, 1);
+    }
 }

@@ -3,7 +3,7 @@
 use crate::config::{memcached_item_size, SLAB_CHUNK_MAX};
 use crate::layout::{NewItem, BINARY_KEY, HAS_CAS, HAS_EXPTIME};
 use crate::numeric::parse_counter;
-use crate::{DeltaOutcome, RelTime, Store};
+use crate::{Delta, DeltaOutcome, RelTime, Store};
 
 impl Store {
     /// `incr` (`incr == true`) or `decr`: incr wraps at 2^64, decr stops at 0. Counts
@@ -15,30 +15,39 @@ impl Store {
     /// exptime. A new CAS id comes with it, unless no client has seen the old one (then a
     /// number that fits is written over the old in place, keeping it).
     pub fn delta(&self, key: &[u8], incr: bool, delta: u64, now: RelTime) -> DeltaOutcome {
-        self.delta_with(key, incr, delta, now, true)
+        self.delta_with(key, &Delta::new(incr, delta), now)
     }
 
-    /// [`Store::delta`]; with `pad` false a shorter number is not padded but stored at its
-    /// length, as a new version: what memcached does when something else still references the
-    /// item (its refcount is above 2), such as a reply to an `mg` not yet written.
-    pub fn delta_with(
-        &self,
-        key: &[u8],
-        incr: bool,
-        delta: u64,
-        now: RelTime,
-        pad: bool,
-    ) -> DeltaOutcome {
+    /// [`Store::delta`] with the options of [`Delta`]: no padding, a compared CAS id, a miss
+    /// that is not counted.
+    pub fn delta_with(&self, key: &[u8], delta: &Delta, now: RelTime) -> DeltaOutcome {
+        let Delta {
+            incr,
+            by: delta,
+            pad,
+            compare_cas,
+            count_miss,
+        } = *delta;
         let (mut shard, index, hash, ctx) = self.locked(key, now);
         let shard = &mut *shard;
         let Some((e, header)) = shard.find_live(hash, key, &ctx) else {
-            if incr {
-                shard.counters.incr_misses += 1;
-            } else {
-                shard.counters.decr_misses += 1;
+            match (count_miss, incr) {
+                (false, _) => {}
+                (true, true) => shard.counters.incr_misses += 1,
+                (true, false) => shard.counters.decr_misses += 1,
             }
             return DeltaOutcome::NotFound;
         };
+        if let Some(cas) = compare_cas {
+            let current = if self.config.use_cas {
+                shard.cas_of(e, &header)
+            } else {
+                0
+            };
+            if cas != current {
+                return DeltaOutcome::Exists;
+            }
+        }
         let old_len = header.value_len;
         // memcached refuses to count in a chunked (over 512 KiB) item, whatever it holds.
         let size = memcached_item_size(self.config.use_cas, key.len(), header.flags, old_len);
@@ -95,7 +104,7 @@ impl Store {
         };
         match place {
             Some(place) if shard.put(place, queue, hash, &item, &ctx) => {
-                if text.len() <= old_len {
+                if pad && text.len() <= old_len {
                     // memcached rewrites this in place: no new item for total_items.
                     shard.counters.total_items -= 1;
                 }

@@ -44,8 +44,8 @@ pub enum InvalidateOutcome {
 }
 
 impl Store {
-    /// `mg` with the meta states. Counts like `get` (or `touch` with `T`); a vivified miss counts
-    /// as a hit, as memcached's does.
+    /// `mg` with the meta states. Counts like `get` (a hit with `T` like `touch`); a vivified
+    /// miss counts as a hit, as memcached's does.
     pub fn meta_get(&self, key: &[u8], request: &MetaGet, now: RelTime) -> Option<MetaGetHit> {
         let use_cas = self.config.use_cas;
         let (mut shard, index, hash, ctx) = self.locked(key, now);
@@ -65,11 +65,8 @@ impl Store {
             None => Some(((e, header), created)),
         });
         let Some(((e, header), created)) = found else {
-            if request.touch.is_some() {
-                shard.counters.touch_misses += 1;
-            } else {
-                shard.counters.get_misses += 1;
-            }
+            // memcached 1.6.18 applies `T` only to an item it found: a miss is a get miss.
+            shard.counters.get_misses += 1;
             return None;
         };
         if request.touch.is_some() {
@@ -147,7 +144,8 @@ impl Store {
 
     /// `md I`: instead of deleting, give the item a new CAS id (and `exptime` if given, `md I T`)
     /// and mark it stale, so the next `mg` wins the recache (`X W`) and later ones see `X Z`.
-    /// Counts delete_hits/delete_misses like `delete`.
+    /// Counts a miss, or a CAS id that does not match, as a delete miss; a marked item counts as
+    /// nothing.
     pub fn meta_invalidate(
         &self,
         key: &[u8],
@@ -165,9 +163,11 @@ impl Store {
         // With -C every item's id reads 0, so C0 matches (memcached 1.6.18: `md k I C0` marks).
         let current = if use_cas { shard.cas_of(e, &header) } else { 0 };
         if compare_cas.is_some_and(|cas| cas != current) {
+            // memcached 1.6.18 counts a refused `md` as a delete miss.
+            shard.counters.delete_misses += 1;
             return InvalidateOutcome::Exists;
         }
-        shard.counters.delete_hits += 1;
+        // memcached 1.6.18 counts a marked item as no delete hit: it deleted nothing.
         let exptime = exptime.unwrap_or(header.exptime);
         let in_place = (header.bits & HAS_CAS != 0 || !use_cas)
             && (header.bits & HAS_EXPTIME != 0 || exptime == header.exptime);
