@@ -573,6 +573,8 @@ impl Ctx<'_> {
     /// The text protocol's `stats <args>` reply, for the binary protocol to re-frame. False when
     /// the group is unknown.
     pub fn stats_text(&mut self, into: &mut Vec<u8>, args: &[u8]) -> bool {
+        // What memcached wrote before this request (see `stats`), counted before it is set aside.
+        self.counters.bytes_written += self.out.count_marked() as u64;
         let pending = std::mem::take(&mut self.out);
         self.stats(args);
         let reply = std::mem::replace(&mut self.out, pending).into_text();

@@ -185,18 +185,32 @@ impl CasNames {
     }
 }
 
-/// Binary protocol transcripts: the CAS field of each response header renamed like text ids.
-fn normalise_binary(transcript: &[u8]) -> Vec<u8> {
+/// Binary protocol transcripts: the CAS field of each response header renamed like text ids,
+/// and of the STAT answers (opcode 0x10) only those the case compares, and the empty last one.
+fn normalise_binary(transcript: &[u8], stats: Option<&[String]>) -> Vec<u8> {
     let mut names = CasNames::default();
-    let mut out = transcript.to_vec();
+    let mut out = Vec::with_capacity(transcript.len());
     let mut at = 0;
-    while at + 24 <= out.len() && out[at] == 0x81 {
-        let body = u32::from_be_bytes(out[at + 8..at + 12].try_into().expect("4 bytes")) as usize;
-        let cas = u64::from_be_bytes(out[at + 16..at + 24].try_into().expect("8 bytes"));
-        let id = names.name(&cas.to_string()) as u64;
-        out[at + 16..at + 24].copy_from_slice(&id.to_be_bytes());
-        at += 24 + body;
+    while at + 24 <= transcript.len() && transcript[at] == 0x81 {
+        let header = &transcript[at..at + 24];
+        let body = u32::from_be_bytes(header[8..12].try_into().expect("4 bytes")) as usize;
+        let end = (at + 24 + body).min(transcript.len());
+        let key_len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+        let key_at = at + 24 + usize::from(header[4]);
+        let key = transcript.get(key_at..key_at + key_len).unwrap_or_default();
+        let compared = header[1] != 0x10
+            || key.is_empty()
+            || stats.is_none_or(|names| names.iter().any(|n| n.as_bytes() == key));
+        if compared {
+            let cas = u64::from_be_bytes(header[16..24].try_into().expect("8 bytes"));
+            let id = names.name(&cas.to_string()) as u64;
+            out.extend_from_slice(&header[..16]);
+            out.extend_from_slice(&id.to_be_bytes());
+            out.extend_from_slice(&transcript[at + 24..end]);
+        }
+        at = end;
     }
+    out.extend_from_slice(&transcript[at.min(transcript.len())..]);
     out
 }
 
@@ -283,7 +297,7 @@ fn run_case(case: &Case, bin: &Path) -> anyhow::Result<Vec<u8>> {
 /// (with byte counts hidden once a CAS id other than 0 was shown).
 fn normalise(transcript: &[u8], stats: Option<&[String]>) -> Vec<u8> {
     if transcript.first() == Some(&0x81) {
-        return normalise_binary(transcript);
+        return normalise_binary(transcript, stats);
     }
     let mut names = CasNames::default();
     let mut out = Vec::new();
@@ -488,5 +502,45 @@ mod tests {
         let t = b"STAT pid 1\r\nSTAT cmd_get 2\r\nEND\r\n";
         let keep = vec!["cmd_get".to_string()];
         assert_eq!(normalise(t, Some(&keep)), b"STAT cmd_get 2\r\nEND\r\n");
+        // Once a CAS id other than 0 was shown, byte counts depend on the ids' lengths.
+        let t = b"VALUE a 0 1 123\r\nx\r\nEND\r\nSTAT bytes_written 40\r\n";
+        let keep = vec!["bytes_written".to_string()];
+        assert_eq!(
+            normalise(t, Some(&keep)),
+            b"VALUE a 0 1 c1\r\nx\r\nEND\r\nSTAT bytes_written <depends on CAS ids>\r\n"
+        );
+    }
+
+    #[test]
+    fn keeps_only_compared_binary_stats() {
+        let answer = |opcode: u8, key: &[u8], value: &[u8], cas: u64| {
+            let mut p = vec![0x81, opcode];
+            p.extend_from_slice(&(key.len() as u16).to_be_bytes());
+            p.extend_from_slice(&[0, 0, 0, 0]);
+            p.extend_from_slice(&((key.len() + value.len()) as u32).to_be_bytes());
+            p.extend_from_slice(&[0; 4]);
+            p.extend_from_slice(&cas.to_be_bytes());
+            p.extend_from_slice(key);
+            p.extend_from_slice(value);
+            p
+        };
+        let transcript = [
+            answer(0x01, b"", b"", 77),
+            answer(0x10, b"pid", b"12", 0),
+            answer(0x10, b"cmd_get", b"3", 0),
+            answer(0x10, b"", b"", 0),
+        ]
+        .concat();
+        let keep = vec!["cmd_get".to_string()];
+        let expected = [
+            answer(0x01, b"", b"", 1),
+            answer(0x10, b"cmd_get", b"3", 0),
+            answer(0x10, b"", b"", 0),
+        ]
+        .concat();
+        assert_eq!(normalise(&transcript, Some(&keep)), expected);
+        let mut closed = transcript.clone();
+        closed.extend_from_slice(b"<closed>");
+        assert!(normalise(&closed, None).ends_with(b"<closed>"));
     }
 }

@@ -343,15 +343,21 @@ fn meta(rng: &mut StdRng) -> String {
 
 /// A session of `requests` binary-protocol requests, reproducible from `seed`: storage, gets
 /// (quiet and with keys), delete, incr/decr, append/prepend, touch and gat, flush, noop and
-/// version, with now and then a wrong extras length, a missing or too-long key, a CAS id no item
-/// has, or an opcode memcached does not know. It ends with a noop, which answers what quiet
-/// requests held back. Writes are cut between requests only.
+/// version, with now and then a CAS id no item has or an opcode memcached does not know, and in
+/// one session of three a malformed request (a wrong extras length, a missing or too-long key).
+/// It ends with a noop, which answers what quiet requests held back, and a STAT. Writes are cut
+/// between requests only.
 pub fn binary_session(seed: u64, requests: usize) -> Case {
     let mut rng = StdRng::seed_from_u64(seed);
+    // A malformed request (memcached answers most with EINVAL and closes) in one session of
+    // three, so that the others run to their end.
+    let malformed = rng.gen_ratio(1, 3).then(|| rng.gen_range(0..requests));
     let mut packets: Vec<String> = (0..requests)
-        .map(|opaque| escaped(&binary_request(&mut rng, opaque as u32)))
+        .map(|at| escaped(&binary_request(&mut rng, at as u32, malformed == Some(at))))
         .collect();
     packets.push(escaped(&packet(0x0a, &[], b"", b"", 0, 0)));
+    // STAT, whose answers are compared for the [`COUNTERS`] only.
+    packets.push(escaped(&packet(0x10, &[], b"", b"", 0, 0)));
     let mut cuts = Vec::new();
     let mut text = String::new();
     for p in &packets {
@@ -388,10 +394,13 @@ fn packet(opcode: u8, extras: &[u8], key: &[u8], value: &[u8], opaque: u32, cas:
     p
 }
 
-fn binary_request(rng: &mut StdRng, opaque: u32) -> Vec<u8> {
-    let key = match rng.gen_range(0..30) {
-        0 => "k".repeat(251),
-        1 => String::new(),
+fn binary_request(rng: &mut StdRng, opaque: u32, malformed: bool) -> Vec<u8> {
+    // How a malformed request is wrong: a key too long or missing, extras of a wrong length, a
+    // body where none belongs.
+    let wrong = malformed.then(|| rng.gen_range(0..4));
+    let key = match wrong {
+        Some(0) => "k".repeat(251),
+        Some(1) => String::new(),
         _ => pick(rng, &KEYS).to_string(),
     };
     let value = value(rng);
@@ -429,7 +438,7 @@ fn binary_request(rng: &mut StdRng, opaque: u32) -> Vec<u8> {
         0x1c | 0x1d | 0x1e | 0x23 | 0x24 => exptime.to_be_bytes().to_vec(),
         _ => Vec::new(),
     };
-    if opcode != 0x30 && rng.gen_ratio(1, 12) {
+    if opcode != 0x30 && wrong == Some(2) {
         // A wrong extras length: one byte more or fewer.
         if extras.is_empty() || rng.gen_bool(0.5) {
             extras.push(0);
@@ -442,10 +451,16 @@ fn binary_request(rng: &mut StdRng, opaque: u32) -> Vec<u8> {
         // memcached leaves a touch's or gat's body unread and parses it as the next request,
         // and skips an unknown opcode's body twice: neither is drawn (tests in cases/).
         0x1c | 0x1d | 0x1e | 0x23 | 0x24 | 0x30 => b"",
-        _ if rng.gen_ratio(1, 12) => b"junk",
+        _ if wrong == Some(3) => b"junk",
         _ => b"",
     };
-    let key = if opcode == 0x30 { String::new() } else { key };
+    // Flush, noop, version and the unknown opcode take no key (memcached closes on one).
+    let keyless = matches!(opcode, 0x08 | 0x18 | 0x0a | 0x0b | 0x30);
+    let key = if keyless && wrong != Some(0) {
+        String::new()
+    } else {
+        key
+    };
     packet(opcode, &extras, key.as_bytes(), value, opaque, cas)
 }
 
@@ -473,21 +488,32 @@ mod tests {
     }
 
     #[test]
-    fn a_binary_session_is_whole_requests_ending_with_a_noop() {
+    fn a_binary_session_is_whole_requests_ending_with_a_noop_and_a_stat() {
+        let mut malformed_sessions = 0;
         for seed in 0..100 {
             let case = binary_session(seed, 30);
             assert_eq!(case.writes, binary_session(seed, 30).writes);
             let bytes = crate::expand(&case.writes.concat(), "0").expect("expands");
-            let (mut at, mut requests, mut last) = (0, 0, 0);
+            let (mut at, mut opcodes, mut bad_keys) = (0, Vec::new(), 0);
             while at < bytes.len() {
                 assert_eq!(bytes[at], 0x80, "seed {seed}: a request starts at {at}");
                 let body = u32::from_be_bytes(bytes[at + 8..at + 12].try_into().unwrap());
-                last = bytes[at + 1];
+                let key_len = u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]);
+                let opcode = bytes[at + 1];
+                let keyless = matches!(opcode, 0x08 | 0x18 | 0x0a | 0x0b | 0x10 | 0x30);
+                if key_len == 251 || (keyless != (key_len == 0)) {
+                    bad_keys += 1;
+                }
+                opcodes.push(opcode);
                 at += 24 + body as usize;
-                requests += 1;
             }
             assert_eq!(at, bytes.len());
-            assert_eq!((requests, last), (31, 0x0a), "seed {seed}");
+            assert_eq!(opcodes.len(), 32, "seed {seed}");
+            assert_eq!(opcodes[30..], [0x0a, 0x10], "seed {seed}");
+            // At most one malformed request, so most sessions run to their end.
+            assert!(bad_keys <= 1, "seed {seed}");
+            malformed_sessions += bad_keys;
         }
+        assert!(malformed_sessions < 40, "{malformed_sessions}");
     }
 }
