@@ -2294,6 +2294,12 @@ fn compared_cas_ids_refuse_atomically_and_count_as_memcached_does() {
             ..Delta::new(true, 1)
         };
         assert_eq!(s.delta_with(b"k", &refused, 1), DeltaOutcome::Exists);
+        // An empty value is refused before the compare, as memcached's do_add_delta does.
+        set(&s, "empty", b"", 0, 1);
+        assert_eq!(
+            s.delta_with(b"empty", &refused, 1),
+            DeltaOutcome::NonNumeric
+        );
         let matching = Delta {
             compare_cas: Some(cas),
             ..refused

@@ -38,6 +38,14 @@ impl Store {
             }
             return DeltaOutcome::NotFound;
         };
+        let old_len = header.value_len;
+        // memcached refuses to count in an empty or a chunked (over 512 KiB) item, whatever it
+        // holds, before it compares a CAS id (memcached 1.6.18: a binary incr with another
+        // CAS id of an empty value answers "Non-numeric").
+        let size = memcached_item_size(self.config.use_cas, key.len(), header.flags, old_len);
+        if old_len == 0 || size > SLAB_CHUNK_MAX {
+            return DeltaOutcome::NonNumeric;
+        }
         if let Some(cas) = compare_cas {
             let current = if self.config.use_cas {
                 shard.cas_of(e, &header)
@@ -47,12 +55,6 @@ impl Store {
             if cas != current {
                 return DeltaOutcome::Exists;
             }
-        }
-        let old_len = header.value_len;
-        // memcached refuses to count in a chunked (over 512 KiB) item, whatever it holds.
-        let size = memcached_item_size(self.config.use_cas, key.len(), header.flags, old_len);
-        if size > SLAB_CHUNK_MAX {
-            return DeltaOutcome::NonNumeric;
         }
         let Some(current) = parse_counter(shard.value(e, &header)) else {
             return DeltaOutcome::NonNumeric;
