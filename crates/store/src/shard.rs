@@ -358,6 +358,16 @@ impl Shard {
         seen
     }
 
+    /// The CAS id clients see and compare theirs with: [`Shard::cas_of`], or 0 for every item
+    /// with `-C` (memcached 1.6.18: `md k C0` matches there).
+    pub fn client_cas(&self, e: Entry, header: &Header, use_cas: bool) -> u64 {
+        if use_cas {
+            self.cas_of(e, header)
+        } else {
+            0
+        }
+    }
+
     /// The CAS id of the item `e` names.
     pub fn cas_of(&self, e: Entry, header: &Header) -> u64 {
         if header.bits & HAS_CAS != 0 {

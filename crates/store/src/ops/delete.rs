@@ -24,13 +24,7 @@ impl Store {
             return DeleteOutcome::NotFound;
         };
         if let Some(cas) = compare_cas {
-            // With -C every item's id reads 0.
-            let current = if self.config.use_cas {
-                shard.cas_of(e, &header)
-            } else {
-                0
-            };
-            if cas != current {
+            if cas != shard.client_cas(e, &header, self.config.use_cas) {
                 if mismatch_is_miss {
                     shard.counters.delete_misses += 1;
                 }

@@ -47,12 +47,7 @@ impl Store {
             return DeltaOutcome::NonNumeric;
         }
         if let Some(cas) = compare_cas {
-            let current = if self.config.use_cas {
-                shard.cas_of(e, &header)
-            } else {
-                0
-            };
-            if cas != current {
+            if cas != shard.client_cas(e, &header, self.config.use_cas) {
                 return DeltaOutcome::Exists;
             }
         }

@@ -80,7 +80,7 @@ impl Store {
                     key,
                     exptime: header.exptime,
                     time: seg.created,
-                    cas: if use_cas { shard.cas_of(e, &header) } else { 0 },
+                    cas: shard.client_cas(e, &header, use_cas),
                     fetched: e.fetched(),
                     size: header.total(),
                     flags: header.flags,

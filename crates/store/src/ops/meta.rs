@@ -160,8 +160,7 @@ impl Store {
             shard.counters.delete_misses += 1;
             return InvalidateOutcome::NotFound;
         };
-        // With -C every item's id reads 0, so C0 matches (memcached 1.6.18: `md k I C0` marks).
-        let current = if use_cas { shard.cas_of(e, &header) } else { 0 };
+        let current = shard.client_cas(e, &header, use_cas);
         if compare_cas.is_some_and(|cas| cas != current) {
             // memcached 1.6.18 counts a refused `md` as a delete miss.
             shard.counters.delete_misses += 1;
