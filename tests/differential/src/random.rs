@@ -23,8 +23,9 @@ const KEYS: [&str; 5] = ["a", "b", "c", "foo", "n"];
 /// `get_flushed`, `curr_items` and the like (its LRU maintainer reclaims an expired or flushed
 /// item a few milliseconds after it could, or not), `total_items` (an incr rewrites in place
 /// unless an asynchronous LRU bump still holds the item), and `conn_yields`, whose count around
-/// a refused data block follows memcached's state machine. `bytes_read` and `bytes_written`
-/// are compared only when no CAS id other than 0 was shown (see `normalise`).
+/// a refused data block follows memcached's state machine. In text sessions `bytes_read` and
+/// `bytes_written` are compared only when no CAS id other than 0 was shown (see `normalise`);
+/// binary ones carry every id in 8 bytes.
 const COUNTERS: [&str; 25] = [
     "curr_connections",
     "total_connections",
