@@ -347,8 +347,9 @@ impl Ctx<'_> {
         let store = &self.shared.store;
         let clock = &self.shared.clock;
         let now = clock.now();
-        // memcached's do_add_delta compares a non-zero CAS before it reads the number; a
-        // missing key goes on to be created, counted as neither hit nor miss.
+        // memcached's do_add_delta compares a non-zero CAS before it reads the number (after
+        // refusing an empty value); a missing key goes on to be created, counted as neither hit
+        // nor miss.
         let delta = Delta {
             pad: !self.out.references(r.key),
             compare_cas: (r.cas != 0).then_some(r.cas),

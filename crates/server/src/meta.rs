@@ -295,8 +295,9 @@ impl Ctx<'_> {
         let now = clock.now();
         let incr = !matches!(flags.mode, Some(b'D' | b'd' | b'-'));
         // The CAS is compared before the value is read (memcached 1.6.18: `ma k C1` on a
-        // non-numeric value with another CAS answers EX). C0 compares nothing there. A miss
-        // that creates the counter counts as neither hit nor miss.
+        // non-numeric value with another CAS answers EX; on an empty one, non-numeric). C0
+        // compares nothing there. A miss that creates the counter counts as neither hit nor
+        // miss.
         let delta = Delta {
             pad: !self.out.references(key),
             compare_cas: flags.compare_cas.filter(|&cas| cas != 0),
