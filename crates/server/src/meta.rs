@@ -306,7 +306,8 @@ impl Ctx<'_> {
         };
         // memcached 1.6.18 drops the reply of a quiet `ma` (`VA` too) when it changed a value,
         // not when it created the counter.
-        let mut vivified = false;
+        // The exptime of the counter `N` created, if it did.
+        let mut vivified = None;
         let value = match store.delta_with(key, &delta, now) {
             DeltaOutcome::Value(v) => v,
             DeltaOutcome::NotFound => match flags.vivify {
@@ -317,7 +318,7 @@ impl Ctx<'_> {
                     let exptime = clock.exptime_to_rel(ttl);
                     match store.store(StoreMode::Add, key, 0, exptime, text.as_bytes(), now) {
                         StoreOutcome::Stored => {
-                            vivified = true;
+                            vivified = Some(exptime);
                             initial
                         }
                         _ => {
@@ -344,17 +345,28 @@ impl Ctx<'_> {
                 return;
             }
         };
-        if flags.quiet && !vivified {
+        if flags.quiet && vivified.is_none() {
             return;
         }
         let wants_item = flags.iter().any(|t| matches!(t[0], b't' | b'c'));
-        let known = match wants_item.then(|| store.peek(key, now)).flatten() {
-            Some(item) => Known {
-                ttl: Some(ttl_left(item.exptime, now)),
-                cas: Some(item.cas),
+        let known = match (wants_item, vivified) {
+            (false, _) => Known::key_only(flags),
+            // The counter just created, reported even when it is dead at once (`N-1`, or under
+            // -C in the second of a flush_all), as memcached reports the item it made. Not
+            // through `peek`, which would reclaim a dead one.
+            (true, Some(exptime)) => Known {
+                ttl: Some(ttl_left(exptime, now)),
+                cas: Some(store.written_cas(key, now)),
                 ..Known::key_only(flags)
             },
-            None => Known::key_only(flags),
+            (true, None) => match store.peek(key, now) {
+                Some(item) => Known {
+                    ttl: Some(ttl_left(item.exptime, now)),
+                    cas: Some(item.cas),
+                    ..Known::key_only(flags)
+                },
+                None => Known::key_only(flags),
+            },
         };
         let text = value.to_string();
         let out = self.out.text();
