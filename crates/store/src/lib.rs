@@ -162,8 +162,9 @@ pub struct Delta {
     /// still references the item (its refcount is above 2), such as a reply to an `mg` not yet
     /// written: the number is then stored at its length, as a new version.
     pub pad: bool,
-    /// The item's CAS id must be this one, compared before the number is read: else
-    /// [`DeltaOutcome::Exists`], counted as nothing (memcached's `do_add_delta`).
+    /// The item's CAS id must be this one, compared after an empty value is refused and before
+    /// the number is read: else [`DeltaOutcome::Exists`], counted as nothing (memcached's
+    /// `do_add_delta`).
     pub compare_cas: Option<u64>,
     /// A miss counts as an incr or decr miss. False when the caller creates the counter on a
     /// miss (`ma N`, a binary incr with an initial value): memcached 1.6.18 counts those as
