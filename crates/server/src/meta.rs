@@ -349,24 +349,21 @@ impl Ctx<'_> {
             return;
         }
         let wants_item = flags.iter().any(|t| matches!(t[0], b't' | b'c'));
-        let known = match (wants_item, vivified) {
-            (false, _) => Known::key_only(flags),
-            // The counter just created, reported even when it is dead at once (`N-1`, or under
-            // -C in the second of a flush_all), as memcached reports the item it made. Not
-            // through `peek`, which would reclaim a dead one.
-            (true, Some(exptime)) => Known {
+        // The exptime and CAS id to report: of the counter just created even when it is dead
+        // at once (`N-1`, or under -C in the second of a flush_all), as memcached reports the
+        // item it made, so not through `peek`, which would reclaim a dead one.
+        let reported = match (wants_item, vivified) {
+            (false, _) => None,
+            (true, Some(exptime)) => Some((exptime, store.written_cas(key, now))),
+            (true, None) => store.peek(key, now).map(|item| (item.exptime, item.cas)),
+        };
+        let known = match reported {
+            Some((exptime, cas)) => Known {
                 ttl: Some(ttl_left(exptime, now)),
-                cas: Some(store.written_cas(key, now)),
+                cas: Some(cas),
                 ..Known::key_only(flags)
             },
-            (true, None) => match store.peek(key, now) {
-                Some(item) => Known {
-                    ttl: Some(ttl_left(item.exptime, now)),
-                    cas: Some(item.cas),
-                    ..Known::key_only(flags)
-                },
-                None => Known::key_only(flags),
-            },
+            None => Known::key_only(flags),
         };
         let text = value.to_string();
         let out = self.out.text();

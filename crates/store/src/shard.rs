@@ -383,7 +383,7 @@ impl Shard {
         ItemRef {
             value: header.value(item),
             flags: header.flags,
-            cas: if use_cas { self.cas_of(e, header) } else { 0 },
+            cas: self.client_cas(e, header, use_cas),
             exptime: header.exptime,
             fetched: e.fetched(),
             time: self.seg(e.segment()).created,

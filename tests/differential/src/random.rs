@@ -54,6 +54,11 @@ const COUNTERS: [&str; 25] = [
     "evictions",
 ];
 
+/// [`COUNTERS`] as a case's `stats:` list.
+fn counters() -> Vec<String> {
+    COUNTERS.iter().map(|name| name.to_string()).collect()
+}
+
 /// A session of `commands` requests, reproducible from `seed`. It ends with three empty lines,
 /// `mn` and `stats`: a data block left short by a wrong length is completed (memcached holds
 /// every reply while it waits for one), `mn` makes memcached write what it holds, and the
@@ -78,7 +83,7 @@ pub fn session(seed: u64, commands: usize) -> Case {
         name: format!("random session {seed}"),
         flags: flags.split_whitespace().map(str::to_string).collect(),
         env: Vec::new(),
-        stats: Some(COUNTERS.iter().map(|name| name.to_string()).collect()),
+        stats: Some(counters()),
         writes: split(&mut rng, &text, &cuts),
     }
 }
@@ -369,7 +374,7 @@ pub fn binary_session(seed: u64, requests: usize) -> Case {
         name: format!("random binary session {seed}"),
         flags: Vec::new(),
         env: Vec::new(),
-        stats: Some(COUNTERS.iter().map(|name| name.to_string()).collect()),
+        stats: Some(counters()),
         writes: split(&mut rng, &text, &cuts),
     }
 }
