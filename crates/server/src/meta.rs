@@ -16,8 +16,11 @@ use crate::dispatch::{Ctx, Next};
 struct Known {
     flags: Option<u32>,
     size: Option<usize>,
-    /// Seconds left, -1 for never.
+    /// Seconds left, -1 for never, as `t` reports them: `ttl` until the flag token at
+    /// `ttl_changes[i].0`, from which on `ttl_changes[i].1` (memcached 1.6.18 applies `T`, and
+    /// `N` to a created item, in request order as it writes the reply).
     ttl: Option<i64>,
+    ttl_changes: [Option<(usize, i64)>; 2],
     cas: Option<u64>,
     /// Read before this command (`h`).
     fetched: Option<bool>,
@@ -65,7 +68,13 @@ fn ttl_left(exptime: u32, now: u32) -> i64 {
 /// Appends `code`, the return flags in request order, and the line end.
 fn status(out: &mut Vec<u8>, code: &str, flags: &MetaFlags<'_>, key: &[u8], known: &Known) {
     out.extend_from_slice(code.as_bytes());
-    for token in flags.iter() {
+    let mut ttl = known.ttl;
+    for (at, token) in flags.iter().enumerate() {
+        for (change_at, new) in known.ttl_changes.iter().flatten() {
+            if *change_at == at {
+                ttl = Some(*new);
+            }
+        }
         let text = match token[0] {
             b'O' => {
                 out.push(b' ');
@@ -85,7 +94,7 @@ fn status(out: &mut Vec<u8>, code: &str, flags: &MetaFlags<'_>, key: &[u8], know
             }
             b'f' => known.flags.map(|v| format!(" f{v}")),
             b's' => known.size.map(|v| format!(" s{v}")),
-            b't' => known.ttl.map(|v| format!(" t{v}")),
+            b't' => ttl.map(|v| format!(" t{v}")),
             b'c' => known.cas.map(|v| format!(" c{v}")),
             b'h' => known.fetched.map(|v| format!(" h{}", u8::from(v))),
             b'l' => known.idle.map(|v| format!(" l{v}")),
@@ -107,6 +116,16 @@ fn status(out: &mut Vec<u8>, code: &str, flags: &MetaFlags<'_>, key: &[u8], know
     out.extend_from_slice(b"\r\n");
 }
 
+/// An `ma` that changed nothing: its code, or the error of an opaque too long, which memcached
+/// 1.6.18 meets as it writes the return flags of any reply.
+fn refusal(out: &mut Vec<u8>, code: &str, flags: &MetaFlags<'_>, key: &[u8], fails: bool) {
+    if fails {
+        reply::line(out, "CLIENT_ERROR opaque token too long");
+    } else {
+        status(out, code, flags, key, &Known::key_only(flags));
+    }
+}
+
 impl Ctx<'_> {
     pub fn meta(
         &mut self,
@@ -123,15 +142,9 @@ impl Ctx<'_> {
                     &decoded[..]
                 }
                 Err(_) => {
-                    // md and ma answer every flag problem with one string (see the parser).
-                    let error = match command {
-                        MetaCommand::Delete | MetaCommand::Arith => {
-                            "CLIENT_ERROR invalid or duplicate flag"
-                        }
-                        MetaCommand::Debug => reply::CLIENT_ERROR_BAD_FORMAT,
-                        _ => "CLIENT_ERROR error decoding key",
-                    };
-                    reply::line(self.out.text(), error);
+                    // Only `me` gets here: the parser refuses the other commands' keys that do
+                    // not decode, among their flags' faults.
+                    reply::line(self.out.text(), reply::CLIENT_ERROR_BAD_FORMAT);
                     return Next::Continue;
                 }
             }
@@ -154,22 +167,55 @@ impl Ctx<'_> {
     fn meta_get(&mut self, key: &[u8], flags: &MetaFlags<'_>) {
         let clock = &self.shared.clock;
         let now = clock.now();
+        // memcached 1.6.18 reads the flags in order as it writes the reply, and stops at an
+        // opaque too long: the flags before it have taken effect, those after it have not.
+        let fails_at = flags.long_opaque_at();
+        let before_failure = |letter| {
+            flags
+                .position(letter)
+                .filter(|&at| fails_at.is_none_or(|bad| at < bad))
+        };
+        let (t_at, n_at, r_at) = (
+            before_failure(b'T'),
+            before_failure(b'N'),
+            before_failure(b'R'),
+        );
+        let touch = t_at.and(flags.ttl).map(|ttl| clock.exptime_to_rel(ttl));
+        let vivify_ttl = n_at.and(flags.vivify).map(|ttl| clock.exptime_to_rel(ttl));
+        // A created item starts with no exptime; N and T then apply in order.
+        let created_exptime = match (vivify_ttl, touch) {
+            (Some(n), Some(t)) => Some(if n_at > t_at { n } else { t }),
+            (n, t) => n.or(t),
+        };
+        // Flags that make memcached take the item's lock and bump it only after the reply:
+        // an error on the way skips that bump.
+        let locked = flags
+            .iter()
+            .any(|t| matches!(t[0], b'T' | b'N' | b'R' | b'l' | b'h'));
+        let bump_skipped = fails_at.is_some() && locked;
         let request = MetaGet {
             shows_cas: flags.iter().any(|t| t[0] == b'c'),
-            bump: !flags.no_bump,
-            touch: flags.ttl.map(|ttl| clock.exptime_to_rel(ttl)),
-            vivify: flags.vivify.map(|ttl| clock.exptime_to_rel(ttl)),
-            recache_before: flags.recache.map(|ttl| clock.exptime_to_rel(ttl)),
+            bump: !flags.no_bump && !bump_skipped,
+            touch,
+            vivify: flags.vivify.map(|_| created_exptime.unwrap_or(0)),
+            recache_before: r_at.and(flags.recache).map(|ttl| clock.exptime_to_rel(ttl)),
+            recache_after_touch: matches!((t_at, r_at), (Some(t), Some(r)) if t < r),
+            fails: fails_at.is_some(),
             binary_key: flags.base64_key,
         };
         let hit = self.shared.store.meta_get(key, &request, now);
-        // A miss is a get, even with `T` (memcached touches only an item it found).
-        if request.touch.is_some() && hit.is_some() {
-            self.counters.cmd_touch += 1;
-        } else {
-            self.counters.cmd_get += 1;
+        // A miss is a get, even with `T` (memcached touches only an item it found); a hit that
+        // fails counts as nothing.
+        match (&hit, request.touch) {
+            (Some(_), _) if request.fails => {}
+            (Some(_), Some(_)) => self.counters.cmd_touch += 1,
+            _ => self.counters.cmd_get += 1,
         }
         self.log_fetch(key, hit.as_ref().map(|h| h.item.value.len()));
+        if request.fails {
+            reply::line(self.out.text(), "CLIENT_ERROR opaque token too long");
+            return;
+        }
         if hit.is_some() {
             // memcached keeps the item until it writes the reply, value or not.
             self.out.reference(key);
@@ -180,12 +226,21 @@ impl Ctx<'_> {
             None => status(out, "EN", flags, key, &Known::key_only(flags)),
             Some(hit) => {
                 let item = &hit.item;
-                let known = Known {
+                let mut known = Known {
                     already_won: item.meta.token_sent,
                     stale: item.meta.stale,
                     won: hit.won,
+                    ttl: Some(ttl_left(hit.exptime_before, now)),
                     ..Known::of(item, now)
                 };
+                if hit.created {
+                    known.ttl_changes = [
+                        n_at.zip(vivify_ttl.map(|e| ttl_left(e, now))),
+                        t_at.zip(touch.map(|e| ttl_left(e, now))),
+                    ];
+                } else {
+                    known.ttl_changes[0] = t_at.zip(touch.map(|e| ttl_left(e, now)));
+                }
                 // q hides only EN: memcached 1.6.18 answers `mg k q` on a hit with HD.
                 if flags.value {
                     status(out, &format!("VA {}", item.value.len()), flags, key, &known);
@@ -293,7 +348,25 @@ impl Ctx<'_> {
         let store = &self.shared.store;
         let clock = &self.shared.clock;
         let now = clock.now();
-        let incr = !matches!(flags.mode, Some(b'D' | b'd' | b'-'));
+        let incr = !matches!(flags.mode, Some(b'D' | b'-'));
+        // memcached 1.6.18 applies `T` (and `N` to a counter it created) in request order as it
+        // writes the reply, and stops at an opaque too long, after the change.
+        let fails_at = flags.long_opaque_at();
+        let before_failure = |letter| {
+            flags
+                .position(letter)
+                .filter(|&at| fails_at.is_none_or(|bad| at < bad))
+        };
+        let (t_at, n_at) = (before_failure(b'T'), before_failure(b'N'));
+        let touch = t_at.and(flags.ttl).map(|ttl| clock.exptime_to_rel(ttl));
+        let vivify_ttl = n_at.and(flags.vivify).map(|ttl| clock.exptime_to_rel(ttl));
+        // `t` before `T` reports the exptime the counter had.
+        let t_before_touch = matches!((flags.position(b't'), t_at), (Some(a), Some(b)) if a < b);
+        let exptime_before = if t_before_touch {
+            store.peek(key, now).map(|item| item.exptime)
+        } else {
+            None
+        };
         // The CAS is compared before the value is read (memcached 1.6.18: `ma k C1` on a
         // non-numeric value with another CAS answers EX; on an empty one, non-numeric). C0
         // compares nothing there. A miss that creates the counter counts as neither hit nor
@@ -302,6 +375,7 @@ impl Ctx<'_> {
             pad: !self.out.references(key),
             compare_cas: flags.compare_cas.filter(|&cas| cas != 0),
             count_miss: flags.vivify.is_none(),
+            exptime: touch,
             ..Delta::new(incr, flags.delta.unwrap_or(1))
         };
         // memcached 1.6.18 drops the reply of a quiet `ma` (`VA` too) when it changed a value,
@@ -311,29 +385,34 @@ impl Ctx<'_> {
         let value = match store.delta_with(key, &delta, now) {
             DeltaOutcome::Value(v) => v,
             DeltaOutcome::NotFound => match flags.vivify {
-                Some(ttl) => {
-                    // Autovivify: create the counter with the initial value.
+                Some(_) => {
+                    // Autovivify: create the counter with the initial value; it starts with
+                    // no exptime, then N and T apply in order.
                     let initial = flags.initial.unwrap_or(0);
                     let text = initial.to_string();
-                    let exptime = clock.exptime_to_rel(ttl);
+                    let exptime = match (vivify_ttl, touch) {
+                        (Some(n), Some(t)) => Some(if n_at > t_at { n } else { t }),
+                        (n, t) => n.or(t),
+                    }
+                    .unwrap_or(0);
                     match store.store(StoreMode::Add, key, 0, exptime, text.as_bytes(), now) {
                         StoreOutcome::Stored => {
                             vivified = Some(exptime);
                             initial
                         }
                         _ => {
-                            status(self.out.text(), "NS", flags, key, &Known::key_only(flags));
+                            refusal(self.out.text(), "NS", flags, key, fails_at.is_some());
                             return;
                         }
                     }
                 }
                 None => {
-                    status(self.out.text(), "NF", flags, key, &Known::key_only(flags));
+                    refusal(self.out.text(), "NF", flags, key, fails_at.is_some());
                     return;
                 }
             },
             DeltaOutcome::Exists => {
-                status(self.out.text(), "EX", flags, key, &Known::key_only(flags));
+                refusal(self.out.text(), "EX", flags, key, fails_at.is_some());
                 return;
             }
             DeltaOutcome::NonNumeric => {
@@ -345,6 +424,10 @@ impl Ctx<'_> {
                 return;
             }
         };
+        if fails_at.is_some() {
+            reply::line(self.out.text(), "CLIENT_ERROR opaque token too long");
+            return;
+        }
         if flags.quiet && vivified.is_none() {
             return;
         }
@@ -354,12 +437,18 @@ impl Ctx<'_> {
         // item it made, so not through `peek`, which would reclaim a dead one.
         let reported = match (wants_item, vivified) {
             (false, _) => None,
-            (true, Some(exptime)) => Some((exptime, store.written_cas(key, now))),
-            (true, None) => store.peek(key, now).map(|item| (item.exptime, item.cas)),
+            (true, Some(_)) => Some((0, store.written_cas(key, now))),
+            (true, None) => store
+                .peek(key, now)
+                .map(|item| (exptime_before.unwrap_or(item.exptime), item.cas)),
         };
         let known = match reported {
             Some((exptime, cas)) => Known {
                 ttl: Some(ttl_left(exptime, now)),
+                ttl_changes: [
+                    vivified.and(n_at.zip(vivify_ttl.map(|e| ttl_left(e, now)))),
+                    t_at.zip(touch.map(|e| ttl_left(e, now))),
+                ],
                 cas: Some(cas),
                 ..Known::key_only(flags)
             },

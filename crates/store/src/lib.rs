@@ -170,6 +170,8 @@ pub struct Delta {
     /// miss (`ma N`, a binary incr with an initial value): memcached 1.6.18 counts those as
     /// neither hit nor miss.
     pub count_miss: bool,
+    /// A new exptime for the counter once changed (`ma T`), counted as no touch.
+    pub exptime: Option<RelTime>,
 }
 
 impl Delta {
@@ -181,6 +183,7 @@ impl Delta {
             pad: true,
             compare_cas: None,
             count_miss: true,
+            exptime: None,
         }
     }
 }

@@ -2349,3 +2349,90 @@ fn compared_cas_ids_refuse_atomically_and_count_as_memcached_does() {
         assert_eq!(s.stats().delete_hits, 1);
     }
 }
+
+#[test]
+fn mg_compares_its_recache_before_or_after_its_touch_as_ordered_and_a_failing_read_counts_nothing()
+{
+    use crate::MetaGet;
+    let s = small();
+    set(&s, "a", b"v", 1000, 1);
+    set(&s, "b", b"v", 1000, 1);
+    // R before T compares the exptime the item had (1000, not before 500): no win; T after it
+    // still applies, and the hit reports the exptime it had.
+    let r_then_t = MetaGet {
+        bump: true,
+        touch: Some(100),
+        recache_before: Some(500),
+        ..MetaGet::default()
+    };
+    let hit = s.meta_get(b"a", &r_then_t, 1).expect("hit");
+    assert!(!hit.won);
+    assert_eq!((hit.exptime_before, hit.item.exptime), (1000, 100));
+    // T before R compares the new exptime (100, before 500): a win.
+    let t_then_r = MetaGet {
+        recache_after_touch: true,
+        ..r_then_t
+    };
+    assert!(s.meta_get(b"b", &t_then_r, 1).expect("hit").won);
+    assert_eq!(s.stats().touch_hits, 2);
+    // A read whose reply fails after the lookup (memcached's opaque too long): the touch it
+    // reached applies, but the hit counts as nothing and wins nothing; a miss still counts.
+    set(&s, "c", b"v", 1000, 1);
+    let failing = MetaGet {
+        fails: true,
+        ..t_then_r
+    };
+    let before = s.stats();
+    let hit = s.meta_get(b"c", &failing, 1).expect("hit");
+    assert!(!hit.won && !hit.item.meta.token_sent);
+    assert_eq!(s.peek(b"c", 1).expect("hit").exptime, 100);
+    assert!(s.meta_get(b"none", &failing, 1).is_none());
+    let after = s.stats();
+    assert_eq!(
+        (after.get_hits, after.touch_hits, after.get_misses),
+        (before.get_hits, before.touch_hits, before.get_misses + 1)
+    );
+    // A created item takes the vivify exptime as it is, whatever the touch says.
+    let vivify = MetaGet {
+        vivify: Some(0),
+        touch: Some(100),
+        bump: true,
+        ..MetaGet::default()
+    };
+    let made = s.meta_get(b"new", &vivify, 1).expect("created");
+    assert!(made.created && made.won);
+    assert_eq!((made.exptime_before, made.item.exptime), (0, 0));
+}
+
+#[test]
+fn a_delta_with_an_exptime_sets_it_after_the_change_and_counts_no_touch() {
+    let s = small();
+    set(&s, "n", b"10", 0, 1);
+    let retimed = Delta {
+        exptime: Some(50),
+        ..Delta::new(true, 5)
+    };
+    // In place, then as a longer number written anew.
+    assert_eq!(s.delta_with(b"n", &retimed, 1), DeltaOutcome::Value(15));
+    assert_eq!(s.peek(b"n", 1).expect("hit").exptime, 50);
+    let longer = Delta {
+        exptime: Some(70),
+        ..Delta::new(true, 100)
+    };
+    assert_eq!(s.delta_with(b"n", &longer, 1), DeltaOutcome::Value(115));
+    let item = s.peek(b"n", 1).expect("hit");
+    assert_eq!((&item.value[..], item.exptime), (&b"115"[..], 70));
+    // A refused change leaves the exptime as it was.
+    set(&s, "text", b"abc", 0, 1);
+    assert_eq!(s.delta_with(b"text", &retimed, 1), DeltaOutcome::NonNumeric);
+    assert_eq!(s.peek(b"text", 1).expect("hit").exptime, 0);
+    let st = s.stats();
+    assert_eq!((st.touch_hits, st.incr_hits), (0, 2));
+    // An exptime already past: the counter is gone.
+    let expiring = Delta {
+        exptime: Some(1),
+        ..Delta::new(true, 1)
+    };
+    assert_eq!(s.delta_with(b"n", &expiring, 2), DeltaOutcome::Value(116));
+    assert!(s.peek(b"n", 2).is_none());
+}

@@ -48,16 +48,44 @@ impl<'a> MetaFlags<'a> {
     pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> {
         self.tokens.split(|&b| b == b' ').filter(|t| !t.is_empty())
     }
+
+    /// Where, among the flag tokens, the first `O` longer than [`MAX_OPAQUE_LENGTH`] is:
+    /// memcached 1.6.18 answers `CLIENT_ERROR opaque token too long` when it reaches it as it
+    /// writes the reply, so for `mg` and `ma` after the flags before it took effect.
+    pub fn long_opaque_at(&self) -> Option<usize> {
+        self.iter()
+            .position(|t| t[0] == b'O' && t.len() > MAX_OPAQUE_LENGTH)
+    }
+
+    /// Where, among the flag tokens, the first one starting with `letter` is.
+    pub fn position(&self, letter: u8) -> Option<usize> {
+        self.iter().position(|t| t[0] == letter)
+    }
 }
 
 const BAD_TOKEN: &str = "CLIENT_ERROR bad token in command line format";
 
-fn parse_flags<'a>(line: &'a [u8]) -> Result<MetaFlags<'a>, &'static str> {
+/// The longest `O` token (the `O` included) memcached 1.6.18 echoes back.
+pub const MAX_OPAQUE_LENGTH: usize = 32;
+
+/// memcached 1.6.18 refuses a meta request of more tokens than this (its `ntokens` counts the
+/// command, the key and a terminal token).
+const MAX_META_TOKENS: usize = 20;
+
+/// The flags after the key, checked as memcached 1.6.18's `_meta_flag_preparse` does: a
+/// repeated or unknown flag stops at once; any other fault (a key that is not base64 under
+/// `b`, a bad number, an `M` not one letter long) is remembered and the walk goes on, so the
+/// last such fault names the error. A bad `F` names none, leaving `CLIENT_ERROR bad command line
+/// format` if nothing else does.
+fn parse_flags<'a>(line: &'a [u8], key: &[u8]) -> Result<MetaFlags<'a>, &'static str> {
+    use base64::Engine as _;
     let mut flags = MetaFlags {
         tokens: line,
         ..MetaFlags::default()
     };
     let mut seen = [false; 128];
+    let mut fault = None;
+    let mut failed = false;
     for token in line.split(|&b| b == b' ').filter(|t| !t.is_empty()) {
         let letter = token[0];
         if letter >= 127 || seen[usize::from(letter)] {
@@ -65,24 +93,54 @@ fn parse_flags<'a>(line: &'a [u8]) -> Result<MetaFlags<'a>, &'static str> {
         }
         seen[usize::from(letter)] = true;
         let arg = &token[1..];
+        // A fault that names its error, or (F) none.
+        let mut bad = |error: Option<&'static str>| {
+            failed = true;
+            fault = error.or(fault);
+        };
         match letter {
-            b'b' => flags.base64_key = true,
-            b'N' => flags.vivify = Some(parse_i32_like_strtol(arg).ok_or(BAD_TOKEN)?),
-            b'T' => flags.ttl = Some(parse_i32_like_strtol(arg).ok_or(BAD_TOKEN)?),
-            b'R' => flags.recache = Some(parse_i32_like_strtol(arg).ok_or(BAD_TOKEN)?),
-            b'F' => flags.client_flags = Some(parse_u32_like_strtoul(arg).ok_or(BAD_TOKEN)?),
-            b'C' => flags.compare_cas = Some(parse_u64_like_strtoull(arg).ok_or(BAD_TOKEN)?),
-            b'M' => flags.mode = Some(arg.first().copied().unwrap_or(0)),
-            b'J' => {
-                flags.initial = Some(
-                    parse_u64_like_strtoull(arg).ok_or("CLIENT_ERROR invalid or duplicate flag")?,
-                )
+            b'b' => {
+                flags.base64_key = true;
+                // memcached decodes the key here; the caller decodes it again.
+                if base64::engine::general_purpose::STANDARD
+                    .decode(key)
+                    .map_or(true, |k| k.is_empty())
+                {
+                    bad(Some("CLIENT_ERROR error decoding key"));
+                }
             }
-            b'D' => {
-                flags.delta = Some(
-                    parse_u64_like_strtoull(arg).ok_or("CLIENT_ERROR invalid or duplicate flag")?,
-                )
-            }
+            b'N' => match parse_i32_like_strtol(arg) {
+                Some(ttl) => flags.vivify = Some(ttl),
+                None => bad(Some(BAD_TOKEN)),
+            },
+            b'T' => match parse_i32_like_strtol(arg) {
+                Some(ttl) => flags.ttl = Some(ttl),
+                None => bad(Some(BAD_TOKEN)),
+            },
+            b'R' => match parse_i32_like_strtol(arg) {
+                Some(ttl) => flags.recache = Some(ttl),
+                None => bad(Some(BAD_TOKEN)),
+            },
+            b'F' => match parse_u32_like_strtoul(arg) {
+                Some(f) => flags.client_flags = Some(f),
+                None => bad(None),
+            },
+            b'C' => match parse_u64_like_strtoull(arg) {
+                Some(cas) => flags.compare_cas = Some(cas),
+                None => bad(Some(BAD_TOKEN)),
+            },
+            b'M' => match arg {
+                [mode] => flags.mode = Some(*mode),
+                _ => bad(Some("CLIENT_ERROR incorrect length for M token")),
+            },
+            b'J' => match parse_u64_like_strtoull(arg) {
+                Some(n) => flags.initial = Some(n),
+                None => bad(Some("CLIENT_ERROR invalid numeric initial value")),
+            },
+            b'D' => match parse_u64_like_strtoull(arg) {
+                Some(n) => flags.delta = Some(n),
+                None => bad(Some("CLIENT_ERROR invalid numeric delta value")),
+            },
             b'O' => flags.opaque = Some(token),
             b'q' => flags.quiet = true,
             b'v' => flags.value = true,
@@ -92,6 +150,9 @@ fn parse_flags<'a>(line: &'a [u8]) -> Result<MetaFlags<'a>, &'static str> {
             b'P' | b'L' | b'k' | b's' | b't' | b'c' | b'f' | b'h' | b'l' => {}
             _ => return Err("CLIENT_ERROR invalid flag"),
         }
+    }
+    if failed {
+        return Err(fault.unwrap_or(reply::CLIENT_ERROR_BAD_FORMAT));
     }
     Ok(flags)
 }
@@ -127,6 +188,9 @@ pub(super) fn parse_meta<'a>(
         if ntokens < 4 || key.len() > KEY_MAX_LENGTH {
             return error(reply::CLIENT_ERROR_BAD_FORMAT);
         }
+        if ntokens > MAX_META_TOKENS {
+            return error("CLIENT_ERROR options flags too long");
+        }
         let Some(vlen) = parse_i32_like_strtol(tokens.get(2)).and_then(|v| usize::try_from(v).ok())
         else {
             return error(reply::CLIENT_ERROR_BAD_FORMAT);
@@ -144,14 +208,16 @@ pub(super) fn parse_meta<'a>(
                 0,
             ))
         };
-        let flags = match parse_flags(tokens.line_from(3)) {
+        let flags = match parse_flags(tokens.line_from(3), key) {
             Ok(flags) => flags,
             Err(e) => return swallow(e),
         };
-        if let Some(mode) = flags.mode {
-            if !b"EAPRSeaprs".contains(&mode) {
-                return swallow("CLIENT_ERROR invalid mode for ms M token");
-            }
+        // memcached 1.6.18 knows the modes in capitals only (later versions take both).
+        if flags.mode.is_some_and(|mode| !b"EAPRS".contains(&mode)) {
+            return swallow("CLIENT_ERROR invalid mode for ms M token");
+        }
+        if flags.long_opaque_at().is_some() {
+            return swallow("CLIENT_ERROR opaque token too long");
         }
         if !fits(key.len(), flags.client_flags.unwrap_or(0), vlen) {
             // memcached 1.6.18 then drops the key's item, whatever the mode.
@@ -214,7 +280,14 @@ pub(super) fn parse_meta<'a>(
     if key.len() > KEY_MAX_LENGTH {
         return error(reply::CLIENT_ERROR_BAD_FORMAT);
     }
-    let flags = match parse_flags(tokens.line_from(2)) {
+    if ntokens > MAX_META_TOKENS {
+        return error(if command == MetaCommand::Get {
+            "CLIENT_ERROR options flags are too long"
+        } else {
+            "CLIENT_ERROR options flags too long"
+        });
+    }
+    let flags = match parse_flags(tokens.line_from(2), key) {
         Ok(flags) => flags,
         // md and ma answer every flag error with one string (memcached 1.6.18: `md k x`,
         // `ma k E1` and `md k b` with a key that is not base64 all give it).
@@ -223,12 +296,13 @@ pub(super) fn parse_meta<'a>(
         }
         Err(e) => return error(e),
     };
-    if command == MetaCommand::Arith {
-        if let Some(mode) = flags.mode {
-            if !b"IiDd+-".contains(&mode) {
-                return error("CLIENT_ERROR invalid mode for ma M token");
-            }
-        }
+    // memcached 1.6.18 knows the modes in capitals only (later versions take both).
+    if command == MetaCommand::Arith && flags.mode.is_some_and(|mode| !b"ID+-".contains(&mode)) {
+        return error("CLIENT_ERROR invalid mode for ma M token");
+    }
+    // md checks its opaque before it looks the key up; mg and ma after (the server's part).
+    if command == MetaCommand::Delete && flags.long_opaque_at().is_some() {
+        return error("CLIENT_ERROR opaque token too long");
     }
     Some((
         Request::Meta {

@@ -532,6 +532,83 @@ mod tests {
     }
 
     #[test]
+    fn meta_flag_faults_are_named_as_memcached_names_them() {
+        // Read in order: the last fault named wins; a repeated or unknown flag stops at once; a
+        // bad F names nothing; a key that is not base64 is a fault like the others.
+        for (line, error) in [
+            (&b"mg a Tx Z\r\n"[..], "CLIENT_ERROR invalid flag"),
+            (b"mg a Tx q q\r\n", "CLIENT_ERROR duplicate flag"),
+            (b"mg a Fx\r\n", "CLIENT_ERROR bad command line format"),
+            (
+                b"mg a Tx Fx\r\n",
+                "CLIENT_ERROR bad token in command line format",
+            ),
+            (b"mg a Tx b\r\n", "CLIENT_ERROR error decoding key"),
+            (
+                b"mg YQ b Tx\r\n",
+                "CLIENT_ERROR bad token in command line format",
+            ),
+            (b"mg a Dx\r\n", "CLIENT_ERROR invalid numeric delta value"),
+            (b"mg a Jx\r\n", "CLIENT_ERROR invalid numeric initial value"),
+            (b"mg a M\r\n", "CLIENT_ERROR incorrect length for M token"),
+            (b"ma a Mxx\r\n", "CLIENT_ERROR invalid or duplicate flag"),
+            // The mode is checked after the flags, in capitals only.
+            (b"ma YQ b Mx\r\n", "CLIENT_ERROR invalid or duplicate flag"),
+            (b"ma a Mi\r\n", "CLIENT_ERROR invalid mode for ma M token"),
+            (
+                b"mg a v v v v v v v v v v v v v v v v v v\r\n",
+                "CLIENT_ERROR options flags are too long",
+            ),
+            (
+                b"ma a v v v v v v v v v v v v v v v v v v\r\n",
+                "CLIENT_ERROR options flags too long",
+            ),
+            (
+                b"md a Oxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n",
+                "CLIENT_ERROR opaque token too long",
+            ),
+        ] {
+            assert_eq!(error_of(line), error, "{}", String::from_utf8_lossy(line));
+        }
+        // ms swallows its data block after a fault in the flags.
+        for (line, error) in [
+            (
+                &b"ms YQ 2 b Mx\r\nab\r\n"[..],
+                "CLIENT_ERROR error decoding key",
+            ),
+            (
+                b"ms a 2 Ms\r\nab\r\n",
+                "CLIENT_ERROR invalid mode for ms M token",
+            ),
+            (
+                b"ms a 2 Oxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx Mx\r\nab\r\n",
+                "CLIENT_ERROR invalid mode for ms M token",
+            ),
+            (
+                b"ms a 2 Oxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\nab\r\n",
+                "CLIENT_ERROR opaque token too long",
+            ),
+        ] {
+            match done(line).0 {
+                Request::Swallow { reply, bytes, .. } => assert_eq!((reply, bytes), (error, 4)),
+                other => panic!("{}: {other:?}", String::from_utf8_lossy(line)),
+            }
+        }
+        // Accepted: 17 flags, a 32-byte opaque, M of one capital on mg (which ignores it).
+        for line in [
+            &b"mg a v k c s f t q h u P L O1 I T1 N1 R1 l\r\n"[..],
+            b"mg a Oxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx MS\r\n",
+            b"mg YQ== b v\r\n",
+        ] {
+            assert!(
+                matches!(done(line).0, Request::Meta { .. }),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    #[test]
     fn parses_set_with_data() {
         let (request, used) = done(b"set k 5 0 3\r\nabc\r\nget k\r\n");
         assert_eq!(used, 18);

@@ -3,6 +3,7 @@
 use crate::config::{memcached_item_size, SLAB_CHUNK_MAX};
 use crate::layout::{NewItem, BINARY_KEY, HAS_CAS, HAS_EXPTIME};
 use crate::numeric::parse_counter;
+use crate::shard::{Ctx, Shard};
 use crate::{Delta, DeltaOutcome, RelTime, Store};
 
 impl Store {
@@ -21,16 +22,38 @@ impl Store {
     /// [`Store::delta`] with the options of [`Delta`]: no padding, a compared CAS id, a miss
     /// that is not counted.
     pub fn delta_with(&self, key: &[u8], delta: &Delta, now: RelTime) -> DeltaOutcome {
+        let (mut shard, index, hash, ctx) = self.locked(key, now);
+        let shard = &mut *shard;
+        let outcome = self.delta_locked(shard, index, hash, key, delta, &ctx);
+        if let (DeltaOutcome::Value(_), Some(exptime)) = (outcome, delta.exptime) {
+            // Found again: a longer number was written anew.
+            if let Some((e, header)) = shard.find_live(hash, key, &ctx) {
+                self.set_exptime(shard, index, hash, e, header, exptime, &ctx);
+            }
+        }
+        outcome
+    }
+
+    /// [`Store::delta_with`] under the shard's lock, but for [`Delta::exptime`].
+    fn delta_locked(
+        &self,
+        shard: &mut Shard,
+        index: usize,
+        hash: u64,
+        key: &[u8],
+        delta: &Delta,
+        ctx: &Ctx,
+    ) -> DeltaOutcome {
         let Delta {
             incr,
             by: delta,
             pad,
             compare_cas,
             count_miss,
+            exptime: _,
         } = *delta;
-        let (mut shard, index, hash, ctx) = self.locked(key, now);
-        let shard = &mut *shard;
-        let Some((e, header)) = shard.find_live(hash, key, &ctx) else {
+        let now = ctx.now;
+        let Some((e, header)) = shard.find_live(hash, key, ctx) else {
             match (count_miss, incr) {
                 (false, _) => {}
                 (true, true) => shard.counters.incr_misses += 1,
@@ -76,7 +99,7 @@ impl Store {
         // need not change because no client has seen it (see `Shard::may_rewrite_in_place`).
         let cas_in_place = header.bits & HAS_CAS != 0;
         let keeps_id =
-            !self.config.use_cas || (self.config.evictions && shard.may_rewrite_in_place(e, &ctx));
+            !self.config.use_cas || (self.config.evictions && shard.may_rewrite_in_place(e, ctx));
         if value.len() == old_len && (cas_in_place || keeps_id) {
             let cas = cas_in_place.then(|| ctx.seq_range(0));
             shard.set_value_in_place(e, &header, &value, cas);
@@ -94,13 +117,13 @@ impl Store {
         };
         let queue = shard.seg(e.segment()).queue;
         let marked = ctx.flush.marks_new_write(now);
-        let place = if self.make_index_room(shard, index, hash, &ctx) {
-            self.place_for(shard, index, queue, &item, marked, &ctx)
+        let place = if self.make_index_room(shard, index, hash, ctx) {
+            self.place_for(shard, index, queue, &item, marked, ctx)
         } else {
             None
         };
         match place {
-            Some(place) if shard.put(place, queue, hash, &item, &ctx) => {
+            Some(place) if shard.put(place, queue, hash, &item, ctx) => {
                 if pad && text.len() <= old_len {
                     // memcached rewrites this in place: no new item for total_items.
                     shard.counters.total_items -= 1;

@@ -17,9 +17,16 @@ pub struct MetaGet {
     /// New exptime (`T`).
     pub touch: Option<RelTime>,
     /// On a miss, create an empty item with this exptime and tell this client it won (`N`).
+    /// `touch` does not apply to it: this is its exptime once the request's `N` and `T` are
+    /// applied in their order.
     pub vivify: Option<RelTime>,
     /// Win the recache if the item expires before this time and no one won yet (`R`).
     pub recache_before: Option<RelTime>,
+    /// `R` comes after `T`: it compares the new exptime, else the one the item had.
+    pub recache_after_touch: bool,
+    /// The reply will be an error found after the lookup (memcached 1.6.18's `opaque token too
+    /// long`): a hit then counts as nothing and wins nothing; a miss still counts.
+    pub fails: bool,
     /// The key was sent base64-encoded (`b`): a vivified item keeps it as binary.
     pub binary_key: bool,
 }
@@ -33,6 +40,9 @@ pub struct MetaGetHit {
     pub won: bool,
     /// The item was created by `N` just now.
     pub created: bool,
+    /// The exptime it had before `T` (that of a created item is 0, as memcached's is before
+    /// its `N` and `T` apply).
+    pub exptime_before: RelTime,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,29 +67,38 @@ impl Store {
                 .and_then(|exptime| self.vivify(shard, index, hash, key, exptime, request, now))
                 .map(|found| (found, true)),
         };
+        let exptime_before = match found {
+            Some(((_, header), false)) => header.exptime,
+            _ => 0,
+        };
         // `T`: a new exptime (which may move the item, or lose it to the eviction that made room).
         let found = found.and_then(|((e, header), created)| match request.touch {
-            Some(exptime) => self
+            Some(exptime) if !created => self
                 .set_exptime(shard, index, hash, e, header, exptime, &ctx)
                 .map(|found| (found, created)),
-            None => Some(((e, header), created)),
+            _ => Some(((e, header), created)),
         });
         let Some(((e, header), created)) = found else {
             // memcached 1.6.18 applies `T` only to an item it found: a miss is a get miss.
             shard.counters.get_misses += 1;
             return None;
         };
-        if request.touch.is_some() {
-            shard.counters.touch_hits += 1;
-        } else {
-            shard.counters.get_hits += 1;
+        match (request.fails, request.touch) {
+            (true, _) => {}
+            (false, Some(_)) => shard.counters.touch_hits += 1,
+            (false, None) => shard.counters.get_hits += 1,
         }
         let item = shard.view(e, &header, use_cas).to_item();
         let recache = request.recache_before.is_some_and(|before| {
-            !e.token_sent() && !created && header.exptime != 0 && header.exptime < before
+            let exptime = if request.recache_after_touch {
+                header.exptime
+            } else {
+                exptime_before
+            };
+            !e.token_sent() && !created && exptime != 0 && exptime < before
         });
         // A stale item hands its first reader the win.
-        let won = created || recache || (e.stale() && !e.token_sent());
+        let won = !request.fails && (created || recache || (e.stale() && !e.token_sent()));
         let mut state = e;
         if won {
             state = state.with_token_sent(true);
@@ -97,7 +116,12 @@ impl Store {
         if state != e {
             shard.update_entry(hash, e, state);
         }
-        Some(MetaGetHit { item, won, created })
+        Some(MetaGetHit {
+            item,
+            won,
+            created,
+            exptime_before,
+        })
     }
 
     /// `mg N` on a miss: an empty item with `exptime`. None when there is no room.
