@@ -15,6 +15,9 @@ use rand::{Rng, SeedableRng};
 
 use crate::Case;
 
+/// An opaque one byte longer than memcached 1.6.18 echoes.
+const LONG_OPAQUE: &str = "Oxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+
 /// Keys most commands use: few, so commands meet each other's items.
 const KEYS: [&str; 5] = ["a", "b", "c", "foo", "n"];
 
@@ -243,6 +246,9 @@ fn command(rng: &mut StdRng) -> String {
                 "mn\\r\\n",
                 "mg\\r\\n",
                 "ms a\\r\\n",
+                "stats reset\\r\\n",
+                "cache_memlimit 100\\r\\n",
+                "verbosity 1 noreply\\r\\n",
             ],
         )
         .to_string(),
@@ -278,10 +284,20 @@ fn storage(rng: &mut StdRng) -> String {
 /// A meta request with a handful of the flags its command takes (and now and then one it
 /// does not).
 fn meta(rng: &mut StdRng) -> String {
-    let key = key(rng);
+    // Now and then a base64 key with its `b` flag: most decode to the keys other commands use
+    // ("a", "foo", "n", a byte past ASCII), some are not base64.
+    let base64 = rng.gen_ratio(1, 6);
+    let key = if base64 {
+        pick(rng, &["YQ==", "Zm9v", "bg==", "w6k=", "YQ", "!!!!", "YWJj"]).to_string()
+    } else {
+        key(rng)
+    };
     let flags = |rng: &mut StdRng, choices: &[&str]| -> String {
         let n = rng.gen_range(0..4);
         let mut out = String::new();
+        if base64 {
+            out.push_str(" b");
+        }
         for _ in 0..n {
             out.push(' ');
             out.push_str(pick(rng, choices));
@@ -293,8 +309,28 @@ fn meta(rng: &mut StdRng) -> String {
             let f = flags(
                 rng,
                 &[
-                    "v", "v", "f", "c", "k", "s", "q", "O12", "N100000", "T100000", "E77", "x",
-                    "Oab", "b",
+                    "v",
+                    "v",
+                    "f",
+                    "c",
+                    "k",
+                    "s",
+                    "q",
+                    "O12",
+                    "N100000",
+                    "T100000",
+                    "E77",
+                    "x",
+                    "Oab",
+                    "b",
+                    "u",
+                    "R30",
+                    "R200000",
+                    "Tx",
+                    "M",
+                    "MS",
+                    "Dx",
+                    LONG_OPAQUE,
                 ],
             );
             format!("mg {key}{f}\\r\\n")
@@ -309,8 +345,29 @@ fn meta(rng: &mut StdRng) -> String {
             let f = flags(
                 rng,
                 &[
-                    "T100000", "F5", "I", "c", "k", "q", "O9", "ME", "MA", "MP", "MR", "MS", "Mx",
-                    "C{cas}", "C999999", "E55", "N100000", "T-1",
+                    "T100000",
+                    "F5",
+                    "I",
+                    "c",
+                    "k",
+                    "q",
+                    "O9",
+                    "ME",
+                    "MA",
+                    "MP",
+                    "MR",
+                    "MS",
+                    "Mx",
+                    "C{cas}",
+                    "C999999",
+                    "E55",
+                    "N100000",
+                    "T-1",
+                    "Fx",
+                    "Ms",
+                    "Mxx",
+                    "Cx",
+                    LONG_OPAQUE,
                 ],
             );
             format!("ms {key} {len}{f}\\r\\n{value}\\r\\n")
@@ -318,7 +375,19 @@ fn meta(rng: &mut StdRng) -> String {
         7 => {
             let f = flags(
                 rng,
-                &["q", "I", "T100000", "C{cas}", "C999999", "k", "O3", "x"],
+                &[
+                    "q",
+                    "I",
+                    "T100000",
+                    "C{cas}",
+                    "C999999",
+                    "k",
+                    "O3",
+                    "x",
+                    "Tx",
+                    "M",
+                    LONG_OPAQUE,
+                ],
             );
             format!("md {key}{f}\\r\\n")
         }
@@ -340,6 +409,14 @@ fn meta(rng: &mut StdRng) -> String {
                     "O4",
                     "D18446744073709551616",
                     "Mx",
+                    "T100000",
+                    "C{cas}",
+                    "C999999",
+                    "T-1",
+                    "N0",
+                    "Jx",
+                    "Mi",
+                    LONG_OPAQUE,
                 ],
             );
             format!("ma {key}{f}\\r\\n")
