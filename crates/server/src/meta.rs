@@ -57,11 +57,13 @@ impl Known {
     }
 }
 
+/// What `t` shows: -1 for never, else memcached's unsigned `exptime - current_time`, which wraps
+/// for an item already dead (`mg k T-1 t` answers `t4294967235` there, 61 seconds after start).
 fn ttl_left(exptime: u32, now: u32) -> i64 {
     if exptime == 0 {
         -1
     } else {
-        i64::from(exptime) - i64::from(now)
+        i64::from(exptime.wrapping_sub(now))
     }
 }
 
@@ -438,9 +440,15 @@ impl Ctx<'_> {
         let reported = match (wants_item, vivified) {
             (false, _) => None,
             (true, Some(_)) => Some((0, store.written_cas(key, now))),
-            (true, None) => store
-                .peek(key, now)
-                .map(|item| (exptime_before.unwrap_or(item.exptime), item.cas)),
+            // A counter `T` gave an exptime already past is dead, but memcached still reports
+            // the item it holds.
+            (true, None) => match touch {
+                Some(exptime) => Some((
+                    exptime_before.unwrap_or(exptime),
+                    store.written_cas(key, now),
+                )),
+                None => store.peek(key, now).map(|item| (item.exptime, item.cas)),
+            },
         };
         let known = match reported {
             Some((exptime, cas)) => Known {
