@@ -569,7 +569,7 @@ fn the_ghost_sends_only_items_of_about_the_usual_size_to_main() {
 
 #[test]
 fn small_is_emptied_into_main_before_main_evicts() {
-    // S3-FIFO: while small holds more than its tenth, a small segment whose items were all read
+    // S3-FIFO: while small holds more than its share, a small segment whose items were all read
     // moves them to main, and eviction goes on with small's next segment. (It used to evict
     // main's oldest next, where those items had just gone, unread since.) Keys each read once
     // (later than written: a read right after is not a reuse), then keys never read until all
