@@ -118,6 +118,71 @@ fn status(out: &mut Vec<u8>, code: &str, flags: &MetaFlags<'_>, key: &[u8], know
     out.extend_from_slice(b"\r\n");
 }
 
+/// How memcached 1.6.18 applies `T`, and `N` to an item it created: in request order as it
+/// writes the reply, stopping at an opaque too long, where it answers an error; flags past that
+/// point take no effect.
+struct InOrder {
+    /// Where the first opaque too long is, among the flag tokens.
+    fails_at: Option<usize>,
+    t_at: Option<usize>,
+    n_at: Option<usize>,
+    /// The exptimes `T` and `N` give, if they are reached.
+    touch: Option<u32>,
+    vivify: Option<u32>,
+}
+
+impl InOrder {
+    fn of(flags: &MetaFlags<'_>, clock: &crate::clock::Clock) -> InOrder {
+        let fails_at = flags.long_opaque_at();
+        let t_at = reached(flags, fails_at, b'T');
+        let n_at = reached(flags, fails_at, b'N');
+        InOrder {
+            fails_at,
+            t_at,
+            n_at,
+            touch: t_at.and(flags.ttl).map(|ttl| clock.exptime_to_rel(ttl)),
+            vivify: n_at.and(flags.vivify).map(|ttl| clock.exptime_to_rel(ttl)),
+        }
+    }
+
+    /// The exptime of an item the request creates: none at first, then `N`'s and `T`'s in
+    /// their order.
+    fn created_exptime(&self) -> u32 {
+        match (self.vivify, self.touch) {
+            (Some(n), Some(t)) => {
+                if self.n_at > self.t_at {
+                    n
+                } else {
+                    t
+                }
+            }
+            (n, t) => n.or(t).unwrap_or(0),
+        }
+    }
+
+    /// Where `t` starts to see another exptime: at `T`, and at `N` for a created item.
+    fn ttl_changes(&self, created: bool, now: u32) -> [Option<(usize, i64)>; 2] {
+        let at = |place: Option<usize>, exptime: Option<u32>| {
+            place.zip(exptime.map(|e| ttl_left(e, now)))
+        };
+        [
+            if created {
+                at(self.n_at, self.vivify)
+            } else {
+                None
+            },
+            at(self.t_at, self.touch),
+        ]
+    }
+}
+
+/// Where the flag `letter` is, if memcached reaches it before an opaque too long at `fails_at`.
+fn reached(flags: &MetaFlags<'_>, fails_at: Option<usize>, letter: u8) -> Option<usize> {
+    flags
+        .position(letter)
+        .filter(|&at| fails_at.is_none_or(|bad| at < bad))
+}
+
 /// An `ma` that changed nothing: its code, or the error of an opaque too long, which memcached
 /// 1.6.18 meets as it writes the return flags of any reply.
 fn refusal(out: &mut Vec<u8>, code: &str, flags: &MetaFlags<'_>, key: &[u8], fails: bool) {
@@ -169,26 +234,9 @@ impl Ctx<'_> {
     fn meta_get(&mut self, key: &[u8], flags: &MetaFlags<'_>) {
         let clock = &self.shared.clock;
         let now = clock.now();
-        // memcached 1.6.18 reads the flags in order as it writes the reply, and stops at an
-        // opaque too long: the flags before it have taken effect, those after it have not.
-        let fails_at = flags.long_opaque_at();
-        let before_failure = |letter| {
-            flags
-                .position(letter)
-                .filter(|&at| fails_at.is_none_or(|bad| at < bad))
-        };
-        let (t_at, n_at, r_at) = (
-            before_failure(b'T'),
-            before_failure(b'N'),
-            before_failure(b'R'),
-        );
-        let touch = t_at.and(flags.ttl).map(|ttl| clock.exptime_to_rel(ttl));
-        let vivify_ttl = n_at.and(flags.vivify).map(|ttl| clock.exptime_to_rel(ttl));
-        // A created item starts with no exptime; N and T then apply in order.
-        let created_exptime = match (vivify_ttl, touch) {
-            (Some(n), Some(t)) => Some(if n_at > t_at { n } else { t }),
-            (n, t) => n.or(t),
-        };
+        let order = InOrder::of(flags, clock);
+        let fails_at = order.fails_at;
+        let r_at = reached(flags, fails_at, b'R');
         // Flags that make memcached take the item's lock and bump it only after the reply:
         // an error on the way skips that bump.
         let locked = flags
@@ -198,10 +246,10 @@ impl Ctx<'_> {
         let request = MetaGet {
             shows_cas: flags.iter().any(|t| t[0] == b'c'),
             bump: !flags.no_bump && !bump_skipped,
-            touch,
-            vivify: flags.vivify.map(|_| created_exptime.unwrap_or(0)),
+            touch: order.touch,
+            vivify: flags.vivify.map(|_| order.created_exptime()),
             recache_before: r_at.and(flags.recache).map(|ttl| clock.exptime_to_rel(ttl)),
-            recache_after_touch: matches!((t_at, r_at), (Some(t), Some(r)) if t < r),
+            recache_after_touch: matches!((order.t_at, r_at), (Some(t), Some(r)) if t < r),
             fails: fails_at.is_some(),
             binary_key: flags.base64_key,
         };
@@ -228,21 +276,14 @@ impl Ctx<'_> {
             None => status(out, "EN", flags, key, &Known::key_only(flags)),
             Some(hit) => {
                 let item = &hit.item;
-                let mut known = Known {
+                let known = Known {
                     already_won: item.meta.token_sent,
                     stale: item.meta.stale,
                     won: hit.won,
                     ttl: Some(ttl_left(hit.exptime_before, now)),
+                    ttl_changes: order.ttl_changes(hit.created, now),
                     ..Known::of(item, now)
                 };
-                if hit.created {
-                    known.ttl_changes = [
-                        n_at.zip(vivify_ttl.map(|e| ttl_left(e, now))),
-                        t_at.zip(touch.map(|e| ttl_left(e, now))),
-                    ];
-                } else {
-                    known.ttl_changes[0] = t_at.zip(touch.map(|e| ttl_left(e, now)));
-                }
                 // q hides only EN: memcached 1.6.18 answers `mg k q` on a hit with HD.
                 if flags.value {
                     status(out, &format!("VA {}", item.value.len()), flags, key, &known);
@@ -351,19 +392,13 @@ impl Ctx<'_> {
         let clock = &self.shared.clock;
         let now = clock.now();
         let incr = !matches!(flags.mode, Some(b'D' | b'-'));
-        // memcached 1.6.18 applies `T` (and `N` to a counter it created) in request order as it
-        // writes the reply, and stops at an opaque too long, after the change.
-        let fails_at = flags.long_opaque_at();
-        let before_failure = |letter| {
-            flags
-                .position(letter)
-                .filter(|&at| fails_at.is_none_or(|bad| at < bad))
-        };
-        let (t_at, n_at) = (before_failure(b'T'), before_failure(b'N'));
-        let touch = t_at.and(flags.ttl).map(|ttl| clock.exptime_to_rel(ttl));
-        let vivify_ttl = n_at.and(flags.vivify).map(|ttl| clock.exptime_to_rel(ttl));
+        // `T` and `N` apply in request order, after the change; an opaque too long fails the
+        // request after the change too.
+        let order = InOrder::of(flags, clock);
+        let (fails_at, touch) = (order.fails_at, order.touch);
         // `t` before `T` reports the exptime the counter had.
-        let t_before_touch = matches!((flags.position(b't'), t_at), (Some(a), Some(b)) if a < b);
+        let t_before_touch =
+            matches!((flags.position(b't'), order.t_at), (Some(a), Some(b)) if a < b);
         let exptime_before = if t_before_touch {
             store.peek(key, now).map(|item| item.exptime)
         } else {
@@ -388,15 +423,10 @@ impl Ctx<'_> {
             DeltaOutcome::Value(v) => v,
             DeltaOutcome::NotFound => match flags.vivify {
                 Some(_) => {
-                    // Autovivify: create the counter with the initial value; it starts with
-                    // no exptime, then N and T apply in order.
+                    // Autovivify: create the counter with the initial value.
                     let initial = flags.initial.unwrap_or(0);
                     let text = initial.to_string();
-                    let exptime = match (vivify_ttl, touch) {
-                        (Some(n), Some(t)) => Some(if n_at > t_at { n } else { t }),
-                        (n, t) => n.or(t),
-                    }
-                    .unwrap_or(0);
+                    let exptime = order.created_exptime();
                     match store.store(StoreMode::Add, key, 0, exptime, text.as_bytes(), now) {
                         StoreOutcome::Stored => {
                             vivified = Some(exptime);
@@ -453,10 +483,7 @@ impl Ctx<'_> {
         let known = match reported {
             Some((exptime, cas)) => Known {
                 ttl: Some(ttl_left(exptime, now)),
-                ttl_changes: [
-                    vivified.and(n_at.zip(vivify_ttl.map(|e| ttl_left(e, now)))),
-                    t_at.zip(touch.map(|e| ttl_left(e, now))),
-                ],
+                ttl_changes: order.ttl_changes(vivified.is_some(), now),
                 cas: Some(cas),
                 ..Known::key_only(flags)
             },
