@@ -5,9 +5,9 @@
 //! in the case files' format, ready to be kept there.
 //!
 //! What depends on the moment a server reads its clock is left out: `stats` is drawn only at the
-//! end of a text session, and only its counters are compared; the meta `t`, `l` and
-//! `h`-after-time flags are not drawn, and every exptime is 0, negative (already expired) or far
-//! enough ahead that no session outlives it.
+//! end of a text session, and only its counters are compared; the meta `l` and `h`-after-time
+//! flags are not drawn, nor `t` but right after a `T100000` (see [`TTL_SHOWN`]), and every
+//! exptime is 0, negative (already expired) or far enough ahead that no session outlives it.
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -17,6 +17,10 @@ use crate::Case;
 
 /// An opaque one byte longer than memcached 1.6.18 echoes.
 const LONG_OPAQUE: &str = "Oxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+
+/// `t` only right after a `T` that gives 100000 seconds: it then shows exactly that, however
+/// the servers' clocks tick (any other `t` depends on when each server's second turned).
+const TTL_SHOWN: &str = "T100000 t";
 
 /// Keys most commands use: few, so commands meet each other's items.
 const KEYS: [&str; 5] = ["a", "b", "c", "foo", "n"];
@@ -331,6 +335,7 @@ fn meta(rng: &mut StdRng) -> String {
                     "MS",
                     "Dx",
                     LONG_OPAQUE,
+                    TTL_SHOWN,
                 ],
             );
             format!("mg {key}{f}\\r\\n")
@@ -417,6 +422,7 @@ fn meta(rng: &mut StdRng) -> String {
                     "Jx",
                     "Mi",
                     LONG_OPAQUE,
+                    TTL_SHOWN,
                 ],
             );
             format!("ma {key}{f}\\r\\n")
