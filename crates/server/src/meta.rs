@@ -512,7 +512,13 @@ impl Ctx<'_> {
             None => reply::line(out, "EN"),
             Some(item) => {
                 out.extend_from_slice(b"ME ");
-                out.extend_from_slice(key);
+                // memcached shows a binary key base64-encoded, however `me` named it.
+                if item.meta.binary_key {
+                    let encoded = base64::engine::general_purpose::STANDARD.encode(key);
+                    out.extend_from_slice(encoded.as_bytes());
+                } else {
+                    out.extend_from_slice(key);
+                }
                 let line = format!(
                     " exp={} la={} cas={} fetch={} cls=1 size={}",
                     // memcached prints `current_time - exptime`: negative while it lives.
