@@ -8,8 +8,9 @@ use crate::RelTime;
 /// Which S3-FIFO queue a segment belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Queue {
-    /// New items: about a twentieth of the memory (`evict::SMALL_SHARE`). An item read while here moves to main when its
-    /// segment is evicted; the others go (and are remembered by the ghost).
+    /// New items: about a twentieth of the memory (`evict::SMALL_SHARE`). An item read while
+    /// here moves to main when its segment is evicted; the others go (and are remembered by the
+    /// ghost).
     Small = 0,
     /// Items that proved useful. An item read since it was last kept is kept again when its
     /// segment is evicted (once per hit, up to 3), the others go.
