@@ -773,5 +773,43 @@ mod tests {
                 proptest::prop_assert!(used > 0 && used <= input.len());
             }
         }
+
+        #[test]
+        fn meta_lines_of_any_flags_parse_without_panic(
+            command in proptest::sample::select(vec!["mg", "ms", "md", "ma", "me", "mn"]),
+            key in proptest::sample::select(vec!["a", "YQ==", "Zm9v", "!!", "w6k=", ""]),
+            flags in proptest::collection::vec(proptest::sample::select(vec![
+                "b", "v", "q", "k", "c", "t", "s", "f", "h", "l", "u", "I", "P", "L", "O1",
+                "Oxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "T5", "T-1", "Tx", "N0", "Nx", "R9", "Rx",
+                "F3", "Fx", "C7", "Cx", "M", "MS", "Ms", "Mxx", "M+", "J1", "Jx", "D2", "Dx",
+                "E1", "x", "\x01",
+            ]), 0..22),
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..6),
+        ) {
+            let mut input = format!("{command} {key}").into_bytes();
+            if command == "ms" {
+                input.extend_from_slice(format!(" {}", data.len()).as_bytes());
+            }
+            for flag in &flags {
+                input.push(b' ');
+                input.extend_from_slice(flag.as_bytes());
+            }
+            input.extend_from_slice(b"\r\n");
+            input.extend_from_slice(&data);
+            input.extend_from_slice(b"\r\n");
+            match parse(&input, &CONFIG) {
+                Parse::Done(request, used) => {
+                    proptest::prop_assert!(used > 0 && used <= input.len());
+                    if let Request::Meta { flags, .. } = request {
+                        // What the server then reads of the flags stays in the line.
+                        proptest::prop_assert!(flags.iter().count() <= 17);
+                        if let Some(at) = flags.long_opaque_at() {
+                            proptest::prop_assert!(at < flags.iter().count());
+                        }
+                    }
+                }
+                Parse::Incomplete(_) => proptest::prop_assert!(false, "a whole request waits"),
+            }
+        }
     }
 }
