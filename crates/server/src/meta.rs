@@ -251,7 +251,6 @@ impl Ctx<'_> {
             recache_before: r_at.and(flags.recache).map(|ttl| clock.exptime_to_rel(ttl)),
             recache_after_touch: matches!((order.t_at, r_at), (Some(t), Some(r)) if t < r),
             fails: fails_at.is_some(),
-            binary_key: flags.base64_key,
         };
         let hit = self.shared.store.meta_get(key, &request, now);
         // A miss is a get, even with `T` (memcached touches only an item it found); a hit that

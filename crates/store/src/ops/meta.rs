@@ -27,8 +27,6 @@ pub struct MetaGet {
     /// The reply will be an error found after the lookup (memcached 1.6.18's `opaque token too
     /// long`): a hit then counts as nothing and wins nothing; a miss still counts.
     pub fails: bool,
-    /// The key was sent base64-encoded (`b`): a vivified item keeps it as binary.
-    pub binary_key: bool,
 }
 
 /// An `mg` hit (or vivified miss).
@@ -64,7 +62,7 @@ impl Store {
             Some(found) => Some((found, false)),
             None => request
                 .vivify
-                .and_then(|exptime| self.vivify(shard, index, hash, key, exptime, request, now))
+                .and_then(|exptime| self.vivify(shard, index, hash, key, exptime, now))
                 .map(|found| (found, true)),
         };
         let exptime_before = match found {
@@ -133,7 +131,6 @@ impl Store {
         hash: u64,
         key: &[u8],
         exptime: RelTime,
-        request: &MetaGet,
         now: RelTime,
     ) -> Option<(crate::index::Entry, crate::layout::Header)> {
         let ctx = self.ctx(now);
@@ -145,7 +142,9 @@ impl Store {
             exptime,
             cas: (!evictions && self.config.use_cas).then(|| ctx.seq_range(0)),
             keep_exptime_field: !evictions,
-            binary_key: request.binary_key,
+            // memcached 1.6.18 marks a key binary only when `ms` stores it: an item `mg b N`
+            // made shows its key as it is (`mg Zm9v b N100 k` answers `kfoo`).
+            binary_key: false,
         };
         let queue = shard.queue_for(hash, key, item.len(), evictions);
         if !self.make_index_room(shard, index, hash, &ctx) {
