@@ -187,7 +187,7 @@ fn reached(flags: &MetaFlags<'_>, fails_at: Option<usize>, letter: u8) -> Option
 /// 1.6.18 meets as it writes the return flags of any reply.
 fn refusal(out: &mut Vec<u8>, code: &str, flags: &MetaFlags<'_>, key: &[u8], fails: bool) {
     if fails {
-        reply::line(out, "CLIENT_ERROR opaque token too long");
+        reply::line(out, reply::CLIENT_ERROR_OPAQUE_TOO_LONG);
     } else {
         status(out, code, flags, key, &Known::key_only(flags));
     }
@@ -262,7 +262,7 @@ impl Ctx<'_> {
         }
         self.log_fetch(key, hit.as_ref().map(|h| h.item.value.len()));
         if request.fails {
-            reply::line(self.out.text(), "CLIENT_ERROR opaque token too long");
+            reply::line(self.out.text(), reply::CLIENT_ERROR_OPAQUE_TOO_LONG);
             return;
         }
         if hit.is_some() {
@@ -296,10 +296,7 @@ impl Ctx<'_> {
 
     fn meta_set(&mut self, key: &[u8], flags: &MetaFlags<'_>, data: &[u8]) {
         self.counters.cmd_set += 1;
-        let mode = match (
-            flags.mode.map(|m| m.to_ascii_uppercase()),
-            flags.compare_cas,
-        ) {
+        let mode = match (flags.mode, flags.compare_cas) {
             // memcached 1.6.18: a CAS id turns set and replace into compare-and-swap; add
             // ignores it; append and prepend check it (`compare_cas` below).
             (Some(b'E'), _) => StoreMode::Add,
@@ -416,8 +413,8 @@ impl Ctx<'_> {
         };
         // memcached 1.6.18 drops the reply of a quiet `ma` (`VA` too) when it changed a value,
         // not when it created the counter.
-        // The exptime of the counter `N` created, if it did.
-        let mut vivified = None;
+        // Whether `N` created the counter.
+        let mut vivified = false;
         let value = match store.delta_with(key, &delta, now) {
             DeltaOutcome::Value(v) => v,
             DeltaOutcome::NotFound => match flags.vivify {
@@ -428,7 +425,7 @@ impl Ctx<'_> {
                     let exptime = order.created_exptime();
                     match store.store(StoreMode::Add, key, 0, exptime, text.as_bytes(), now) {
                         StoreOutcome::Stored => {
-                            vivified = Some(exptime);
+                            vivified = true;
                             initial
                         }
                         _ => {
@@ -456,10 +453,10 @@ impl Ctx<'_> {
             }
         };
         if fails_at.is_some() {
-            reply::line(self.out.text(), "CLIENT_ERROR opaque token too long");
+            reply::line(self.out.text(), reply::CLIENT_ERROR_OPAQUE_TOO_LONG);
             return;
         }
-        if flags.quiet && vivified.is_none() {
+        if flags.quiet && !vivified {
             return;
         }
         let wants_item = flags.iter().any(|t| matches!(t[0], b't' | b'c'));
@@ -468,10 +465,10 @@ impl Ctx<'_> {
         // item it made, so not through `peek`, which would reclaim a dead one.
         let reported = match (wants_item, vivified) {
             (false, _) => None,
-            (true, Some(_)) => Some((0, store.written_cas(key, now))),
+            (true, true) => Some((0, store.written_cas(key, now))),
             // A counter `T` gave an exptime already past is dead, but memcached still reports
             // the item it holds.
-            (true, None) => match touch {
+            (true, false) => match touch {
                 Some(exptime) => Some((
                     exptime_before.unwrap_or(exptime),
                     store.written_cas(key, now),
@@ -482,7 +479,7 @@ impl Ctx<'_> {
         let known = match reported {
             Some((exptime, cas)) => Known {
                 ttl: Some(ttl_left(exptime, now)),
-                ttl_changes: order.ttl_changes(vivified.is_some(), now),
+                ttl_changes: order.ttl_changes(vivified, now),
                 cas: Some(cas),
                 ..Known::key_only(flags)
             },

@@ -217,7 +217,7 @@ pub(super) fn parse_meta<'a>(
             return swallow("CLIENT_ERROR invalid mode for ms M token");
         }
         if flags.long_opaque_at().is_some() {
-            return swallow("CLIENT_ERROR opaque token too long");
+            return swallow(reply::CLIENT_ERROR_OPAQUE_TOO_LONG);
         }
         if !fits(key.len(), flags.client_flags.unwrap_or(0), vlen) {
             // memcached 1.6.18 then drops the key's item, whatever the mode.
@@ -302,7 +302,7 @@ pub(super) fn parse_meta<'a>(
     }
     // md checks its opaque before it looks the key up; mg and ma after (the server's part).
     if command == MetaCommand::Delete && flags.long_opaque_at().is_some() {
-        return error("CLIENT_ERROR opaque token too long");
+        return error(reply::CLIENT_ERROR_OPAQUE_TOO_LONG);
     }
     Some((
         Request::Meta {

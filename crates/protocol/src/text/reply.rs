@@ -22,6 +22,8 @@ pub const CLIENT_ERROR_BAD_TERMINATION: &str = "CLIENT_ERROR bad command line te
 pub const CLIENT_ERROR_BAD_FORMAT: &str = "CLIENT_ERROR bad command line format";
 pub const CLIENT_ERROR_BAD_COMMAND_LINE: &str = "CLIENT_ERROR bad command line";
 pub const CLIENT_ERROR_BAD_DATA_CHUNK: &str = "CLIENT_ERROR bad data chunk";
+/// A meta `O` token longer than memcached 1.6.18 echoes back.
+pub const CLIENT_ERROR_OPAQUE_TOO_LONG: &str = "CLIENT_ERROR opaque token too long";
 pub const CLIENT_ERROR_INVALID_EXPTIME: &str = "CLIENT_ERROR invalid exptime argument";
 pub const CLIENT_ERROR_INVALID_DELTA: &str = "CLIENT_ERROR invalid numeric delta argument";
 pub const CLIENT_ERROR_NON_NUMERIC: &str =
