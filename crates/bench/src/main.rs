@@ -9,6 +9,7 @@
 //! ferrobench --in-process store --server-args "-m 8" hitratio --requests 30000000
 //! ```
 
+mod belady;
 mod modes;
 mod plot;
 mod servers;
@@ -43,6 +44,11 @@ pub struct Cli {
     /// eviction work).
     #[arg(long = "in-process", value_name = "NAME")]
     in_process: Option<String>,
+    /// hitratio only: also replay the trace on Belady's offline optimum holding at most ITEMS
+    /// keys, as a row named belady(ITEMS): the fewest misses any cache of that many items could
+    /// have. Repeatable.
+    #[arg(long = "belady", value_name = "ITEMS")]
+    belady: Vec<usize>,
     /// Print the results as JSON too.
     #[arg(long)]
     json: bool,
@@ -88,8 +94,8 @@ fn specs(cli: &Cli) -> anyhow::Result<Vec<Spec>> {
         out.push(Spec::Existing { name, addr });
     }
     anyhow::ensure!(
-        !out.is_empty() || cli.in_process.is_some(),
-        "give at least one --server, --target or --in-process"
+        !out.is_empty() || cli.in_process.is_some() || !cli.belady.is_empty(),
+        "give at least one --server, --target, --in-process or --belady"
     );
     Ok(out)
 }
@@ -147,8 +153,9 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let specs = specs(&cli)?;
     anyhow::ensure!(
-        cli.in_process.is_none() || matches!(cli.mode, Mode::Hitratio(_)),
-        "--in-process replays hitratio traces only"
+        (cli.in_process.is_none() && cli.belady.is_empty())
+            || matches!(cli.mode, Mode::Hitratio(_)),
+        "--in-process and --belady replay hitratio traces only"
     );
     let report = runtime.block_on(async {
         let mut rows = Vec::new();
@@ -166,6 +173,11 @@ fn main() -> anyhow::Result<()> {
                 store_config(&cli.server_args)?,
                 args,
             )?);
+        }
+        if let Mode::Hitratio(args) = &cli.mode {
+            for &items in &cli.belady {
+                rows.push(modes::hit_ratio_belady(items, args)?);
+            }
         }
         anyhow::Ok(modes::Report::from_rows(rows))
     })?;

@@ -430,6 +430,8 @@ pub fn trace(args: &HitRatioArgs) -> anyhow::Result<Vec<u64>> {
     Ok(out)
 }
 
+const HELD_AT_END: &str = "items held at end";
+
 /// A hit-ratio replay's misses past the warm-up (the first fifth of the trace), over all keys and
 /// over working-set keys only (scan keys are one-time keys, a miss for any cache).
 struct Tally {
@@ -465,7 +467,9 @@ impl Tally {
         }
     }
 
-    fn row(&self, target: &str, held: f64) -> Row {
+    /// `held`: a count of items and what it counts (the items held at the end of the replay, or
+    /// for the optimum, which holds nothing by then, the most it held at once).
+    fn row(&self, target: &str, (held_name, held): (&'static str, f64)) -> Row {
         Row {
             target: target.to_string(),
             metrics: vec![
@@ -477,7 +481,7 @@ impl Tally {
                     "miss ratio, working-set keys",
                     self.missed_ws as f64 / self.counted_ws.max(1) as f64,
                 ),
-                ("items held at end", held),
+                (held_name, held),
                 ("cache / working set", held / self.working_set as f64),
             ],
         }
@@ -527,7 +531,7 @@ pub async fn hit_ratio(target: &Target, args: &HitRatioArgs) -> anyhow::Result<R
         }
     }
     let held = stat(&mut wire, "curr_items").await?;
-    Ok(tally.row(&target.name, held))
+    Ok(tally.row(&target.name, (HELD_AT_END, held)))
 }
 
 /// [`hit_ratio`] on ferrocached's store itself, in this process: the same trace and the same
@@ -584,7 +588,20 @@ pub fn hit_ratio_in_process(
             }
         }
     }
-    Ok(tally.row(name, store.stats().curr_items as f64))
+    Ok(tally.row(name, (HELD_AT_END, store.stats().curr_items as f64)))
+}
+
+/// [`crate::belady`]'s optimum on the same trace, holding at most `items` keys: the fewest misses
+/// any cache of that many items could have (to within the replay's batching: a real target sets
+/// a batch's misses after its gets, so a key asked for twice in one batch misses twice there).
+pub fn hit_ratio_belady(items: usize, args: &HitRatioArgs) -> anyhow::Result<Row> {
+    let trace = trace(args)?;
+    let mut tally = Tally::new(&trace, args);
+    let most = crate::belady::replay(&trace, items, |at, key, hit| tally.record(at, key, hit))?;
+    Ok(tally.row(
+        &format!("belady({items})"),
+        ("items held at most", most as f64),
+    ))
 }
 
 #[cfg(test)]

@@ -188,3 +188,69 @@ fn hitratio_in_process() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs --rate"));
 }
+
+/// The optimum's row: it misses no more than a real cache holding as many items, with room for
+/// everything only first requests miss (as in the store with everything fitting), and with room
+/// for nothing every request misses.
+#[test]
+fn hitratio_with_the_optimum() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrobench"))
+        .args(["--in-process", "s", "--server-args", "-m 1"])
+        .args(["--belady", "0", "--belady", "1000000"])
+        .args([
+            "hitratio",
+            "--working-set",
+            "200000",
+            "--requests",
+            "400000",
+        ])
+        .args(["--scan-every", "1000", "--scan-length", "100"])
+        .output()
+        .expect("run ferrobench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    let miss: Vec<f64> = row(&table, "miss ratio")[..3]
+        .iter()
+        .map(|v| v.parse().expect("number"))
+        .collect();
+    let (store, none, all) = (miss[0], miss[1], miss[2]);
+    assert_eq!(none, 1.0, "{table}");
+    assert!(0.0 < all && all < store && store < 1.0, "{table}");
+    // The store holds fewer items than this: the optimum of that many items misses less still.
+    let held: f64 = row(&table, "items held at end")[0].parse().expect("number");
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrobench"))
+        .args(["--belady", &format!("{held}")])
+        .args([
+            "hitratio",
+            "--working-set",
+            "200000",
+            "--requests",
+            "400000",
+        ])
+        .args(["--scan-every", "1000", "--scan-length", "100"])
+        .output()
+        .expect("run ferrobench");
+    let table_as_large = String::from_utf8_lossy(&out.stdout).into_owned();
+    let optimum: f64 = row(&table_as_large, "miss ratio")[0]
+        .parse()
+        .expect("number");
+    assert!(
+        all <= optimum && optimum < store,
+        "{table}\n{table_as_large}"
+    );
+    let most: f64 = row(&table_as_large, "items held at most")[0]
+        .parse()
+        .expect("number");
+    assert!(most <= held, "{table_as_large}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrobench"))
+        .args(["--belady", "10", "fill"])
+        .output()
+        .expect("run ferrobench");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hitratio traces only"));
+}
