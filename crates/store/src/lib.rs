@@ -52,6 +52,7 @@ pub use config::{item_size_ok, memcached_item_size, StoreConfig};
 pub use item::{Item, ItemRef, MetaState};
 pub use ops::dump::{DumpCursor, DumpedItem};
 pub use ops::meta::{InvalidateOutcome, MetaGet, MetaGetHit};
+pub use ops::presize::IndexPlan;
 pub use ops::store::WriteOptions;
 pub use ops::watch::Evicted;
 pub use stats::StoreStats;

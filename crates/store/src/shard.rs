@@ -715,6 +715,43 @@ impl Shard {
         });
     }
 
+    /// The buckets table `t` takes for `count` entries, and the bytes it grows by, if it is empty
+    /// and would grow.
+    fn presized(&self, t: usize, count: usize) -> Option<(usize, usize)> {
+        let table = &self.tables[t];
+        let buckets = table.buckets_for(count);
+        (table.is_empty() && buckets > table.buckets())
+            .then(|| (buckets, table::table_bytes(buckets) - table.bytes()))
+    }
+
+    /// Bytes [`Shard::presize_index`] would reserve for these counts.
+    pub fn presize_bytes(&self, counts: &[usize]) -> usize {
+        counts
+            .iter()
+            .enumerate()
+            .filter_map(|(t, &count)| self.presized(t, count))
+            .map(|(_, bytes)| bytes)
+            .sum()
+    }
+
+    /// Gives each empty table of this shard the size it would reach by taking `counts[t]`
+    /// entries one by one, reserving the bytes first ([`crate::IndexPlan`]). Returns the bytes
+    /// reserved; a table the budget cannot pay for is left to grow as it fills.
+    pub fn presize_index(&mut self, counts: &[usize], ctx: &Ctx<'_>) -> usize {
+        let mut reserved = 0;
+        for (t, &count) in counts.iter().enumerate() {
+            let Some((buckets, bytes)) = self.presized(t, count) else {
+                continue;
+            };
+            if !ctx.budget.try_reserve(bytes) {
+                continue;
+            }
+            self.change_table(t, bytes, ctx, |table, _, _| table.presize(buckets));
+            reserved += bytes;
+        }
+        reserved
+    }
+
     /// Steps of [`Shard::move_growth_step`] that finish the index growths under way.
     pub fn growth_steps_left(&self) -> usize {
         self.tables.iter().map(|t| t.growth_steps_left()).sum()

@@ -220,6 +220,29 @@ impl BucketTable {
         capacity_of_buckets(self.buckets())
     }
 
+    /// Whether it holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.len + self.old_len == 0
+    }
+
+    /// Buckets this table would have after taking entries one by one until it holds `len`: its
+    /// size now, grown as each growth would grow it until its capacity takes them.
+    pub fn buckets_for(&self, len: usize) -> usize {
+        let mut n = self.buckets();
+        while capacity_of_buckets(n) < len {
+            n = grown_buckets(n, self.phase);
+        }
+        n
+    }
+
+    /// Makes an empty table `n` buckets at once (a size [`BucketTable::buckets_for`] gave, so
+    /// that it goes on growing as it would have). A table with entries stays as it is.
+    pub fn presize(&mut self, n: usize) {
+        if self.is_empty() && self.old.is_empty() && n > self.buckets() {
+            self.buckets = vec![Bucket::EMPTY; n].into_boxed_slice();
+        }
+    }
+
     /// Bytes this table must grow by before it takes one more entry (0: it has room): the
     /// larger buckets, less what the growth frees at once: its buckets if it moves all their
     /// entries then ([`SPREAD_FROM`]; such a table has no old buckets), else the old buckets of
@@ -1003,5 +1026,48 @@ mod tests {
         }
         b.unpass();
         assert_eq!(b.passing(), 255, "saturated counts stay");
+    }
+    #[test]
+    fn a_presized_table_takes_its_entries_without_moving_one_and_ends_as_grown() {
+        // Counts across the sizes where growth moves all at once, spreads, and takes a phase.
+        for (count, phase) in [
+            (0, 0),
+            (1, 3),
+            (500, 0),
+            (4_000, 5),
+            (30_000, 15),
+            (100_000, 7),
+        ] {
+            let mut grown = BucketTable::new(phase);
+            for k in 0..count {
+                grown.insert(hash_of(k), entry(k), rehash, |_| {});
+            }
+            grown.move_entries(usize::MAX, rehash, |_| {});
+            let mut sized = BucketTable::new(phase);
+            let n = sized.buckets_for(count as usize);
+            sized.presize(n);
+            assert_eq!(sized.buckets(), n);
+            let never = |_: Entry| -> u64 { unreachable!("a presized table moves no entry") };
+            for k in 0..count {
+                sized.insert(hash_of(k), entry(k), never, |_| {});
+            }
+            assert_eq!(
+                (sized.buckets(), sized.bytes()),
+                (grown.buckets(), grown.bytes()),
+                "{count} entries, phase {phase}"
+            );
+            assert!(sized.old.is_empty());
+            for k in 0..count {
+                assert_eq!(sized.find(hash_of(k), |e| key_of(e) == k), Some(entry(k)));
+            }
+            // One more entry grows it as the other grows.
+            let extra = count + 1_000_000;
+            sized.insert(hash_of(extra), entry(extra), rehash, |_| {});
+            grown.insert(hash_of(extra), entry(extra), rehash, |_| {});
+            assert_eq!(sized.buckets(), grown.buckets());
+            // A table that holds entries is not resized.
+            sized.presize(sized.buckets() * 2);
+            assert_eq!(sized.buckets(), grown.buckets());
+        }
     }
 }

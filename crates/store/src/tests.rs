@@ -2436,3 +2436,75 @@ fn a_delta_with_an_exptime_sets_it_after_the_change_and_counts_no_touch() {
     assert_eq!(s.delta_with(b"n", &expiring, 2), DeltaOutcome::Value(116));
     assert!(s.peek(b"n", 2).is_none());
 }
+
+#[test]
+fn an_index_sized_for_a_load_takes_it_without_growing() {
+    let s = store(64 << 20, true, true);
+    let keys: Vec<String> = (0..200_000).map(|i| format!("restored:{i}")).collect();
+    let mut plan = s.index_plan();
+    for key in &keys {
+        s.plan_key(&mut plan, key.as_bytes(), 5);
+    }
+    assert_eq!(plan.keys(), keys.len());
+    let empty = s.stats();
+    let reserved = s.presize_index(&plan);
+    let sized = s.stats();
+    assert_eq!(sized.index_bytes - empty.index_bytes, reserved as u64);
+    assert_eq!(sized.bytes - empty.bytes, reserved as u64, "charged to -m");
+    assert!(sized.index_capacity >= keys.len() as u64);
+    for key in &keys {
+        assert_eq!(
+            s.store(StoreMode::Set, key.as_bytes(), 0, 0, b"value", 1),
+            StoreOutcome::Stored
+        );
+    }
+    let loaded = s.stats();
+    assert_eq!(loaded.curr_items, keys.len() as u64);
+    // No table grew: the same buckets, and no growth under way.
+    assert_eq!(
+        (
+            loaded.index_bytes,
+            loaded.index_capacity,
+            loaded.index_growths
+        ),
+        (sized.index_bytes, sized.index_capacity, 0)
+    );
+    // The sizes growth would have reached: about nine bytes per item, as without a plan.
+    let per_item = index_bytes_per_item(&loaded);
+    assert!((8.0..10.5).contains(&per_item), "{per_item:.1}");
+    assert!(keys.iter().all(|k| s.get(k.as_bytes(), false, 1).is_some()));
+    // Sized once: a second plan leaves tables that hold entries as they are.
+    assert_eq!(s.presize_index(&plan), 0);
+}
+
+#[test]
+fn an_index_plan_for_more_than_fits_changes_nothing() {
+    // A restart into a smaller -m: an index sized for every saved key would take the room of
+    // the items that do fit.
+    let s = store(16 << 20, true, true);
+    let mut plan = s.index_plan();
+    for i in 0..400_000 {
+        s.plan_key(&mut plan, format!("k{i}").as_bytes(), 32);
+    }
+    let before = s.stats();
+    assert_eq!(s.presize_index(&plan), 0);
+    assert_eq!(s.stats().index_bytes, before.index_bytes);
+    // Stores still find room (by eviction), and the whole stays within the bound.
+    for i in 0..400_000 {
+        let key = format!("k{i}");
+        assert_eq!(
+            s.store(StoreMode::Set, key.as_bytes(), 0, 0, &[b'v'; 32], 1),
+            StoreOutcome::Stored,
+            "{key}"
+        );
+    }
+    let st = s.stats();
+    assert!(st.evictions > 0 && st.bytes <= 16 << 20, "{st:?}");
+    // Half as many fit: then it is sized.
+    let s = store(16 << 20, true, true);
+    let mut plan = s.index_plan();
+    for i in 0..100_000 {
+        s.plan_key(&mut plan, format!("k{i}").as_bytes(), 32);
+    }
+    assert!(s.presize_index(&plan) > 0);
+}
