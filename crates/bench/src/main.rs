@@ -157,6 +157,16 @@ fn main() -> anyhow::Result<()> {
             || matches!(cli.mode, Mode::Hitratio(_)),
         "--in-process and --belady replay hitratio traces only"
     );
+    if let Mode::Hitratio(args) = &cli.mode {
+        anyhow::ensure!(
+            args.restart_at.is_none() || (cli.servers.is_empty() && cli.targets.is_empty()),
+            "--restart-at replays on --in-process only (a server is not restarted mid-trace)"
+        );
+        anyhow::ensure!(
+            args.restart_at.is_none_or(|at| (0.0..=1.0).contains(&at)),
+            "--restart-at wants a fraction of the trace, from 0 to 1"
+        );
+    }
     let report = runtime.block_on(async {
         let mut rows = Vec::new();
         for spec in &specs {

@@ -380,6 +380,15 @@ pub struct HitRatioArgs {
     /// reads back what it stored, or hands the value to a second reader right away.
     #[arg(long)]
     pub read_after_set: bool,
+    /// `--in-process` only: at this fraction of the trace, restart the store as a graceful
+    /// restart with `-e` does (every live item stored again into a new store, oldest first in
+    /// each queue, with its standing in eviction).
+    #[arg(long, value_name = "FRACTION")]
+    pub restart_at: Option<f64>,
+    /// With `--restart-at`: items come back as new ones (in the small queue, unread), as
+    /// restarts did before items kept their standing.
+    #[arg(long)]
+    pub restart_forgets: bool,
 }
 
 impl HitRatioArgs {
@@ -553,12 +562,20 @@ pub fn hit_ratio_in_process(
     );
     let trace = trace(args)?;
     let mut tally = Tally::new(&trace, args);
-    let store = Store::new(config);
+    let mut store = Store::new(config.clone());
+    // The first batch at or past the restart's place.
+    let restart_batch = args
+        .restart_at
+        .map(|at| (at * trace.len() as f64) as usize)
+        .map(|at| at.div_ceil(args.pipeline));
     let value = vec![b'v'; args.value_size.max(args.value_size_max)];
     let mut misses = Vec::with_capacity(args.pipeline);
     let mut now = 1;
     for (chunk_index, chunk) in trace.chunks(args.pipeline).enumerate() {
         let base = chunk_index * args.pipeline;
+        if restart_batch == Some(chunk_index) {
+            store = restarted(&store, config.clone(), now, !args.restart_forgets);
+        }
         if let Some(elapsed) = (base as u64).checked_div(args.rate) {
             let second = 1 + u32::try_from(elapsed)?;
             if second != now {
@@ -589,6 +606,42 @@ pub fn hit_ratio_in_process(
         }
     }
     Ok(tally.row(name, (HELD_AT_END, store.stats().curr_items as f64)))
+}
+
+/// A new store holding `old`'s live items, as ferrocached's restart with `-e` gives them back
+/// (`crates/server/src/restart.rs`, without the file): each stored again, in the order a dump
+/// shows them (oldest first in each queue), with its standing in eviction if `standing`.
+fn restarted(
+    old: &ferrocache_store::Store,
+    config: ferrocache_store::StoreConfig,
+    now: u32,
+    standing: bool,
+) -> ferrocache_store::Store {
+    use ferrocache_store::{DumpCursor, Store, StoreMode, WriteOptions};
+    let mut items = Vec::new();
+    let mut cursor = DumpCursor::default();
+    while old.dump_step(&mut cursor, now, false, |item| {
+        items.push((
+            item.key.to_vec(),
+            item.value.to_vec(),
+            (item.flags, item.exptime),
+            item.standing,
+        ));
+    }) {}
+    let store = Store::new(config);
+    let mut plan = store.index_plan();
+    for (key, value, _, _) in &items {
+        store.plan_key(&mut plan, key, value.len());
+    }
+    store.presize_index(&plan);
+    for (key, value, (flags, exptime), kept) in items {
+        let options = WriteOptions {
+            standing: standing.then_some(kept),
+            ..WriteOptions::default()
+        };
+        store.store_with(StoreMode::Set, &key, flags, exptime, &value, now, options);
+    }
+    store
 }
 
 /// [`crate::belady`]'s optimum on the same trace, holding at most `items` keys: the fewest misses
@@ -683,6 +736,8 @@ mod tests {
             exptime: 0,
             rate: 0,
             read_after_set: false,
+            restart_at: None,
+            restart_forgets: false,
         };
         let a = trace(&args).expect("trace");
         assert_eq!(a, trace(&args).expect("trace"));

@@ -254,3 +254,47 @@ fn hitratio_with_the_optimum() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("hitratio traces only"));
 }
+
+/// A restart in the middle of an in-process replay: items that come back with their standing
+/// miss about as often as with no restart; items that come back new miss more.
+#[test]
+fn hitratio_across_a_restart() {
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ferrobench"))
+            .args(["--in-process", "s", "--server-args", "-m 1", "hitratio"])
+            .args(["--working-set", "200000", "--requests", "600000"])
+            .args(extra)
+            .output()
+            .expect("run ferrobench")
+    };
+    let miss = |extra: &[&str]| -> f64 {
+        let out = run(extra);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let table = String::from_utf8_lossy(&out.stdout).into_owned();
+        row(&table, "miss ratio")[0].parse().expect("number")
+    };
+    let none = miss(&[]);
+    let kept = miss(&["--restart-at", "0.2"]);
+    let forgotten = miss(&["--restart-at", "0.2", "--restart-forgets"]);
+    assert!((kept - none).abs() < 0.003, "{none} {kept}");
+    assert!(forgotten > none + 0.006, "{none} {forgotten}");
+
+    let out = run(&["--restart-at", "1.5"]);
+    assert!(!out.status.success());
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrobench"))
+        .args([
+            "--target",
+            "x=127.0.0.1:1",
+            "hitratio",
+            "--restart-at",
+            "0.5",
+        ])
+        .output()
+        .expect("run ferrobench");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--in-process only"));
+}

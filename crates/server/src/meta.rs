@@ -311,8 +311,8 @@ impl Ctx<'_> {
         let options = WriteOptions {
             binary_key: flags.base64_key,
             invalidate: flags.invalidate,
-            cas: None,
             compare_cas: flags.compare_cas.unwrap_or(0),
+            ..WriteOptions::default()
         };
         let before = self.log_lookup(key);
         let outcome = self.shared.store.store_with(

@@ -21,12 +21,18 @@
 //! | bytes | field |
 //! |-------|-------|
 //! | 1     | key length (1 to 250; 0 marks the end record) |
-//! | 1     | 1 if the key is binary (a meta client sent it base64-encoded), else 0 |
+//! | 1     | bit 0: the key is binary (a meta client sent it base64-encoded); bits 1-3: its standing in eviction |
 //! | 4     | client flags |
 //! | 8     | exptime, unix seconds (0: never) |
 //! | 8     | the CAS id to keep (0: none, a new one is given) |
 //! | 4     | value length |
 //! | ...   | key, then value |
+//!
+//! An item's standing in eviction (`Standing`): bit 1 set if it is in the main queue, bits 2-3
+//! its reads since written or last kept. Items are written oldest first in each queue, so the
+//! restart gives each back to its queue in its order, and eviction goes on from where it was: an
+//! item proven useful is not dropped as a new one would be. (Files written before bit 1 existed
+//! read as all new, as they were.)
 //!
 //! The end record is a 0 byte and the item count (8 bytes). Integers are little-endian. It is
 //! written to `<file>.tmp` and renamed over `<file>`, so a save cut short leaves no file behind
@@ -38,7 +44,7 @@ use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use ferrocache_store::{
-    DumpCursor, DumpedItem, IndexPlan, RelTime, StoreMode, StoreOutcome, WriteOptions,
+    DumpCursor, DumpedItem, IndexPlan, RelTime, Standing, StoreMode, StoreOutcome, WriteOptions,
 };
 
 use crate::Shared;
@@ -103,7 +109,8 @@ fn write_record(out: &mut impl Write, item: &DumpedItem<'_>, exptime: i64) -> io
     let key_len = u8::try_from(item.key.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
     let value_len = u32::try_from(item.value.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
     let cas = if item.cas_kept { item.cas } else { 0 };
-    out.write_all(&[key_len, u8::from(item.binary_key)])?;
+    let standing = u8::from(item.standing.main) << 1 | item.standing.freq.min(3) << 2;
+    out.write_all(&[key_len, u8::from(item.binary_key) | standing])?;
     out.write_all(&item.flags.to_le_bytes())?;
     out.write_all(&exptime.to_le_bytes())?;
     out.write_all(&cas.to_le_bytes())?;
@@ -189,6 +196,7 @@ fn read_items<R: Read + Seek>(shared: &Shared, input: &mut BufReader<R>) -> io::
 struct Record {
     key_len: u8,
     binary_key: bool,
+    standing: Standing,
     flags: u32,
     /// Unix seconds, 0: never.
     exptime: i64,
@@ -216,7 +224,11 @@ fn read_record(input: &mut impl Read) -> io::Result<Result<Record, u64>> {
     input.read_exact(&mut fields).map_err(cut_short)?;
     Ok(Ok(Record {
         key_len: key_len[0],
-        binary_key: fields[0] == 1,
+        binary_key: fields[0] & 1 != 0,
+        standing: Standing {
+            main: fields[0] & 2 != 0,
+            freq: fields[0] >> 2 & 3,
+        },
         flags: u32::from_le_bytes(fields[1..5].try_into().expect("4 bytes")),
         exptime: i64::from_le_bytes(fields[5..13].try_into().expect("8 bytes")),
         cas: u64::from_le_bytes(fields[13..21].try_into().expect("8 bytes")),
@@ -312,6 +324,7 @@ fn read_records(
         let options = WriteOptions {
             binary_key: record.binary_key,
             cas: (record.cas != 0).then_some(record.cas),
+            standing: Some(record.standing),
             ..WriteOptions::default()
         };
         let outcome = shared.store.store_with(
@@ -349,4 +362,52 @@ fn read_pending(input: &mut impl Read, pending: &mut Pending) -> io::Result<Resu
         return Err(invalid("the file was cut short"));
     }
     Ok(Ok(record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_keeps_its_binary_key_and_its_standing() {
+        for (binary_key, main, freq) in [
+            (false, false, 0),
+            (true, false, 0),
+            (false, true, 0),
+            (true, true, 3),
+            (false, false, 2),
+        ] {
+            let item = DumpedItem {
+                key: b"key",
+                exptime: 0,
+                time: 0,
+                cas: 77,
+                fetched: true,
+                size: 0,
+                flags: 5,
+                value: b"value",
+                binary_key,
+                cas_kept: true,
+                standing: Standing { main, freq },
+            };
+            let mut bytes = Vec::new();
+            write_record(&mut bytes, &item, 1234).unwrap();
+            let record = read_record(&mut &bytes[..]).unwrap().expect("a record");
+            assert_eq!(record.key_len, 3);
+            assert_eq!(record.binary_key, binary_key);
+            assert_eq!(record.standing, Standing { main, freq });
+            assert_eq!(
+                (record.flags, record.exptime, record.cas, record.value_len),
+                (5, 1234, 77, 5)
+            );
+            // The key length, 25 bytes of fields, then key and value.
+            assert_eq!(&bytes[26..], b"keyvalue");
+        }
+        // A file from before bit 1: a key byte of 0 or 1 reads as an item that starts new.
+        let mut old = vec![3u8, 1];
+        old.extend_from_slice(&[0; 24]);
+        let record = read_record(&mut &old[..]).unwrap().expect("a record");
+        assert!(record.binary_key);
+        assert_eq!(record.standing, Standing::default());
+    }
 }

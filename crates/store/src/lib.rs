@@ -53,7 +53,7 @@ pub use item::{Item, ItemRef, MetaState};
 pub use ops::dump::{DumpCursor, DumpedItem};
 pub use ops::meta::{InvalidateOutcome, MetaGet, MetaGetHit};
 pub use ops::presize::IndexPlan;
-pub use ops::store::WriteOptions;
+pub use ops::store::{Standing, WriteOptions};
 pub use ops::watch::Evicted;
 pub use stats::StoreStats;
 

@@ -2,6 +2,8 @@
 //! time, so that a dump of a large cache holds a shard's lock no longer than one segment's walk.
 
 use crate::layout;
+use crate::ops::store::Standing;
+use crate::segment::Queue;
 use crate::{RelTime, Store};
 
 /// One live item, as the dumps show it.
@@ -24,6 +26,8 @@ pub struct DumpedItem<'a> {
     pub binary_key: bool,
     /// Its CAS id was shown to a client, or is written out with it: a restart keeps it.
     pub cas_kept: bool,
+    /// Its queue and reads, for a restart to give back ([`crate::WriteOptions::standing`]).
+    pub standing: Standing,
 }
 
 /// Where a dump has got to: a shard, and the segments of it still to visit (taken when the dump
@@ -55,7 +59,13 @@ impl Store {
                 return false;
             };
             let mut shard = shard.lock();
-            let ids = cursor.ids.get_or_insert_with(|| shard.segment_ids());
+            // Oldest first in each queue (taken from the end): a restart that stores them in
+            // this order gives each queue back its order, so the oldest go first again.
+            let ids = cursor.ids.get_or_insert_with(|| {
+                let mut ids = shard.segment_ids();
+                ids.reverse();
+                ids
+            });
             let Some(id) = ids.pop() else {
                 cursor.shard += 1;
                 cursor.ids = None;
@@ -87,6 +97,10 @@ impl Store {
                     value: header.value(item),
                     binary_key: header.bits & layout::BINARY_KEY != 0,
                     cas_kept: use_cas && (e.cas_seen() || header.bits & layout::HAS_CAS != 0),
+                    standing: Standing {
+                        main: seg.queue == Queue::Main,
+                        freq: e.freq(),
+                    },
                 });
                 if keeps_cas && !e.cas_seen() {
                     shown.push((hash, e));

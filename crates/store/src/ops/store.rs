@@ -7,6 +7,7 @@
 //! in memcached; we return [`StoreOutcome::TooLarge`] and the server answers NOT_STORED).
 
 use crate::layout::{NewItem, HAS_EXPTIME};
+use crate::segment::Queue;
 use crate::{item_size_ok, RelTime, Store, StoreMode, StoreOutcome};
 
 /// What the meta protocol's `ms` adds to a store.
@@ -25,6 +26,17 @@ pub struct WriteOptions {
     /// 0 checks nothing, nor does anything with `-C`). The other modes carry theirs in
     /// [`StoreMode::Cas`].
     pub compare_cas: u64,
+    /// Where the item stood in eviction before a restart ([`crate::DumpedItem::standing`]): a
+    /// restored item goes back to its queue with its reads, instead of starting as new.
+    pub standing: Option<Standing>,
+}
+
+/// An item's standing in eviction (S3-FIFO, `evict.rs`): in the main queue or the small one, and
+/// its reads since it was written or last kept (0 to 3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Standing {
+    pub main: bool,
+    pub freq: u8,
 }
 
 impl Store {
@@ -99,7 +111,10 @@ impl Store {
         }
         let len = item.len();
         shard.note_written(len);
-        let queue = shard.queue_for(hash, key, len, self.config.evictions);
+        let queue = match options.standing {
+            Some(Standing { main: true, .. }) => Queue::Main,
+            _ => shard.queue_for(hash, key, len, self.config.evictions),
+        };
         let marked = ctx.flush.marks_new_write(now);
         let place = if self.make_index_room(shard, index, hash, &ctx) {
             self.place_for(shard, index, queue, &item, marked, &ctx)
@@ -216,6 +231,11 @@ impl Store {
         if !shard.put(place, queue, hash, &item, &ctx) {
             shard.counters.outofmemory += 1;
             return StoreOutcome::OutOfMemory;
+        }
+        if let Some(standing) = options.standing.filter(|s| s.freq > 0) {
+            if let Some(new) = shard.lookup(hash, key) {
+                shard.update_entry(hash, new, new.with_freq(standing.freq.min(3)));
+            }
         }
         StoreOutcome::Stored
     }
