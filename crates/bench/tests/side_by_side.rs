@@ -189,30 +189,48 @@ fn hitratio_in_process() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs --rate"));
 }
 
-/// The optimum's row: it misses no more than a real cache holding as many items, with room for
-/// everything only first requests miss (as in the store with everything fitting), and with room
-/// for nothing every request misses.
-#[test]
-fn hitratio_with_the_optimum() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ferrobench"))
-        .args(["--in-process", "s", "--server-args", "-m 1"])
-        .args(["--belady", "0", "--belady", "1000000"])
-        .args([
-            "hitratio",
-            "--working-set",
-            "200000",
-            "--requests",
-            "400000",
-        ])
-        .args(["--scan-every", "1000", "--scan-length", "100"])
+/// ferrobench without a server (in process, or the optimum alone).
+fn run_alone(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ferrobench"))
+        .args(args)
         .output()
-        .expect("run ferrobench");
+        .expect("run ferrobench")
+}
+
+/// The table of a run that must succeed.
+fn table_of(out: std::process::Output) -> String {
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The first number of a table's row.
+fn first(table: &str, metric: &str) -> f64 {
+    row(table, metric)[0].parse().expect("number")
+}
+
+/// The optimum's row: it misses no more than a real cache holding as many items, with room for
+/// everything only first requests miss (as in the store with everything fitting), and with room
+/// for nothing every request misses.
+#[test]
+fn hitratio_with_the_optimum() {
+    let trace = [
+        "hitratio",
+        "--working-set",
+        "200000",
+        "--requests",
+        "400000",
+        "--scan-every",
+        "1000",
+        "--scan-length",
+        "100",
+    ];
+    let in_process = ["--in-process", "s", "--server-args", "-m 1"];
+    let optima = ["--belady", "0", "--belady", "1000000"];
+    let table = table_of(run_alone(&[&in_process[..], &optima, &trace].concat()));
     let miss: Vec<f64> = row(&table, "miss ratio")[..3]
         .iter()
         .map(|v| v.parse().expect("number"))
@@ -221,36 +239,16 @@ fn hitratio_with_the_optimum() {
     assert_eq!(none, 1.0, "{table}");
     assert!(0.0 < all && all < store && store < 1.0, "{table}");
     // The store holds fewer items than this: the optimum of that many items misses less still.
-    let held: f64 = row(&table, "items held at end")[0].parse().expect("number");
-    let out = Command::new(env!("CARGO_BIN_EXE_ferrobench"))
-        .args(["--belady", &format!("{held}")])
-        .args([
-            "hitratio",
-            "--working-set",
-            "200000",
-            "--requests",
-            "400000",
-        ])
-        .args(["--scan-every", "1000", "--scan-length", "100"])
-        .output()
-        .expect("run ferrobench");
-    let table_as_large = String::from_utf8_lossy(&out.stdout).into_owned();
-    let optimum: f64 = row(&table_as_large, "miss ratio")[0]
-        .parse()
-        .expect("number");
-    assert!(
-        all <= optimum && optimum < store,
-        "{table}\n{table_as_large}"
-    );
-    let most: f64 = row(&table_as_large, "items held at most")[0]
-        .parse()
-        .expect("number");
-    assert!(most <= held, "{table_as_large}");
+    let held = first(&table, "items held at end").to_string();
+    let as_large = table_of(run_alone(
+        &[&["--belady", held.as_str()][..], &trace].concat(),
+    ));
+    let optimum = first(&as_large, "miss ratio");
+    assert!(all <= optimum && optimum < store, "{table}\n{as_large}");
+    let most = first(&as_large, "items held at most");
+    assert!(most <= held.parse().expect("number"), "{as_large}");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_ferrobench"))
-        .args(["--belady", "10", "fill"])
-        .output()
-        .expect("run ferrobench");
+    let out = run_alone(&["--belady", "10", "fill"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("hitratio traces only"));
 }
@@ -259,23 +257,22 @@ fn hitratio_with_the_optimum() {
 /// miss about as often as with no restart; items that come back new miss more.
 #[test]
 fn hitratio_across_a_restart() {
-    let run = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_ferrobench"))
-            .args(["--in-process", "s", "--server-args", "-m 1", "hitratio"])
-            .args(["--working-set", "200000", "--requests", "600000"])
-            .args(extra)
-            .output()
-            .expect("run ferrobench")
-    };
-    let miss = |extra: &[&str]| -> f64 {
-        let out = run(extra);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let table = String::from_utf8_lossy(&out.stdout).into_owned();
-        row(&table, "miss ratio")[0].parse().expect("number")
+    let replay = [
+        "--in-process",
+        "s",
+        "--server-args",
+        "-m 1",
+        "hitratio",
+        "--working-set",
+        "200000",
+        "--requests",
+        "600000",
+    ];
+    let miss = |extra: &[&str]| {
+        first(
+            &table_of(run_alone(&[&replay[..], extra].concat())),
+            "miss ratio",
+        )
     };
     let none = miss(&[]);
     let kept = miss(&["--restart-at", "0.2"]);
@@ -283,18 +280,18 @@ fn hitratio_across_a_restart() {
     assert!((kept - none).abs() < 0.003, "{none} {kept}");
     assert!(forgotten > none + 0.006, "{none} {forgotten}");
 
-    let out = run(&["--restart-at", "1.5"]);
-    assert!(!out.status.success());
-    let out = Command::new(env!("CARGO_BIN_EXE_ferrobench"))
-        .args([
-            "--target",
-            "x=127.0.0.1:1",
-            "hitratio",
-            "--restart-at",
-            "0.5",
-        ])
-        .output()
-        .expect("run ferrobench");
+    assert!(
+        !run_alone(&[&replay[..], &["--restart-at", "1.5"]].concat())
+            .status
+            .success()
+    );
+    let out = run_alone(&[
+        "--target",
+        "x=127.0.0.1:1",
+        "hitratio",
+        "--restart-at",
+        "0.5",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--in-process only"));
 }
