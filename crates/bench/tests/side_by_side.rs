@@ -34,6 +34,38 @@ fn row<'t>(table: &'t str, metric: &str) -> Vec<&'t str> {
         .collect()
 }
 
+/// A hitratio trace small enough for a test.
+const SMALL_TRACE: [&str; 5] = [
+    "hitratio",
+    "--working-set",
+    "200000",
+    "--requests",
+    "400000",
+];
+
+/// ferrobench without a server (in process, or the optimum alone).
+fn run_alone(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ferrobench"))
+        .args(args)
+        .output()
+        .expect("run ferrobench")
+}
+
+/// The table of a run that must succeed.
+fn table_of(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The first number of a table's row.
+fn first(table: &str, metric: &str) -> f64 {
+    row(table, metric)[0].parse().expect("number")
+}
+
 #[test]
 fn throughput_fill_and_hitratio_runs() {
     let table = ferrobench(&[
@@ -139,33 +171,12 @@ fn throughput_with_a_server_that_stores_nothing() {
 /// it cannot replay.
 #[test]
 fn hitratio_in_process() {
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_ferrobench"))
-            .args(args)
-            .output()
-            .expect("run ferrobench")
-    };
-    let trace = [
-        "hitratio",
-        "--working-set",
-        "200000",
-        "--requests",
-        "400000",
-    ];
+    let run = run_alone;
+    let trace = SMALL_TRACE;
     let miss_with = |megabytes: &str, extra: &[&str]| -> f64 {
-        let out = run(&[
-            &["--in-process", "s", "--server-args", megabytes][..],
-            &trace,
-            extra,
-        ]
-        .concat());
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let table = String::from_utf8_lossy(&out.stdout).into_owned();
-        row(&table, "miss ratio")[0].parse().expect("number")
+        let in_process = ["--in-process", "s", "--server-args", megabytes];
+        let table = table_of(run(&[&in_process[..], &trace, extra].concat()));
+        first(&table, "miss ratio")
     };
     let miss = |megabytes: &str| miss_with(megabytes, &[]);
     let (small, large) = (miss("-m 1"), miss("-m 4"));
@@ -189,45 +200,16 @@ fn hitratio_in_process() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs --rate"));
 }
 
-/// ferrobench without a server (in process, or the optimum alone).
-fn run_alone(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_ferrobench"))
-        .args(args)
-        .output()
-        .expect("run ferrobench")
-}
-
-/// The table of a run that must succeed.
-fn table_of(out: std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The first number of a table's row.
-fn first(table: &str, metric: &str) -> f64 {
-    row(table, metric)[0].parse().expect("number")
-}
-
 /// The optimum's row: it misses no more than a real cache holding as many items, with room for
 /// everything only first requests miss (as in the store with everything fitting), and with room
 /// for nothing every request misses.
 #[test]
 fn hitratio_with_the_optimum() {
     let trace = [
-        "hitratio",
-        "--working-set",
-        "200000",
-        "--requests",
-        "400000",
-        "--scan-every",
-        "1000",
-        "--scan-length",
-        "100",
-    ];
+        &SMALL_TRACE[..],
+        &["--scan-every", "1000", "--scan-length", "100"],
+    ]
+    .concat();
     let in_process = ["--in-process", "s", "--server-args", "-m 1"];
     let optima = ["--belady", "0", "--belady", "1000000"];
     let table = table_of(run_alone(&[&in_process[..], &optima, &trace].concat()));
