@@ -1027,6 +1027,7 @@ mod tests {
         b.unpass();
         assert_eq!(b.passing(), 255, "saturated counts stay");
     }
+
     #[test]
     fn a_presized_table_takes_its_entries_without_moving_one_and_ends_as_grown() {
         // Counts across the sizes where growth moves all at once, spreads, and takes a phase.
