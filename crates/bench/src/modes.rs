@@ -381,8 +381,8 @@ pub struct HitRatioArgs {
     #[arg(long)]
     pub read_after_set: bool,
     /// `--in-process` only: at this fraction of the trace, restart the store as a graceful
-    /// restart with `-e` does (every live item stored again into a new store, oldest first in
-    /// each queue, with its standing in eviction).
+    /// restart with `-e` does (every live item stored again into a new store, oldest first,
+    /// with its standing in eviction).
     #[arg(long, value_name = "FRACTION")]
     pub restart_at: Option<f64>,
     /// With `--restart-at`: items come back as new ones (in the small queue, unread), as
@@ -610,7 +610,7 @@ pub fn hit_ratio_in_process(
 
 /// A new store holding `old`'s live items, as ferrocached's restart with `-e` gives them back
 /// (`crates/server/src/restart.rs`, without the file): each stored again, in the order a dump
-/// shows them (oldest first in each queue), with its standing in eviction if `standing`.
+/// shows them (oldest first), with its standing in eviction if `standing`.
 fn restarted(
     old: &ferrocache_store::Store,
     config: ferrocache_store::StoreConfig,

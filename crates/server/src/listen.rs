@@ -158,6 +158,8 @@ async fn serve(config: ServerConfig) -> anyhow::Result<(Arc<Shared>, Stop)> {
 fn restore(shared: &Shared, path: &std::path::Path) {
     let started = std::time::Instant::now();
     let loaded = crate::restart::load(shared, path);
+    // Items stored and then evicted for others: the file held more than this `-m` does.
+    let evicted = shared.store.stats().evictions;
     // Counters start at zero, as after any start; the items are there.
     shared.store.reset_stats();
     match loaded {
@@ -167,12 +169,14 @@ fn restore(shared: &Shared, path: &std::path::Path) {
         ),
         Ok(Some(loaded)) => {
             tracing::warn!(
-                "restored {} items from {} in {:.1?} ({} expired or flushed meanwhile, {} did not fit)",
+                "restored {} items from {} in {:.1?} ({} expired or flushed meanwhile, {} did not \
+                 fit, {} evicted again to make room for later ones)",
                 loaded.restored,
                 path.display(),
                 started.elapsed(),
                 loaded.expired,
-                loaded.refused
+                loaded.refused,
+                evicted
             );
         }
         Err(e) => tracing::warn!(

@@ -29,10 +29,11 @@
 //! | ...   | key, then value |
 //!
 //! An item's standing in eviction (`Standing`): bit 1 set if it is in the main queue, bits 2-3
-//! its reads since written or last kept. Items are written oldest first in each queue, so the
-//! restart gives each back to its queue in its order, and eviction goes on from where it was: an
-//! item proven useful is not dropped as a new one would be. (Files written before bit 1 existed
-//! read as all new, as they were.)
+//! its reads since written or last kept. Items are written oldest first (in the order their
+//! segments opened, across shards), so the restart gives each back to its queue in its order,
+//! and eviction goes on from where it was: an item proven useful is not dropped as a new one
+//! would be, and a start with a smaller `-m` keeps the newest. (Files written before bit 1
+//! existed read as all new, as they were.)
 //!
 //! The end record is a 0 byte and the item count (8 bytes). Integers are little-endian. It is
 //! written to `<file>.tmp` and renamed over `<file>`, so a save cut short leaves no file behind

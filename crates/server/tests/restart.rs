@@ -241,3 +241,60 @@ fn a_pending_flush_all_survives_the_restart_as_memcached() {
         s.stderr()
     );
 }
+
+/// A file saved from a larger `-m` than the next start has: the restart keeps what fits, the
+/// newest items (each queue comes back oldest first, so the oldest are evicted first), says how
+/// many it evicted again, and stays within its `-m`.
+#[test]
+fn a_restart_into_a_smaller_memory_keeps_the_newest_items() {
+    let file = memory_file("smaller");
+    let path = file.path.to_str().expect("utf-8 path");
+    let mut s = Server::start(Flavor::Ferrocached, &["-m", "64", "-e", path]);
+    let mut c = s.connect();
+    let value = "v".repeat(1000);
+    let mut sets = String::new();
+    for i in 0..40_000 {
+        sets += &format!("set k{i} 0 0 1000 noreply\r\n{value}\r\n");
+    }
+    c.send(sets);
+    assert_eq!(c.line("mn\r\n"), "MN\r\n");
+    let stats = c.request("stats\r\n", "END\r\n");
+    assert!(stats.contains("STAT curr_items 40000\r\n"), "{stats}");
+    assert!(stats.contains("STAT evictions 0\r\n"), "{stats}");
+    stop_gracefully(&mut s);
+
+    let s = Server::start(Flavor::Ferrocached, &["-m", "16", "-e", path]);
+    let mut c = s.connect();
+    let stats = c.request("stats\r\n", "END\r\n");
+    let stat = |name: &str| -> u64 {
+        let line = stats
+            .lines()
+            .find(|l| l.starts_with(&format!("STAT {name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {stats}"));
+        line.rsplit(' ')
+            .next()
+            .expect("value")
+            .parse()
+            .expect("number")
+    };
+    let held = stat("curr_items");
+    // 16 MB of items of about a kilobyte.
+    assert!((10_000..16_384).contains(&held), "{stats}");
+    assert!(stat("bytes") <= 16 << 20, "{stats}");
+    let log = s.stderr();
+    assert!(log.contains("restored 40000 items"), "{log}");
+    assert!(
+        log.contains(&format!("{} evicted again", 40_000 - held)),
+        "{log}"
+    );
+    // The items come back oldest first (in the order their segments opened, across shards), so
+    // those evicted to make room are the oldest: the newest 10,000 are all there, the oldest
+    // 20,000 all gone (`q`: a miss says nothing, a hit says HD).
+    let reads = |range: std::ops::Range<usize>| {
+        let gets: String = range.map(|i| format!("mg k{i} q\r\n")).collect();
+        gets + "mn\r\n"
+    };
+    let newest = c.request(reads(30_000..40_000), "MN\r\n");
+    assert_eq!(newest, "HD\r\n".repeat(10_000) + "MN\r\n");
+    assert_eq!(c.request(reads(0..20_000), "MN\r\n"), "MN\r\n");
+}

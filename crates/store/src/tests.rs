@@ -2563,8 +2563,8 @@ fn a_restart_gives_each_item_back_its_queue_its_reads_and_its_order() {
     for (key, _, standing) in &after {
         assert_eq!(standing_before[key], *standing, "{key:?}");
     }
-    // Each queue of each shard holds its items in the order they had: a dump shows a queue
-    // oldest first, and so did the one restored from.
+    // Each queue of each shard holds its items in the order they had: a dump shows items oldest
+    // first (by when their segments opened), and so did the one restored from.
     let rank: std::collections::HashMap<_, _> = before
         .iter()
         .enumerate()

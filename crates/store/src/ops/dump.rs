@@ -30,18 +30,20 @@ pub struct DumpedItem<'a> {
     pub standing: Standing,
 }
 
-/// Where a dump has got to: a shard, and the segments of it still to visit (taken when the dump
-/// reaches the shard). Items written or moved while a dump runs may be shown twice or not at all,
-/// as with memcached's crawler.
+/// Where a dump has got to: the segments still to visit, of every shard, oldest first (taken at
+/// the first step, each shard locked in turn). Items written or moved while a dump runs may be
+/// shown twice or not at all, as with memcached's crawler.
 #[derive(Debug, Default)]
 pub struct DumpCursor {
-    shard: usize,
-    ids: Option<Vec<u32>>,
+    /// (sequence base, shard, segment id), the oldest last.
+    left: Option<Vec<(u64, usize, u32)>>,
 }
 
 impl Store {
-    /// Hands `visit` the live items of the next segment `cursor` names. False once every shard
-    /// has been walked. Skipped as memcached's metadump skips them: flushed items, and items whose
+    /// Hands `visit` the live items of the next segment `cursor` names, the segments of all
+    /// shards in the order they opened (their sequence bases: oldest first, whatever the shard or
+    /// queue), so a restart that stores items in this order gives each queue back its order
+    /// and, into a smaller `-m`, keeps the newest. False once every segment has been walked. Skipped as memcached's metadump skips them: flushed items, and items whose
     /// exptime is before `now` (one that expires at `now` is still shown). With `shows_cas` (the
     /// dump reports CAS ids), an id shown is kept, as any reported CAS id is (`docs/storage.md`).
     pub fn dump_step(
@@ -54,24 +56,27 @@ impl Store {
         let use_cas = self.config.use_cas;
         let keeps_cas = shows_cas && use_cas;
         let ctx = self.ctx(now);
+        let left = cursor.left.get_or_insert_with(|| {
+            let mut left = Vec::new();
+            for (number, shard) in self.shards.iter().enumerate() {
+                let shard = shard.lock();
+                for id in shard.segment_ids() {
+                    left.push((shard.seg(id).seq_base, number, id));
+                }
+            }
+            left.sort_unstable_by(|a, b| b.cmp(a));
+            left
+        });
         loop {
-            let Some(shard) = self.shards.get(cursor.shard) else {
+            let Some((seq_base, number, id)) = left.pop() else {
                 return false;
             };
-            let mut shard = shard.lock();
-            // Oldest first in each queue (taken from the end): a restart that stores them in
-            // this order gives each queue back its order, so the oldest go first again.
-            let ids = cursor.ids.get_or_insert_with(|| {
-                let mut ids = shard.segment_ids();
-                ids.reverse();
-                ids
-            });
-            let Some(id) = ids.pop() else {
-                cursor.shard += 1;
-                cursor.ids = None;
-                continue;
-            };
-            if !shard.holds(id) || ctx.flush.flushes(shard.seg(id), now) {
+            let mut shard = self.shards[number].lock();
+            // Gone since, or its id taken by a newer segment (written after the dump began).
+            if !shard.holds(id)
+                || shard.seg(id).seq_base != seq_base
+                || ctx.flush.flushes(shard.seg(id), now)
+            {
                 continue;
             }
             let mut shown = Vec::new();
