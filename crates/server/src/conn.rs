@@ -105,6 +105,9 @@ where
         }
         let mut close_after_write = false;
         let mut handled = 0;
+        // A data block that did not arrive with its command line was just completed (whether its
+        // command queued a reply): see below.
+        let mut value_done: Option<bool> = None;
         loop {
             if swallow > 0 {
                 let n = swallow.min(rbuf.len());
@@ -157,6 +160,7 @@ where
                         let next = ctx.binary(request);
                         rbuf.advance(used);
                         if std::mem::take(&mut value_split) {
+                            value_done = Some(ctx.out.holds_replies());
                             ctx.out.mark();
                         }
                         next
@@ -198,6 +202,7 @@ where
                         };
                         rbuf.advance(used);
                         if std::mem::take(&mut value_split) {
+                            value_done = Some(ctx.out.holds_replies());
                             ctx.out.mark();
                         }
                         next
@@ -225,6 +230,17 @@ where
                 },
             }
             handled += 1;
+            if let Some(replied) = value_done.take() {
+                // memcached read that block straight from the socket, no further: it writes the
+                // reply, finds its buffer empty and waits for the next event, which serves the
+                // rest of this read afresh (R + 1 requests). With -R 1 the write used up the
+                // event's count, so a yield came first.
+                if replied && shared.config.reqs_per_event == 1 {
+                    ctx.counters.conn_yields += 1;
+                }
+                handled = 0;
+                continue;
+            }
             // memcached writes what it queued after the first R + 1 requests of a read, then
             // after every R more (its per-event `nreqs`), out of reach of a later cull (see
             // `Output::discard_since_mark`).
